@@ -1,0 +1,232 @@
+/**
+ * Named volumes: create, get, list and remove them, and reach their files.
+ *
+ * @since 0.1.0
+ */
+import { DateTime, Effect, Option } from "effect"
+import type { Mebibytes } from "./Size.js"
+import { BYTES_PER_MIB } from "./Size.js"
+import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo } from "./VolumeBackend.js"
+import { VolumeBackend } from "./VolumeBackend.js"
+import type { InvalidConfig, StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse } from "./VolumeError.js"
+import { VolumeNotFound } from "./VolumeError.js"
+import type { VolumeFs } from "./VolumeFs.js"
+import type { VolumeKind } from "./VolumeSpec.js"
+import * as VolumeSpec from "./VolumeSpec.js"
+
+/**
+ * A volume: its identity, where it lives, and access to its files.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Volume {
+  readonly name: string
+  readonly kind: VolumeKind
+  readonly backendKind: BackendKind
+  /** The raw image of a disk volume (local backend). */
+  readonly diskPath: Option.Option<string>
+  /** Size of a disk volume's image in bytes. */
+  readonly capacityBytes: Option.Option<number>
+  /** `"raw"` for disk volumes. */
+  readonly diskFormat: Option.Option<"raw">
+  /** `"ext4"` for disk volumes. */
+  readonly diskFstype: Option.Option<"ext4">
+  readonly local: Option.Option<LocalState>
+  readonly cloud: Option.Option<CloudState>
+  /** Host-side file access, no sandbox needed. */
+  readonly fs: () => VolumeFs
+  /** The host directory of a directory volume's files (`Unsupported` elsewhere). */
+  readonly path: () => Effect.Effect<string, Unsupported | VolumeNotFound | StorageError>
+}
+
+/**
+ * A volume with its bookkeeping: usage, quota, labels, creation time.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VolumeHandle extends Volume {
+  /** Real usage in bytes (see `docs/volumes.md`). */
+  readonly usedBytes: number
+  readonly quotaMib: Option.Option<Mebibytes>
+  readonly labels: ReadonlyArray<readonly [string, string]>
+  readonly createdAt: DateTime.Utc
+  /** The backend's report this handle was made from. */
+  readonly info: VolumeInfo
+  readonly remove: () => Effect.Effect<void, VolumeNotFound | VolumeInUse | Unsupported | StorageError>
+}
+
+const makeHandle = (backend: VolumeBackendService, info: VolumeInfo): VolumeHandle => {
+  const isDisk = info.kind === "disk"
+  let fs: VolumeFs | undefined
+  return {
+    name: info.name,
+    kind: info.kind,
+    backendKind: info.backendKind,
+    diskPath: info.diskPath,
+    capacityBytes: Option.map(info.capacityMib, (mib) => mib * BYTES_PER_MIB),
+    diskFormat: isDisk ? Option.some("raw") : Option.none(),
+    diskFstype: isDisk ? Option.some("ext4") : Option.none(),
+    local: info.local,
+    cloud: info.cloud,
+    usedBytes: info.usedBytes,
+    quotaMib: info.quotaMib,
+    labels: info.labels,
+    createdAt: info.createdAt,
+    info,
+    fs: () => (fs ??= backend.fs(info)),
+    path: () => backend.path(info),
+    remove: () => backend.remove(info.name)
+  }
+}
+
+/**
+ * Label filter of {@link list}: every key must be present; a defined value must match.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ListFilter {
+  readonly labels?: Readonly<Record<string, string | undefined>>
+}
+
+/**
+ * An immutable description of a volume to create; every setter returns a new builder.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export class VolumeBuilder {
+  private constructor(private readonly spec: VolumeSpec.VolumeSpec) {}
+
+  /** A directory builder for `name`. */
+  static make(name: string): VolumeBuilder {
+    return new VolumeBuilder(
+      new VolumeSpec.VolumeSpec({ name, kind: "directory", quotaMib: Option.none(), capacityMib: Option.none(), labels: [] })
+    )
+  }
+
+  private with(patch: Partial<VolumeSpec.VolumeSpec>): VolumeBuilder {
+    return new VolumeBuilder(new VolumeSpec.VolumeSpec({ ...this.spec, ...patch }, { disableValidation: true }))
+  }
+
+  /** A directory volume (the default): files on the host. */
+  directory(): VolumeBuilder {
+    return this.with({ kind: "directory" })
+  }
+
+  /** A disk volume: a raw ext4 image of a fixed `size`. */
+  disk(): VolumeBuilder {
+    return this.with({ kind: "disk" })
+  }
+
+  /** Size of a disk volume in MiB. */
+  size(mib: number): VolumeBuilder {
+    return this.with({ capacityMib: Option.some(mib) })
+  }
+
+  /** Quota of a directory volume in MiB. */
+  quota(mib: number): VolumeBuilder {
+    return this.with({ quotaMib: Option.some(mib) })
+  }
+
+  /** Adds a label; a repeated key keeps the last value. */
+  label(key: string, value: string): VolumeBuilder {
+    return this.with({ labels: [...this.spec.labels, [key, value] as const] })
+  }
+
+  /** The spec as built, not validated. */
+  build(): VolumeSpec.VolumeSpec {
+    return this.spec
+  }
+
+  /** Validates and creates the volume. */
+  create(): Effect.Effect<VolumeHandle, VolumeAlreadyExists | InvalidConfig | Unsupported | StorageError, VolumeBackend> {
+    return create(this.spec)
+  }
+}
+
+/**
+ * Starts describing a volume named `name`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const builder = (name: string): VolumeBuilder => VolumeBuilder.make(name)
+
+/**
+ * Validates `spec` and creates the volume: it appears whole or not at all, and exactly
+ * one of several concurrent creators of a name wins.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const create = Effect.fn("Volume.create")(function*(spec: VolumeSpec.VolumeSpec) {
+  const valid = yield* VolumeSpec.validate(spec)
+  const backend = yield* VolumeBackend
+  return makeHandle(backend, yield* backend.create(valid))
+})
+
+/** Names that break the naming rule cannot exist anywhere. */
+const existingName = (name: string) =>
+  Option.isSome(VolumeSpec.nameProblem(name)) ? Effect.fail(new VolumeNotFound({ name: String(name) })) : Effect.succeed(name)
+
+/**
+ * One volume, with freshly measured usage.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const get = Effect.fn("Volume.get")(function*(name: string) {
+  const backend = yield* VolumeBackend
+  return makeHandle(backend, yield* backend.get(yield* existingName(name)))
+})
+
+const matches = (labels: ReadonlyArray<readonly [string, string]>, filter: ListFilter): boolean => {
+  if (filter.labels === undefined) return true
+  const own = new Map(labels)
+  return Object.entries(filter.labels).every(([key, value]) =>
+    own.has(key) && (value === undefined || own.get(key) === value)
+  )
+}
+
+/**
+ * Every volume matching the filter, newest first.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const list = Effect.fn("Volume.list")(function*(filter: ListFilter = {}) {
+  const backend = yield* VolumeBackend
+  const infos = yield* backend.list
+  return infos
+    .filter((info) => matches(info.labels, filter))
+    .sort((a, b) =>
+      DateTime.toEpochMillis(b.createdAt) - DateTime.toEpochMillis(a.createdAt) || a.name.localeCompare(b.name)
+    )
+    .map((info) => makeHandle(backend, info))
+})
+
+/**
+ * Removes a volume: the record and the data go together. Refused while a running
+ * sandbox has it mounted.
+ *
+ * @since 0.1.0
+ * @category destructors
+ */
+export const remove = Effect.fn("Volume.remove")(function*(name: string) {
+  const backend = yield* VolumeBackend
+  yield* backend.remove(yield* existingName(name))
+})
+
+/**
+ * The store's always-present default volume (cloud backend); `Unsupported` on local.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const getDefault = Effect.fn("Volume.getDefault")(function*() {
+  const backend = yield* VolumeBackend
+  return makeHandle(backend, yield* backend.getDefault)
+})

@@ -1,0 +1,112 @@
+/**
+ * The service every backend implements: where volumes live, their lifecycle and their
+ * files. Swap backends by providing a different layer (`LocalBackend.layer()`,
+ * `MemoryBackend.layer`, `S3Backend.layer(...)`); programs written against `Volume` do
+ * not change.
+ *
+ * @since 0.1.0
+ */
+import type { Effect } from "effect"
+import { Context, Schema } from "effect"
+import { Mebibytes } from "./Size.js"
+import type { StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
+import type { VolumeFs } from "./VolumeFs.js"
+import { Label, VolumeKind } from "./VolumeSpec.js"
+import type { ValidSpec } from "./VolumeSpec.js"
+
+/**
+ * Which kind of backend holds a volume. `"memory"` is the in-memory test backend.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const BackendKind = Schema.Literal("local", "cloud", "memory")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type BackendKind = typeof BackendKind.Type
+
+/**
+ * Where a local volume lives on the host.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class LocalState extends Schema.Class<LocalState>("LocalState")({
+  /** The backend's home directory. */
+  home: Schema.String,
+  /** `<home>/volumes/<name>`: bookkeeping root of the volume. */
+  directory: Schema.String,
+  /** `<home>/volumes/<name>/data` for directory volumes. */
+  dataPath: Schema.OptionFromNullOr(Schema.String)
+}) {}
+
+/**
+ * Where a cloud volume lives in the object store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class CloudState extends Schema.Class<CloudState>("CloudState")({
+  endpoint: Schema.String,
+  bucket: Schema.String,
+  /** Key prefix of this volume's objects. */
+  prefix: Schema.String
+}) {}
+
+/**
+ * What a backend reports about one volume.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class VolumeInfo extends Schema.Class<VolumeInfo>("VolumeInfo")({
+  name: Schema.String,
+  kind: VolumeKind,
+  backendKind: BackendKind,
+  quotaMib: Schema.OptionFromNullOr(Mebibytes),
+  capacityMib: Schema.OptionFromNullOr(Mebibytes),
+  labels: Schema.Array(Label),
+  createdAt: Schema.DateTimeUtc,
+  /** Real usage: apparent bytes of files and symlinks, or allocated bytes of a disk image. */
+  usedBytes: Schema.Number,
+  /** The raw image of a disk volume, on backends that have one on the host. */
+  diskPath: Schema.OptionFromNullOr(Schema.String),
+  local: Schema.OptionFromNullOr(LocalState),
+  cloud: Schema.OptionFromNullOr(CloudState)
+}) {}
+
+/**
+ * The backend operations `Volume` builds on. Names are validated and specs checked
+ * before a backend sees them; names compare case-insensitively.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VolumeBackendService {
+  readonly backendKind: BackendKind
+  /** Creates the volume whole, or fails leaving nothing behind. */
+  readonly create: (spec: ValidSpec) => Effect.Effect<VolumeInfo, VolumeAlreadyExists | Unsupported | StorageError>
+  /** One volume with freshly measured usage. */
+  readonly get: (name: string) => Effect.Effect<VolumeInfo, VolumeNotFound | StorageError>
+  /** Every volume; usage may be the last measurement. */
+  readonly list: Effect.Effect<ReadonlyArray<VolumeInfo>, StorageError>
+  /** Removes the record and the data together. */
+  readonly remove: (name: string) => Effect.Effect<void, VolumeNotFound | VolumeInUse | Unsupported | StorageError>
+  /** The store's always-present default volume, where the backend has one. */
+  readonly getDefault: Effect.Effect<VolumeInfo, Unsupported | StorageError>
+  /** File access inside the volume. */
+  readonly fs: (volume: VolumeInfo) => VolumeFs
+  /** The host directory holding a directory volume's files. */
+  readonly path: (volume: VolumeInfo) => Effect.Effect<string, Unsupported | VolumeNotFound | StorageError>
+}
+
+/**
+ * The backend in use.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class VolumeBackend extends Context.Tag("effect-volumes/VolumeBackend")<VolumeBackend, VolumeBackendService>() {}

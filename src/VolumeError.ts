@@ -1,0 +1,213 @@
+/**
+ * The typed errors of effect-volumes. Every expected failure is one of these
+ * `Schema.TaggedError` classes, so it prints, compares and serialises.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * A volume with this name does not exist.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VolumeNotFound extends Schema.TaggedError<VolumeNotFound>()("VolumeNotFound", {
+  name: Schema.String
+}) {
+  override get message(): string {
+    return `volume "${this.name}" does not exist; create it first or check the name with "volumes ls"`
+  }
+}
+
+/**
+ * A volume with this name (compared case-insensitively) already exists.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VolumeAlreadyExists extends Schema.TaggedError<VolumeAlreadyExists>()("VolumeAlreadyExists", {
+  name: Schema.String
+}) {
+  override get message(): string {
+    return `volume "${this.name}" already exists; pick another name or remove the existing volume first`
+  }
+}
+
+/**
+ * The volume is mounted by a running sandbox (or held by another host-side operation).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VolumeInUse extends Schema.TaggedError<VolumeInUse>()("VolumeInUse", {
+  name: Schema.String,
+  holders: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    return `volume "${this.name}" is in use by ${this.holders.length > 0 ? this.holders.join(", ") : "a sandbox"}; stop the holder and try again`
+  }
+}
+
+/**
+ * A builder, spec or mount failed validation.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
+  message: Schema.String
+}) {}
+
+/**
+ * The backend or runtime cannot do this operation.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unsupported extends Schema.TaggedError<Unsupported>()("Unsupported", {
+  operation: Schema.String,
+  backend: Schema.String
+}) {
+  override get message(): string {
+    return `${this.operation} is not supported by the ${this.backend} backend`
+  }
+}
+
+/**
+ * A volume path is malformed, escapes the volume, names the root where a file is
+ * required, or goes through a symlink.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidPath extends Schema.TaggedError<InvalidPath>()("InvalidPath", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid volume path ${JSON.stringify(this.path)}: ${this.reason}`
+  }
+}
+
+/**
+ * The path does not exist inside the volume.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PathNotFound extends Schema.TaggedError<PathNotFound>()("PathNotFound", {
+  path: Schema.String
+}) {
+  override get message(): string {
+    return `${this.path} does not exist in the volume`
+  }
+}
+
+/**
+ * A write would take the volume's usage above its quota; nothing was changed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class QuotaExceeded extends Schema.TaggedError<QuotaExceeded>()("QuotaExceeded", {
+  name: Schema.String,
+  quotaBytes: Schema.Number,
+  usedBytes: Schema.Number,
+  requestedBytes: Schema.Number
+}) {
+  override get message(): string {
+    return `volume "${this.name}" quota exceeded: ${this.usedBytes} bytes used + ${this.requestedBytes} requested > ${this.quotaBytes} allowed; free space or raise the quota`
+  }
+}
+
+/**
+ * The reasons a file-system operation can fail with {@link VolumeFsError}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const VolumeFsErrorReason = Schema.Literal(
+  "NotADirectory",
+  "IsADirectory",
+  "AlreadyExists",
+  "DirectoryNotEmpty",
+  "NoSpace",
+  "ReadOnly",
+  "PermissionDenied",
+  "InvalidData",
+  "Io"
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type VolumeFsErrorReason = typeof VolumeFsErrorReason.Type
+
+/**
+ * Any other file-system outcome inside a volume.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VolumeFsError extends Schema.TaggedError<VolumeFsError>()("VolumeFsError", {
+  path: Schema.String,
+  reason: VolumeFsErrorReason,
+  detail: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `${this.path}: ${describeFsReason[this.reason]}${this.detail ? ` (${this.detail})` : ""}`
+  }
+}
+
+const describeFsReason: Record<VolumeFsErrorReason, string> = {
+  NotADirectory: "a path component is not a directory",
+  IsADirectory: "is a directory",
+  AlreadyExists: "already exists",
+  DirectoryNotEmpty: "directory is not empty",
+  NoSpace: "no space left in the volume",
+  ReadOnly: "the volume is read-only",
+  PermissionDenied: "permission denied",
+  InvalidData: "the data is invalid",
+  Io: "input/output error"
+}
+
+/**
+ * The database, the disk or the object store failed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StorageError extends Schema.TaggedError<StorageError>()("StorageError", {
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+/**
+ * A sandbox runtime failed to start, exec or stop.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SandboxError extends Schema.TaggedError<SandboxError>()("SandboxError", {
+  sandbox: Schema.String,
+  reason: Schema.Literal("Start", "Exec", "Stop", "Timeout"),
+  message: Schema.String
+}) {}
+
+/**
+ * Every error a volume file-system operation can raise.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type VolumeFsFailure =
+  | VolumeNotFound
+  | VolumeInUse
+  | Unsupported
+  | InvalidPath
+  | PathNotFound
+  | QuotaExceeded
+  | VolumeFsError
+  | StorageError

@@ -1,0 +1,18 @@
+/**
+ * effect-volumes: persistent named volumes for sandboxes.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * as Size from "./Size.js"
+/** @since 0.1.0 */
+export * as Volume from "./Volume.js"
+/** @since 0.1.0 */
+export * as VolumeBackend from "./VolumeBackend.js"
+/** @since 0.1.0 */
+export * as VolumeFs from "./VolumeFs.js"
+/** @since 0.1.0 */
+export * as VolumeSpec from "./VolumeSpec.js"
+/** @since 0.1.0 */
+export * from "./VolumeError.js"

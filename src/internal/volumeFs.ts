@@ -1,0 +1,231 @@
+/**
+ * The backend-independent half of `VolumeFs`: path rules, quota enforcement, UTF-8,
+ * sinks. Storage work is delegated to a backend's `FsDriver`.
+ */
+import { Effect, Option, Sink, Stream } from "effect"
+import type { Scope } from "effect"
+import { InvalidPath, PathNotFound, QuotaExceeded, VolumeFsError } from "../VolumeError.js"
+import type { VolumeFsFailure } from "../VolumeError.js"
+import type { FsEntry, FsMetadata, VolumeFs, VolumeFsWriteSink } from "../VolumeFs.js"
+import { MAX_CHUNK_BYTES } from "../VolumeFs.js"
+import type { FsDriver } from "./fsDriver.js"
+import * as Paths from "./paths.js"
+
+export interface VolumeFsOptions {
+  /** Display name of the volume, used in errors. */
+  readonly volume: string
+  readonly driver: FsDriver
+  /** The quota in bytes, if the volume has one. */
+  readonly quotaBytes: Option.Option<number>
+  /** Serialises quota-checked writes to one volume (shared by every `fs()` of it). */
+  readonly writeLock: Effect.Semaphore
+}
+
+const encoder = new TextEncoder()
+
+const toBytes = (data: string | Uint8Array): Uint8Array => typeof data === "string" ? encoder.encode(data) : data
+
+/** Size a write to `path` would replace: the current file's bytes, or 0. */
+const replacedBytes = (driver: FsDriver, path: Paths.NonRootSegments) =>
+  driver.stat(path).pipe(
+    Effect.map((meta) => (meta.kind === "directory" ? 0 : meta.size)),
+    Effect.catchTag("PathNotFound", () => Effect.succeed(0)),
+    Effect.catchIf(
+      (e): e is VolumeFsError => e._tag === "VolumeFsError" && e.reason === "NotADirectory",
+      () => Effect.succeed(0)
+    )
+  )
+
+export const make = (options: VolumeFsOptions): VolumeFs => {
+  const { driver, quotaBytes, volume, writeLock } = options
+
+  /** Fails with `QuotaExceeded` if `growth` more bytes would not fit. */
+  const checkQuota = (growth: number, usedBytes: number) =>
+    Option.match(quotaBytes, {
+      onNone: () => Effect.void,
+      onSome: (quota) =>
+        growth > 0 && usedBytes + growth > quota
+          ? Effect.fail(new QuotaExceeded({ name: volume, quotaBytes: quota, usedBytes, requestedBytes: growth }))
+          : Effect.void
+    })
+
+  /** Runs a mutation that adds `growth` bytes under the volume's quota. */
+  const withQuota = <A, E>(
+    growth: Effect.Effect<number, VolumeFsFailure>,
+    mutation: Effect.Effect<A, E>
+  ): Effect.Effect<A, E | VolumeFsFailure> =>
+    Option.isNone(quotaBytes)
+      ? mutation
+      : writeLock.withPermits(1)(
+        Effect.gen(function*() {
+          const bytes = yield* growth
+          if (bytes > 0) yield* checkQuota(bytes, yield* driver.measure([]))
+          return yield* mutation
+        })
+      )
+
+  const read = Effect.fn("VolumeFs.read")(function*(path: string) {
+    return yield* driver.read(yield* Paths.parseNonRoot(path, "read"))
+  })
+
+  const readToString = Effect.fn("VolumeFs.readToString")(function*(path: string) {
+    const segments = yield* Paths.parseNonRoot(path, "read")
+    const bytes = yield* driver.read(segments)
+    return yield* Effect.try({
+      try: () => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
+      catch: () => new VolumeFsError({ path: Paths.format(segments), reason: "InvalidData", detail: "not valid UTF-8" })
+    })
+  })
+
+  const readStream = (path: string, streamOptions?: { readonly chunkSize?: number }) => {
+    const chunkSize = Math.max(1, Math.min(MAX_CHUNK_BYTES, Math.floor(streamOptions?.chunkSize ?? MAX_CHUNK_BYTES)))
+    return Stream.unwrap(
+      Effect.map(Paths.parseNonRoot(path, "readStream"), (segments) => driver.readStream(segments, chunkSize))
+    )
+  }
+
+  const write = Effect.fn("VolumeFs.write")(function*(path: string, data: string | Uint8Array) {
+    const segments = yield* Paths.parseNonRoot(path, "write")
+    const bytes = toBytes(data)
+    yield* withQuota(
+      Effect.map(replacedBytes(driver, segments), (replaced) => bytes.byteLength - replaced),
+      driver.write(segments, bytes)
+    )
+  })
+
+  const writeStream = Effect.fn("VolumeFs.writeStream")(function*(path: string) {
+    const segments = yield* Paths.parseNonRoot(path, "writeStream")
+    // With a quota, the stream holds the volume's write lock until its scope closes, so
+    // the usage measured at open stays true while bytes arrive.
+    const budget = yield* Option.match(quotaBytes, {
+      onNone: () => Effect.succeed(Option.none<{ readonly quota: number; readonly base: number; readonly used: number }>()),
+      onSome: (quota) =>
+        Effect.gen(function*() {
+          yield* Effect.acquireRelease(writeLock.take(1), () => writeLock.release(1))
+          const used = yield* driver.measure([])
+          const replaced = yield* replacedBytes(driver, segments)
+          return Option.some({ quota, base: replaced, used })
+        })
+    })
+    const writer = yield* driver.openWriter(segments)
+    let written = 0
+    let closed = false
+    const sink: VolumeFsWriteSink = {
+      write: (chunk) =>
+        Effect.suspend(() => {
+          if (closed) {
+            return Effect.fail(new VolumeFsError({ path: Paths.format(segments), reason: "Io", detail: "write after close" }))
+          }
+          const bytes = toBytes(chunk)
+          written += bytes.byteLength
+          return Option.match(budget, {
+            onNone: () => writer.write(bytes),
+            onSome: ({ base, used }) => Effect.zipRight(checkQuota(written - base, used), writer.write(bytes))
+          })
+        }),
+      close: () =>
+        Effect.suspend(() => {
+          if (closed) return Effect.void
+          closed = true
+          return writer.commit
+        })
+    }
+    return sink
+  })
+
+  const sink = (path: string): Sink.Sink<void, Uint8Array, never, VolumeFsFailure> =>
+    Sink.unwrapScoped(
+      Effect.map(writeStream(path), (writer) =>
+        Sink.forEach((chunk: Uint8Array) => writer.write(chunk)).pipe(Sink.mapEffect(() => writer.close())))
+    )
+
+  const list = Effect.fn("VolumeFs.list")(function*(path: string = "/") {
+    return yield* driver.list(yield* Paths.parse(path))
+  })
+
+  const mkdir = Effect.fn("VolumeFs.mkdir")(function*(path: string) {
+    yield* driver.mkdir(yield* Paths.parse(path))
+  })
+
+  const remove = Effect.fn("VolumeFs.remove")(function*(path: string) {
+    yield* driver.remove(yield* Paths.parseNonRoot(path, "remove"))
+  })
+
+  const removeDir = Effect.fn("VolumeFs.removeDir")(function*(path: string) {
+    yield* driver.removeDir(yield* Paths.parseNonRoot(path, "removeDir"))
+  })
+
+  /** Both paths of a copy or rename, refusing a target inside the source. */
+  const fromTo = (operation: string, from: string, to: string) =>
+    Effect.gen(function*() {
+      const source = yield* Paths.parseNonRoot(from, operation)
+      const target = yield* Paths.parseNonRoot(to, operation)
+      if (Paths.isWithin(target, source) && !(operation === "rename" && target.length === source.length)) {
+        return yield* new InvalidPath({
+          path: to,
+          reason: target.length === source.length
+            ? `${operation} onto itself`
+            : `${operation} target lies inside the source ${Paths.format(source)}`
+        })
+      }
+      return { source, target } as const
+    })
+
+  const copy = Effect.fn("VolumeFs.copy")(function*(from: string, to: string) {
+    const { source, target } = yield* fromTo("copy", from, to)
+    yield* withQuota(
+      Effect.gen(function*() {
+        const added = yield* driver.measure(source)
+        const replaced = yield* replacedBytes(driver, target)
+        return added - replaced
+      }),
+      driver.copy(source, target)
+    )
+  })
+
+  const rename = Effect.fn("VolumeFs.rename")(function*(from: string, to: string) {
+    const { source, target } = yield* fromTo("rename", from, to)
+    if (source.length === target.length && Paths.isWithin(target, source)) {
+      // Renaming a path onto itself changes nothing, but the source must exist.
+      yield* driver.stat(source)
+      return
+    }
+    yield* driver.rename(source, target)
+  })
+
+  const stat = Effect.fn("VolumeFs.stat")(function*(path: string) {
+    return yield* driver.stat(yield* Paths.parse(path))
+  })
+
+  const exists = Effect.fn("VolumeFs.exists")(function*(path: string) {
+    return yield* stat(path).pipe(
+      Effect.as(true),
+      Effect.catchTag("PathNotFound", () => Effect.succeed(false)),
+      Effect.catchIf(
+        (e): e is VolumeFsError => e._tag === "VolumeFsError" && e.reason === "NotADirectory",
+        () => Effect.succeed(false)
+      )
+    )
+  })
+
+  return {
+    volume,
+    read,
+    readToString,
+    readStream,
+    write,
+    writeStream: writeStream as (path: string) => Effect.Effect<VolumeFsWriteSink, VolumeFsFailure, Scope.Scope>,
+    sink,
+    list: list as (path?: string) => Effect.Effect<ReadonlyArray<FsEntry>, VolumeFsFailure>,
+    mkdir,
+    remove,
+    removeDir,
+    copy,
+    rename,
+    stat: stat as (path: string) => Effect.Effect<FsMetadata, VolumeFsFailure>,
+    exists
+  }
+}
+
+/** `PathNotFound` for a normalised path (drivers share this spelling). */
+export const notFound = (path: Paths.Segments) => new PathNotFound({ path: Paths.format(path) })
