@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything effect-volumes and its tests need on a fresh Debian 12 machine:
+# system packages (as root, through apt) and the npm dependencies (npm ci).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SYSTEM_PACKAGES=(
+  e2fsprogs    # mkfs.ext4 and debugfs: disk volumes are ext4 images
+  util-linux   # unshare, losetup, mount: loop-mounting disk images in a private namespace
+  mount
+)
+
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: need root to install ${missing[*]} (run it with sudo)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
