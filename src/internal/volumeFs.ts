@@ -95,13 +95,24 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
 
   const writeStream = Effect.fn("VolumeFs.writeStream")(function*(path: string) {
     const segments = yield* Paths.parseNonRoot(path, "writeStream")
-    // With a quota, the stream holds the volume's write lock until its scope closes, so
-    // the usage measured at open stays true while bytes arrive.
+    // With a quota, the stream holds the volume's write lock until it is closed (or its
+    // scope ends), so the usage measured at open stays true while bytes arrive.
+    let holdsLock = false
+    const releaseLock = Effect.suspend(() => {
+      if (!holdsLock) return Effect.void
+      holdsLock = false
+      return writeLock.release(1)
+    })
     const budget = yield* Option.match(quotaBytes, {
       onNone: () => Effect.succeed(Option.none<{ readonly quota: number; readonly base: number; readonly used: number }>()),
       onSome: (quota) =>
         Effect.gen(function*() {
-          yield* Effect.acquireRelease(writeLock.take(1), () => writeLock.release(1))
+          yield* Effect.acquireRelease(
+            Effect.tap(writeLock.take(1), () => {
+              holdsLock = true
+            }),
+            () => releaseLock
+          )
           const used = yield* driver.measure([])
           const replaced = yield* replacedBytes(driver, segments)
           return Option.some({ quota, base: replaced, used })
@@ -127,7 +138,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
         Effect.suspend(() => {
           if (closed) return Effect.void
           closed = true
-          return writer.commit
+          return Effect.ensuring(writer.commit, releaseLock)
         })
     }
     return sink

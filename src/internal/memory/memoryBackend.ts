@@ -1,0 +1,123 @@
+/**
+ * The in-memory `VolumeBackend`: volumes live in a map owned by one layer instance.
+ *
+ * The map is read and changed only inside synchronous effect bodies, so each lifecycle
+ * operation is atomic (JavaScript runs one of them at a time) without a `Ref`; a plain map
+ * also lets the synchronous `fs(info)` find the volume's write lock.
+ */
+import { DateTime, Effect, Option } from "effect"
+import { BYTES_PER_MIB } from "../../Size.js"
+import type { VolumeBackendService } from "../../VolumeBackend.js"
+import { VolumeInfo } from "../../VolumeBackend.js"
+import { Unsupported, VolumeAlreadyExists, VolumeNotFound } from "../../VolumeError.js"
+import type { VolumeFs } from "../../VolumeFs.js"
+import type { ValidSpec } from "../../VolumeSpec.js"
+import { nameKey } from "../../VolumeSpec.js"
+import * as VolumeFsImpl from "../volumeFs.js"
+import * as MemoryDriver from "./memoryDriver.js"
+import type { MemoryTree } from "./memoryDriver.js"
+
+interface MemoryVolume {
+  /** What `create` reported (usage 0); `createdAt` doubles as the identity of this incarnation. */
+  readonly info: VolumeInfo
+  readonly tree: MemoryTree
+  /** Serialises quota-checked writes, shared by every `fs()` of this volume. */
+  readonly writeLock: Effect.Semaphore
+}
+
+const unsupported = (operation: string) => new Unsupported({ operation, backend: "memory" })
+
+/** `createdAt` in epoch milliseconds: unique per backend, so it identifies one incarnation of a name. */
+const identityOf = (info: VolumeInfo): number => DateTime.toEpochMillis(info.createdAt)
+
+const mibToBytes = (mib: number): number => mib * BYTES_PER_MIB
+
+/**
+ * A fresh, empty in-memory backend.
+ */
+export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
+  const volumes = new Map<string, MemoryVolume>()
+  let lastCreatedMillis = 0
+
+  /** Now, but strictly after every earlier creation, so newest-first order is total. */
+  const nextCreatedAt = (): DateTime.Utc => {
+    lastCreatedMillis = Math.max(DateTime.toEpochMillis(DateTime.unsafeNow()), lastCreatedMillis + 1)
+    return DateTime.unsafeMake(lastCreatedMillis)
+  }
+
+  /** The volume's report with its usage as of now. */
+  const report = (volume: MemoryVolume): VolumeInfo => new VolumeInfo({ ...volume.info, usedBytes: volume.tree.usedBytes })
+
+  /** The incarnation `info` describes, if it still exists (a re-created name is another one). */
+  const incarnation = (info: VolumeInfo): MemoryVolume | undefined => {
+    const volume = volumes.get(nameKey(info.name))
+    return volume !== undefined && identityOf(volume.info) === identityOf(info) ? volume : undefined
+  }
+
+  const create = Effect.fn("MemoryBackend.create")(function*(spec: ValidSpec) {
+    return yield* Effect.suspend(() => {
+      const key = nameKey(spec.name)
+      if (volumes.has(key)) return Effect.fail(new VolumeAlreadyExists({ name: spec.name }))
+      const info = new VolumeInfo({
+        name: spec.name,
+        kind: spec.kind,
+        backendKind: "memory",
+        quotaMib: spec.kind === "directory" ? spec.quotaMib : Option.none(),
+        capacityMib: spec.kind === "disk" ? spec.capacityMib : Option.none(),
+        labels: spec.labels,
+        createdAt: nextCreatedAt(),
+        usedBytes: 0,
+        diskPath: Option.none(),
+        local: Option.none(),
+        cloud: Option.none()
+      })
+      volumes.set(key, { info, tree: MemoryDriver.makeTree(), writeLock: Effect.unsafeMakeSemaphore(1) })
+      return Effect.succeed(info)
+    })
+  })
+
+  const get = Effect.fn("MemoryBackend.get")(function*(name: string) {
+    return yield* Effect.suspend(() => {
+      const volume = volumes.get(nameKey(name))
+      return volume === undefined ? Effect.fail(new VolumeNotFound({ name })) : Effect.succeed(report(volume))
+    })
+  })
+
+  const list = Effect.sync(() =>
+    Array.from(volumes.values(), report).sort((a, b) => identityOf(b) - identityOf(a))
+  ).pipe(Effect.withSpan("MemoryBackend.list"))
+
+  const remove = Effect.fn("MemoryBackend.remove")(function*(name: string) {
+    return yield* Effect.suspend(() =>
+      volumes.delete(nameKey(name)) ? Effect.void : Effect.fail(new VolumeNotFound({ name }))
+    )
+  })
+
+  const fs = (info: VolumeInfo): VolumeFs => {
+    // Bound to this incarnation: once it is removed every operation fails with
+    // `VolumeNotFound`, even if a volume of the same name is created later.
+    const volume = incarnation(info)
+    const spec = volume?.info ?? info
+    return VolumeFsImpl.make({
+      volume: info.name,
+      driver: MemoryDriver.make({
+        volume: info.name,
+        tree: () => incarnation(info)?.tree,
+        capacityBytes: Option.map(spec.capacityMib, mibToBytes)
+      }),
+      quotaBytes: Option.map(spec.quotaMib, mibToBytes),
+      writeLock: volume?.writeLock ?? Effect.unsafeMakeSemaphore(1)
+    })
+  }
+
+  return {
+    backendKind: "memory",
+    create,
+    get,
+    list,
+    remove,
+    getDefault: Effect.fail(unsupported("getDefault")),
+    fs,
+    path: () => Effect.fail(unsupported("path"))
+  } satisfies VolumeBackendService
+})
