@@ -5,6 +5,16 @@
  */
 
 /** @since 0.1.0 */
+/** @since 0.1.0 */
+export * as LocalBackend from "./LocalBackend.js"
+/** @since 0.1.0 */
+export * as MemoryBackend from "./MemoryBackend.js"
+/** @since 0.1.0 */
+export * as Mount from "./Mount.js"
+/** @since 0.1.0 */
+/** @since 0.1.0 */
+/** @since 0.1.0 */
+/** @since 0.1.0 */
 export * as Size from "./Size.js"
 /** @since 0.1.0 */
 export * as Volume from "./Volume.js"

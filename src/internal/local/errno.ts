@@ -1,0 +1,68 @@
+/**
+ * Maps the errno codes of host file-system calls to the typed failures of `VolumeFs`,
+ * always naming the volume path the user asked for (never a host path).
+ */
+import { InvalidPath, PathNotFound, VolumeFsError } from "../../VolumeError.js"
+import type { VolumeFsErrorReason, VolumeFsFailure } from "../../VolumeError.js"
+
+/** The `code` of a Node.js system error (`"ENOENT"`, ...), if it is one. */
+export const errnoCode = (error: unknown): string | undefined =>
+  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
+    ? error.code
+    : undefined
+
+const reasonByCode: Readonly<Record<string, VolumeFsErrorReason>> = {
+  ENOTDIR: "NotADirectory",
+  EISDIR: "IsADirectory",
+  EEXIST: "AlreadyExists",
+  ENOTEMPTY: "DirectoryNotEmpty",
+  ENOSPC: "NoSpace",
+  EDQUOT: "NoSpace",
+  EFBIG: "NoSpace",
+  EROFS: "ReadOnly",
+  EACCES: "PermissionDenied",
+  EPERM: "PermissionDenied"
+}
+
+/** The failure a symlink in the way of an operation gives. */
+export const symlinkRefused = (path: string, link: string = path): InvalidPath =>
+  new InvalidPath({
+    path,
+    reason: link === path
+      ? "is a symlink; host-side access never follows symlinks inside a volume"
+      : `goes through the symlink ${link}; host-side access never follows symlinks inside a volume`
+  })
+
+/** A `VolumeFsError` for `path`. */
+export const fsError = (path: string, reason: VolumeFsErrorReason, detail?: string): VolumeFsError =>
+  new VolumeFsError(detail === undefined ? { path, reason } : { path, reason, detail })
+
+/**
+ * The typed failure for an error thrown by a host file-system call on the volume path
+ * `path`. Failures that are already typed (raised by our own checks) pass through.
+ */
+export const fromErrno = (error: unknown, path: string): VolumeFsFailure => {
+  if (isVolumeFsFailure(error)) return error
+  const code = errnoCode(error)
+  if (code === "ENOENT") return new PathNotFound({ path })
+  if (code === "ELOOP") return symlinkRefused(path)
+  const reason = code === undefined ? undefined : reasonByCode[code]
+  if (reason !== undefined) return fsError(path, reason)
+  const message = error instanceof Error ? error.message : String(error)
+  return fsError(path, "Io", code === undefined ? message : `${code}: ${message}`)
+}
+
+const failureTags: ReadonlySet<string> = new Set([
+  "VolumeNotFound",
+  "VolumeInUse",
+  "Unsupported",
+  "InvalidPath",
+  "PathNotFound",
+  "QuotaExceeded",
+  "VolumeFsError",
+  "StorageError"
+])
+
+const isVolumeFsFailure = (error: unknown): error is VolumeFsFailure =>
+  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" &&
+  failureTags.has(error._tag)

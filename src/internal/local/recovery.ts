@@ -1,0 +1,194 @@
+/**
+ * Finishing what crashed processes left half done. Every volume transition is driven by
+ * the process named in the record's `owner_*` columns; when that process is dead, any
+ * other process may take the record over (one conditional UPDATE, so only one does) and
+ * finish the job the safe way: the volume is discarded. Data is moved out of `volumes/`
+ * before its record goes, so there is never a record without data, and a directory
+ * under `volumes/` without a record is garbage.
+ */
+import { FileSystem } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { SqlClient } from "@effect/sql"
+import { Effect, Option } from "effect"
+import type { Dirent } from "node:fs"
+import { readdir, rm } from "node:fs/promises"
+import * as NodePath from "node:path"
+import { StorageError } from "../../VolumeError.js"
+import { TEMP_PREFIX } from "../paths.js"
+import type { Attachments } from "./attachments.js"
+import { orStorageError } from "./database.js"
+import * as Layout from "./layout.js"
+import * as Liveness from "./liveness.js"
+
+/** The part of a volume record that says who drives it. */
+export interface OwnedRow {
+  readonly key: string
+  readonly state: "creating" | "ready" | "removing"
+  readonly owner_pid: number | null
+  readonly owner_start: number | null
+}
+
+export interface Recovery {
+  /** Moves `path` under `trash/`; `None` when there was nothing to move. */
+  readonly moveToTrash: (path: string, key: string) => Effect.Effect<Option.Option<string>, StorageError>
+  /** Deletes a trash entry; failures are only logged (trash is emptied again on every open). */
+  readonly discardTrash: (path: string) => Effect.Effect<void>
+  /**
+   * Completes the removal of a volume whose record this process holds in state
+   * `removing`: data to trash, record deleted, trash emptied.
+   */
+  readonly finishRemoval: (key: string) => Effect.Effect<void, StorageError>
+  /**
+   * Takes over a `creating` or `removing` record whose owner is dead and discards the
+   * volume. `false` when the owner is alive; `true` when the record was dealt with (by
+   * this process or a faster one).
+   */
+  readonly takeOverAbandoned: (row: OwnedRow) => Effect.Effect<boolean, StorageError>
+  /** Brings a home back to a consistent state (run when the backend opens). */
+  readonly recoverHome: Effect.Effect<void, StorageError>
+}
+
+const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
+
+export const make = (
+  layout: Layout.Layout,
+  attachments: Attachments
+): Effect.Effect<Recovery, never, SqlClient.SqlClient | FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const fs = yield* FileSystem.FileSystem
+
+    const fsFailure = (what: string) => (cause: PlatformError) =>
+      new StorageError({ message: `${what}: ${cause.message}`, cause })
+
+    const moveToTrash = (path: string, key: string) => {
+      const target = NodePath.join(layout.trash, Layout.trashName(key))
+      return fs.rename(path, target).pipe(
+        Effect.as(Option.some(target)),
+        Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<string>())),
+        Effect.mapError(fsFailure(`cannot move ${path} to the trash`))
+      )
+    }
+
+    const discardTrash = (path: string) =>
+      // `rm -r` never follows symlinks, so nothing outside the trash entry is touched.
+      fs.remove(path, { recursive: true, force: true }).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`could not empty trash entry ${path}; it is retried on next open`, error))
+      )
+
+    const finishRemoval = (key: string) =>
+      Effect.gen(function*() {
+        const self = yield* Liveness.current
+        const trashed = yield* moveToTrash(Layout.volumeDir(layout, key), key)
+        yield* sql`DELETE FROM volumes
+          WHERE key = ${key} AND state = 'removing' AND owner_pid = ${self.pid} AND owner_start = ${self.start}`.pipe(
+          orStorageError(`deleting the record of volume "${key}"`)
+        )
+        yield* sql`DELETE FROM attachments WHERE key = ${key}`.pipe(
+          orStorageError(`deleting the attachments of volume "${key}"`)
+        )
+        if (Option.isSome(trashed)) yield* discardTrash(trashed.value)
+      }).pipe(Effect.uninterruptible)
+
+    const takeOverAbandoned = (row: OwnedRow) =>
+      Effect.gen(function*() {
+        if (row.owner_pid === null || row.owner_start === null) return false
+        if (yield* Liveness.isAlive({ pid: row.owner_pid, start: row.owner_start })) return false
+        const self = yield* Liveness.current
+        const claimed = yield* sql<{ readonly key: string }>`UPDATE volumes
+          SET state = 'removing', owner_pid = ${self.pid}, owner_start = ${self.start}
+          WHERE key = ${row.key} AND state = ${row.state}
+            AND owner_pid = ${row.owner_pid} AND owner_start = ${row.owner_start}
+          RETURNING key`.pipe(orStorageError(`taking over abandoned volume "${row.key}"`))
+        if (claimed.length > 0) {
+          yield* Effect.logDebug(`discarding volume "${row.key}" left ${row.state} by dead process ${row.owner_pid}`)
+          yield* finishRemoval(row.key)
+        }
+        return true
+      }).pipe(Effect.uninterruptible)
+
+    /** Names in a bookkeeping directory (none if it does not exist yet). */
+    const entries = (dir: string) =>
+      fs.readDirectory(dir).pipe(
+        Effect.catchIf(isNotFound, () => Effect.succeed([] as Array<string>)),
+        Effect.mapError(fsFailure(`cannot list ${dir}`))
+      )
+
+    /**
+     * A directory under `volumes/` with no record. Claim its key with a `removing`
+     * record first, so a creator cannot publish a volume there while it is moved away.
+     */
+    const discardOrphan = (key: string) =>
+      Effect.gen(function*() {
+        const self = yield* Liveness.current
+        const claimed = yield* sql<{ readonly key: string }>`INSERT INTO volumes
+          (key, name, kind, labels, created_at, used_bytes, state, owner_pid, owner_start)
+          VALUES (${key}, ${key}, 'directory', '[]', ${Date.now()}, 0, 'removing', ${self.pid}, ${self.start})
+          ON CONFLICT (key) DO NOTHING
+          RETURNING key`.pipe(orStorageError(`claiming orphaned directory "${key}"`))
+        if (claimed.length > 0) {
+          yield* Effect.logDebug(`discarding ${Layout.volumeDir(layout, key)}: it has no volume record`)
+          yield* finishRemoval(key)
+        }
+      }).pipe(Effect.uninterruptible)
+
+    const recoverHome = Effect.gen(function*() {
+      for (const dir of [layout.volumes, layout.staging, layout.trash, layout.run]) {
+        yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(fsFailure(`cannot create ${dir}`)))
+      }
+      const unfinished = yield* sql<OwnedRow>`SELECT key, state, owner_pid, owner_start FROM volumes
+        WHERE state <> 'ready'`.pipe(orStorageError("reading unfinished volumes"))
+      for (const row of unfinished) yield* takeOverAbandoned(row)
+
+      for (const entry of yield* entries(layout.staging)) {
+        const owner = Layout.stagingOwner(entry)
+        const abandoned = Option.isNone(owner) || !(yield* Liveness.isAlive(owner.value))
+        if (abandoned) yield* discardTrash(NodePath.join(layout.staging, entry))
+      }
+
+      const known = new Set(
+        (yield* sql<{ readonly key: string }>`SELECT key FROM volumes`.pipe(orStorageError("listing volumes")))
+          .map((row) => row.key)
+      )
+      for (const entry of yield* entries(layout.volumes)) {
+        if (!known.has(entry)) yield* discardOrphan(entry)
+      }
+
+      // Everything in the trash is garbage; a concurrent remover deleting the same
+      // entry is harmless (`force`).
+      for (const entry of yield* entries(layout.trash)) yield* discardTrash(NodePath.join(layout.trash, entry))
+
+      yield* attachments.forgetDead()
+    })
+
+    return { moveToTrash, discardTrash, finishRemoval, takeOverAbandoned, recoverHome }
+  })
+
+/**
+ * Deletes the temporary files that writers which died (crash, SIGKILL) left below `root`
+ * (a directory volume's data directory, or a mounted disk image's root). Only run it
+ * while no sandbox holds the volume: the walk never follows symlinks, but a sandbox could
+ * swap a directory for one while it runs.
+ */
+export const sweepDeadTempFiles = (root: string): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const pending = [root]
+    while (pending.length > 0) {
+      const dir = pending.pop()!
+      const children = yield* Effect.tryPromise(() => readdir(dir, { withFileTypes: true })).pipe(
+        Effect.orElseSucceed((): Array<Dirent> => [])
+      )
+      for (const child of children) {
+        const path = NodePath.join(dir, child.name)
+        if (child.name.startsWith(TEMP_PREFIX)) {
+          const pid = Number(child.name.slice(TEMP_PREFIX.length).split("-")[0])
+          if (Number.isSafeInteger(pid) && !(yield* Liveness.isPidAlive(pid))) {
+            // Dirent types come from lstat: a symlink is removed as a link, never followed.
+            yield* Effect.tryPromise(() => rm(path, { recursive: true, force: true })).pipe(Effect.ignore)
+          }
+        } else if (child.isDirectory()) {
+          pending.push(path)
+        }
+      }
+    }
+  })

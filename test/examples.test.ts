@@ -1,0 +1,40 @@
+/**
+ * Every example the docs show is a file here, run as a user would run it.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFile } from "node:child_process"
+import * as NodeFs from "node:fs/promises"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import { promisify } from "node:util"
+
+const run = promisify(execFile)
+const root = NodePath.resolve(import.meta.dirname, "..")
+
+const runExample = async (file: string) => {
+  const home = await NodeFs.mkdtemp(NodePath.join(NodeOs.tmpdir(), "ev-example-"))
+  try {
+    const out = await run(NodePath.join(root, "node_modules/.bin/tsx"), [NodePath.join(root, "examples", file)], {
+      env: { ...process.env, EFFECT_VOLUMES_HOME: home }
+    })
+    return out.stdout
+  } finally {
+    await NodeFs.rm(home, { recursive: true, force: true })
+  }
+}
+
+describe("examples", () => {
+  it("README example: quota volume, usage, a file inside a disk image", async () => {
+    const stdout = await runExample("readme.ts")
+    assert.include(stdout, "pip-cache directory 12")
+    assert.include(stdout, "used=12")
+    assert.include(stdout, "disk=ext4")
+  })
+
+  it("demo (npm run demo): seeds a volume from the host and reads it back", async () => {
+    const stdout = await runExample("demo.ts")
+    assert.match(stdout, /demo-notes\s+kind=directory\s+used=\d+ bytes/)
+    assert.include(stdout, "This file was seeded into the volume from the host.")
+    assert.include(stdout, "hello from effect-volumes")
+  })
+})
