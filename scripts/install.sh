@@ -8,6 +8,9 @@ SYSTEM_PACKAGES=(
   e2fsprogs    # mkfs.ext4 and debugfs: disk volumes are ext4 images
   util-linux   # unshare, losetup, mount: loop-mounting disk images in a private namespace
   mount
+  bubblewrap          # bwrap: the namespace sandbox runtime
+  qemu-utils          # qemu-img: qcow2/vmdk test images
+  qemu-system-common  # qemu-storage-daemon: qcow2/vmdk mounts through a FUSE export
 )
 
 missing=()

@@ -12,8 +12,10 @@ export * as MemoryBackend from "./MemoryBackend.js"
 /** @since 0.1.0 */
 export * as Mount from "./Mount.js"
 /** @since 0.1.0 */
+export * as NamespaceRuntime from "./NamespaceRuntime.js"
 /** @since 0.1.0 */
 /** @since 0.1.0 */
+export * as Sandbox from "./Sandbox.js"
 /** @since 0.1.0 */
 export * as Size from "./Size.js"
 /** @since 0.1.0 */

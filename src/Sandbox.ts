@@ -1,0 +1,545 @@
+/**
+ * Sandboxes: a process environment with volumes mounted at guest paths, run by a
+ * {@link SandboxRuntime} and tied to a `Scope`. Closing the scope (success, failure or
+ * interruption) stops the sandbox and releases its mounts and attachment records.
+ *
+ * @since 0.1.0
+ */
+import type { Duration } from "effect"
+import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
+import { LocalAttachments } from "./internal/local/attachments.js"
+import * as Mount from "./Mount.js"
+import * as Volume from "./Volume.js"
+import type { VolumeBackend } from "./VolumeBackend.js"
+import type { StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
+import { InvalidConfig, SandboxError, Unsupported } from "./VolumeError.js"
+import * as VolumeSpec from "./VolumeSpec.js"
+
+// ---------------------------------------------------------------------------
+// models
+// ---------------------------------------------------------------------------
+
+/**
+ * The root file system of a sandbox: `"host"` (the host's system, read-only) or the
+ * absolute path of a root file-system directory.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SandboxImage = "host" | (string & {})
+
+/**
+ * Options of {@link Sandbox.exec} and {@link Sandbox.execStream}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecOptions {
+  /** Bytes or text written to the command's standard input, which is then closed. */
+  readonly stdin?: string | Uint8Array | undefined
+  /** Extra environment variables; they override the sandbox's. */
+  readonly env?: Readonly<Record<string, string>> | undefined
+  /** Working directory inside the sandbox (default: the sandbox's workdir, else `/`). */
+  readonly cwd?: string | undefined
+  /** The command is killed and the call fails with `SandboxError` (reason `Timeout`) after this. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * What a finished command produced. Output is decoded as UTF-8 and not trimmed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ExecResult extends Schema.Class<ExecResult>("ExecResult")({
+  exitCode: Schema.Number,
+  stdout: Schema.String,
+  stderr: Schema.String
+}) {}
+
+/**
+ * One event of a running command: output chunks as they come, then its exit code
+ * (128 + the signal number when it was killed by a signal).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecEvent = Data.TaggedEnum<{
+  Stdout: { readonly data: Uint8Array }
+  Stderr: { readonly data: Uint8Array }
+  Exit: { readonly exitCode: number }
+}>
+
+/**
+ * Constructors and matchers of {@link ExecEvent}.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const ExecEvent = Data.taggedEnum<ExecEvent>()
+
+/**
+ * Usage of one named volume, measured when its sandbox stopped.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class VolumeUsage extends Schema.Class<VolumeUsage>("VolumeUsage")({
+  name: Schema.String,
+  usedBytes: Schema.Number,
+  quotaBytes: Schema.OptionFromNullOr(Schema.Number),
+  /**
+   * The sandbox grew a directory volume past its quota (the namespace runtime cannot
+   * stop that while it runs); host-side writes fail with `QuotaExceeded` until usage is
+   * back under the quota.
+   */
+  overQuota: Schema.Boolean
+}) {}
+
+/**
+ * What {@link Sandbox.stop} reports: fresh usage of every mounted named volume, and the
+ * names of those over their quota.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class StopResult extends Schema.Class<StopResult>("StopResult")({
+  sandbox: Schema.String,
+  volumes: Schema.Array(VolumeUsage),
+  overQuota: Schema.Array(Schema.String)
+}) {}
+
+/**
+ * A running sandbox.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Sandbox {
+  readonly name: string
+  /** Runs `cmd args` inside the sandbox and collects its output. */
+  readonly exec: (
+    cmd: string,
+    args?: ReadonlyArray<string>,
+    options?: ExecOptions
+  ) => Effect.Effect<ExecResult, SandboxError>
+  /** Runs `cmd args` inside the sandbox; interrupting the stream kills the command. */
+  readonly execStream: (
+    cmd: string,
+    args?: ReadonlyArray<string>,
+    options?: ExecOptions
+  ) => Stream.Stream<ExecEvent, SandboxError>
+  /**
+   * Stops the sandbox, releases its mounts and attachment records, and measures its
+   * named volumes. Runs once; later calls return the same result. Also runs when the
+   * scope closes.
+   */
+  readonly stop: () => Effect.Effect<StopResult, StorageError>
+}
+
+// ---------------------------------------------------------------------------
+// runtime contract
+// ---------------------------------------------------------------------------
+
+/**
+ * Where a mount's data comes from once named volumes are resolved: a host directory or
+ * file, a host disk image (named disk volumes are raw ext4 images), or memory.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MountSource =
+  | { readonly _tag: "HostPath"; readonly hostPath: string }
+  | {
+    readonly _tag: "Image"
+    readonly hostPath: string
+    readonly format: Mount.DiskFormat
+    readonly fstype: string
+  }
+  | { readonly _tag: "Memory"; readonly sizeMib: Option.Option<number> }
+
+/**
+ * A validated mount with its source resolved, as a runtime receives it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResolvedMount {
+  readonly mount: Mount.VolumeMount
+  readonly source: MountSource
+}
+
+/**
+ * What a runtime is asked to start.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StartSpec {
+  readonly name: string
+  readonly image: SandboxImage
+  readonly env: ReadonlyArray<readonly [string, string]>
+  readonly workdir: Option.Option<string>
+  readonly mounts: ReadonlyArray<ResolvedMount>
+}
+
+/**
+ * A sandbox as a runtime runs it; it stops when the scope given to `start` closes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunningSandbox {
+  readonly execStream: (
+    cmd: string,
+    args: ReadonlyArray<string>,
+    options: ExecOptions
+  ) => Stream.Stream<ExecEvent, SandboxError>
+}
+
+/**
+ * How sandboxes run and how mounts are realised. A runtime honours every mount option
+ * exactly or refuses it with `Unsupported`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SandboxRuntimeService {
+  /** For messages: `"namespace"`, `"microvm"`. */
+  readonly name: string
+  readonly start: (
+    spec: StartSpec
+  ) => Effect.Effect<RunningSandbox, InvalidConfig | Unsupported | SandboxError, Scope.Scope>
+}
+
+/**
+ * The sandbox runtime in use (`NamespaceRuntime.layer`).
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class SandboxRuntime extends Context.Tag("effect-volumes/SandboxRuntime")<
+  SandboxRuntime,
+  SandboxRuntimeService
+>() {}
+
+// ---------------------------------------------------------------------------
+// builder
+// ---------------------------------------------------------------------------
+
+type MountEntry =
+  | { readonly _tag: "Describe"; readonly guestPath: string; readonly f: (m: Mount.MountBuilder) => Mount.MountBuilder }
+  | { readonly _tag: "Built"; readonly mount: Mount.VolumeMount }
+
+interface SandboxDraft {
+  readonly name: string
+  readonly image: SandboxImage
+  readonly mounts: ReadonlyArray<MountEntry>
+  readonly env: ReadonlyArray<readonly [string, string]>
+  readonly workdir: Option.Option<string>
+}
+
+/**
+ * Describes a sandbox; immutable, every call returns a new builder.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export class SandboxBuilder {
+  private constructor(private readonly draft: SandboxDraft) {}
+
+  /** A builder for the sandbox `name` on the host image, without mounts. */
+  static make(name: string): SandboxBuilder {
+    return new SandboxBuilder({ name, image: "host", mounts: [], env: [], workdir: Option.none() })
+  }
+
+  private with(patch: Partial<SandboxDraft>): SandboxBuilder {
+    return new SandboxBuilder({ ...this.draft, ...patch })
+  }
+
+  /** The root file system: `"host"` (default) or an absolute root file-system directory. */
+  image(image: SandboxImage): SandboxBuilder {
+    return this.with({ image })
+  }
+
+  /** Mounts what `f` describes at `guestPath`. */
+  volume(guestPath: string, f: (m: Mount.MountBuilder) => Mount.MountBuilder): SandboxBuilder {
+    return this.with({ mounts: [...this.draft.mounts, { _tag: "Describe", guestPath, f }] })
+  }
+
+  /** Adds a mount built earlier (or decoded from JSON). */
+  mount(mount: Mount.VolumeMount): SandboxBuilder {
+    return this.with({ mounts: [...this.draft.mounts, { _tag: "Built", mount }] })
+  }
+
+  /** Sets an environment variable of every command; a repeated key keeps the last value. */
+  env(key: string, value: string): SandboxBuilder {
+    return this.with({ env: [...this.draft.env.filter(([k]) => k !== key), [key, value] as const] })
+  }
+
+  /** The default working directory of commands (created when missing). */
+  workdir(dir: string): SandboxBuilder {
+    return this.with({ workdir: Option.some(dir) })
+  }
+
+  /** Validates, resolves named volumes and starts the sandbox for the lifetime of the scope. */
+  create(): Effect.Effect<
+    Sandbox,
+    | InvalidConfig
+    | VolumeNotFound
+    | VolumeAlreadyExists
+    | VolumeInUse
+    | Unsupported
+    | SandboxError
+    | StorageError,
+    SandboxRuntime | VolumeBackend | Scope.Scope
+  > {
+    return create(this.draft)
+  }
+}
+
+/**
+ * Starts describing a sandbox named `name`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const builder = (name: string): SandboxBuilder => SandboxBuilder.make(name)
+
+// ---------------------------------------------------------------------------
+// create
+// ---------------------------------------------------------------------------
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+const draftProblem = (draft: SandboxDraft): Option.Option<string> => {
+  const name = VolumeSpec.nameProblem(draft.name)
+  if (Option.isSome(name)) return Option.some(`sandbox ${name.value}`)
+  if (draft.image !== "host" && (typeof draft.image !== "string" || !draft.image.startsWith("/"))) {
+    return Option.some(`image(${JSON.stringify(draft.image)}) must be "host" or an absolute directory path`)
+  }
+  if (typeof draft.image === "string" && /[,:;\0]/.test(draft.image)) {
+    return Option.some(`image(${JSON.stringify(draft.image)}) must not contain "," ":" ";" or NUL`)
+  }
+  for (const [key, value] of draft.env) {
+    if (!ENV_KEY.test(key)) return Option.some(`env(${JSON.stringify(key)}, ...): not a valid variable name`)
+    if (value.includes("\0")) return Option.some(`env(${JSON.stringify(key)}, ...): value contains NUL`)
+  }
+  if (Option.isSome(draft.workdir)) {
+    const dir = draft.workdir.value
+    if (!dir.startsWith("/") || dir.includes("\0") || dir.split("/").includes("..")) {
+      return Option.some(`workdir(${JSON.stringify(dir)}) must be an absolute path without ".." or NUL`)
+    }
+  }
+  return Option.none()
+}
+
+interface NamedResolution {
+  readonly handle: Volume.VolumeHandle
+  readonly created: boolean
+}
+
+/** Finds or creates the volume of a named mount, as its mode says. */
+const resolveNamed = (mount: Mount.NamedMount) =>
+  Effect.gen(function*() {
+    const spec = Mount.toSpec(mount)
+    if (mount.mode === "existing" || Option.isNone(spec)) {
+      return { handle: yield* Volume.get(mount.name), created: false } satisfies NamedResolution
+    }
+    if (mount.mode === "create") {
+      return { handle: yield* Volume.create(spec.value), created: true } satisfies NamedResolution
+    }
+    const found = yield* Volume.get(mount.name).pipe(
+      Effect.map(Option.some),
+      Effect.catchTag("VolumeNotFound", () => Effect.succeedNone)
+    )
+    const resolution: NamedResolution = Option.isSome(found)
+      ? { handle: found.value, created: false }
+      : yield* Volume.create(spec.value).pipe(
+        Effect.map((handle): NamedResolution => ({ handle, created: true })),
+        // Someone else created it meanwhile: then it must be compatible like any existing one.
+        Effect.catchTag("VolumeAlreadyExists", () =>
+          Effect.map(Volume.get(mount.name), (handle): NamedResolution => ({ handle, created: false })))
+      )
+    if (!resolution.created) {
+      const problem = Mount.compatible(resolution.handle.info, spec.value)
+      if (Option.isSome(problem)) {
+        return yield* new InvalidConfig({
+          message: `mount at ${JSON.stringify(mount.guestPath)}: the existing volume ${
+            JSON.stringify(resolution.handle.name)
+          } does not match ensureExists(): ${problem.value} (it is never changed; use another name or existing())`
+        })
+      }
+    }
+    return resolution
+  })
+
+/** The source of a named volume's mount: its directory or its disk image. */
+const namedSource = (handle: Volume.VolumeHandle) =>
+  Effect.gen(function*() {
+    if (handle.kind === "directory") {
+      return { _tag: "HostPath", hostPath: yield* handle.path() } satisfies MountSource
+    }
+    if (Option.isNone(handle.diskPath)) {
+      return yield* new Unsupported({ operation: `mounting the disk volume "${handle.name}"`, backend: handle.backendKind })
+    }
+    return { _tag: "Image", hostPath: handle.diskPath.value, format: "raw", fstype: "ext4" } satisfies MountSource
+  })
+
+const directSource = (mount: Exclude<Mount.VolumeMount, Mount.NamedMount>): MountSource => {
+  switch (mount._tag) {
+    case "Bind":
+      return { _tag: "HostPath", hostPath: mount.hostPath }
+    case "Tmpfs":
+      return { _tag: "Memory", sizeMib: mount.sizeMib }
+    case "Disk":
+      return {
+        _tag: "Image",
+        hostPath: mount.hostPath,
+        format: mount.format,
+        fstype: Option.getOrElse(mount.fstype, () => "ext4")
+      }
+  }
+}
+
+const collectExec = (events: Stream.Stream<ExecEvent, SandboxError>) =>
+  Effect.map(
+    Stream.runFold(
+      events,
+      { stdout: [] as Array<Uint8Array>, stderr: [] as Array<Uint8Array>, exitCode: -1 },
+      (acc, event) => {
+        switch (event._tag) {
+          case "Stdout":
+            acc.stdout.push(event.data)
+            break
+          case "Stderr":
+            acc.stderr.push(event.data)
+            break
+          case "Exit":
+            acc.exitCode = event.exitCode
+        }
+        return acc
+      }
+    ),
+    (acc) =>
+      new ExecResult({
+        exitCode: acc.exitCode,
+        stdout: Buffer.concat(acc.stdout).toString("utf8"),
+        stderr: Buffer.concat(acc.stderr).toString("utf8")
+      })
+  )
+
+const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
+  const problem = draftProblem(draft)
+  if (Option.isSome(problem)) return yield* new InvalidConfig({ message: problem.value })
+  const mounts = yield* Effect.forEach(draft.mounts, (entry) =>
+    entry._tag === "Built" ? Mount.validate(entry.mount) : Mount.build(entry.guestPath, entry.f))
+  yield* Mount.validateMounts(mounts)
+
+  const runtime = yield* SandboxRuntime
+  const attachments = yield* Effect.serviceOption(LocalAttachments)
+  const outer = yield* Effect.scope
+  // Everything the sandbox holds lives in its own scope, so `stop()` can release it early.
+  const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
+  const created: Array<string> = []
+  const named: Array<string> = []
+
+  const start = Effect.gen(function*() {
+    const resolvedKinds = new Map<string, VolumeSpec.VolumeKind>()
+    const handles = new Map<Mount.NamedMount, Volume.VolumeHandle>()
+    for (const mount of mounts) {
+      if (mount._tag !== "Named") continue
+      const { created: isNew, handle } = yield* resolveNamed(mount)
+      if (isNew) created.push(handle.name)
+      resolvedKinds.set(VolumeSpec.nameKey(mount.name), handle.kind)
+      handles.set(mount, handle)
+    }
+    // Again with the kinds known: e.g. policies on a disk volume, a disk volume twice.
+    yield* Mount.validateMounts(mounts, { resolvedKinds })
+    const resolved: Array<ResolvedMount> = []
+    for (const mount of mounts) {
+      const handle = mount._tag === "Named" ? handles.get(mount) : undefined
+      if (mount._tag !== "Named" || handle === undefined) {
+        if (mount._tag !== "Named") resolved.push({ mount, source: directSource(mount) })
+        continue
+      }
+      if (Option.isSome(attachments)) {
+        yield* attachments.value.acquire(VolumeSpec.nameKey(handle.name), {
+          holder: `sandbox ${draft.name}`,
+          mode: mount.readonly ? "ro" : "rw"
+        }).pipe(Scope.extend(scope))
+      }
+      if (!named.includes(handle.name)) named.push(handle.name)
+      resolved.push({ mount, source: yield* namedSource(handle) })
+    }
+    return yield* runtime.start({
+      name: draft.name,
+      image: draft.image,
+      env: draft.env,
+      workdir: draft.workdir,
+      mounts: resolved
+    }).pipe(Scope.extend(scope))
+  })
+
+  const running = yield* start.pipe(
+    Effect.onExit((exit) =>
+      Exit.isSuccess(exit) ? Effect.void : Effect.zipRight(
+        Scope.close(scope, exit),
+        // Only what this start created; data that existed before is never removed.
+        Effect.forEach(created, (name) => Effect.ignore(Volume.remove(name)), { discard: true })
+      )
+    )
+  )
+
+  const backend = yield* Effect.context<VolumeBackend>()
+  const measure = Effect.forEach(named, (name) =>
+    Volume.get(name).pipe(
+      Effect.map((handle) => {
+        const quotaBytes = Option.map(handle.quotaMib, (mib) => mib * 1024 * 1024)
+        return Option.some(
+          new VolumeUsage({
+            name: handle.name,
+            usedBytes: handle.usedBytes,
+            quotaBytes,
+            overQuota: Option.match(quotaBytes, { onNone: () => false, onSome: (q) => handle.usedBytes > q })
+          })
+        )
+      }),
+      // Removed by someone else after the sandbox let go: nothing to report.
+      Effect.catchTag("VolumeNotFound", () => Effect.succeedNone)
+    )).pipe(
+      Effect.map((usages) => {
+        const volumes = usages.flatMap(Option.toArray)
+        return new StopResult({
+          sandbox: draft.name,
+          volumes,
+          overQuota: volumes.filter((v) => v.overQuota).map((v) => v.name)
+        })
+      }),
+      Effect.provide(backend)
+    )
+
+  let stopped = false
+  const stop = yield* Effect.cached(
+    Effect.suspend(() => {
+      stopped = true
+      return Effect.zipRight(Scope.close(scope, Exit.void), measure)
+    }).pipe(Effect.uninterruptible)
+  )
+  yield* Effect.addFinalizer(() => Effect.ignore(stop))
+
+  const execStream = (cmd: string, args: ReadonlyArray<string> = [], options: ExecOptions = {}) =>
+    Stream.suspend(() =>
+      stopped
+        ? Stream.fail(new SandboxError({ sandbox: draft.name, reason: "Exec", message: `sandbox "${draft.name}" is stopped` }))
+        : running.execStream(cmd, args, options)
+    )
+
+  const sandbox: Sandbox = {
+    name: draft.name,
+    execStream,
+    exec: (cmd, args = [], options = {}) => collectExec(execStream(cmd, args, options)),
+    stop: () => stop
+  }
+  return sandbox
+})

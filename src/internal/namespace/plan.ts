@@ -1,0 +1,214 @@
+/**
+ * What the keeper process does, as text: the shell script that stages every mount in a
+ * private mount namespace (so loop devices, FUSE exports and flagged bind mounts vanish
+ * with it) and then runs bubblewrap, which binds the staged mounts into the sandbox.
+ */
+import { Option } from "effect"
+import type { ResolvedMount, SandboxImage } from "../../Sandbox.js"
+
+/** The line the sandbox's init prints once the sandbox is fully set up. */
+export const READY = "effect-volumes-ready"
+
+/** Single-quoted for `sh`. */
+export const quote = (value: string): string => `'${value.replaceAll("'", `'\\''`)}'`
+
+/** One mount, with where it is staged in the keeper's namespace. */
+export interface StagedMount {
+  readonly resolved: ResolvedMount
+  /** The directory (or file, for a bind of a file) the mount is staged on. */
+  readonly stage: string
+  /** For qcow2/vmdk: the file the FUSE export exposes the raw image on. */
+  readonly exportFile: string
+}
+
+export interface Plan {
+  readonly name: string
+  readonly image: SandboxImage
+  readonly runDir: string
+  readonly workdir: Option.Option<string>
+  readonly mounts: ReadonlyArray<StagedMount>
+  /** How the host's system directories look: symlinks (merged /usr) are recreated as such. */
+  readonly hostLinks: ReadonlyArray<{ readonly path: string; readonly target: Option.Option<string> }>
+}
+
+const mountOptions = (mount: ResolvedMount["mount"], base: ReadonlyArray<string>): string =>
+  [
+    ...base,
+    // bubblewrap binds everything nosuid,nodev anyway; ask for them explicitly so the
+    // staged mount already carries them.
+    "nosuid",
+    "nodev",
+    ...(mount.readonly ? ["ro"] : []),
+    ...(mount.noexec ? ["noexec"] : [])
+  ].join(",")
+
+/** QEMU option values escape "," by doubling it. */
+const qemuValue = (value: string): string => value.replaceAll(",", ",,")
+
+const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string> => {
+  const { mount, source } = staged.resolved
+  const stage = quote(staged.stage)
+  switch (source._tag) {
+    case "HostPath":
+      return [
+        `mount --bind ${quote(source.hostPath)} ${stage}`,
+        `mount -o ${mountOptions(mount, ["remount", "bind"])} ${stage}`
+      ]
+    case "Memory":
+      return [
+        `mount -t tmpfs -o ${
+          mountOptions(mount, [
+            "mode=0755",
+            ...Option.match(source.sizeMib, { onNone: () => [], onSome: (mib) => [`size=${mib}m`] })
+          ])
+        } tmpfs ${stage}`
+      ]
+    case "Image": {
+      const loop = `mount -t ${quote(source.fstype)} -o ${mountOptions(mount, ["loop"])}`
+      const remember = `loops="$loops $(findmnt -n -o SOURCE ${stage})"`
+      if (source.format === "raw") return [`${loop} ${quote(source.hostPath)} ${stage}`, remember]
+      const readOnly = mount.readonly ? ",read-only=on" : ""
+      const file = quote(staged.exportFile)
+      return [
+        // The raw view of the image, served by qemu-storage-daemon over FUSE inside this
+        // namespace; it dies with the keeper (pdeathsig) and its export with the namespace.
+        `: > ${file}`,
+        `setpriv --pdeathsig KILL qemu-storage-daemon` +
+        ` --blockdev ${quote(`driver=file,node-name=f${index},filename=${qemuValue(source.hostPath)}${readOnly}`)}` +
+        ` --blockdev ${quote(`driver=${source.format},node-name=q${index},file=f${index}${readOnly}`)}` +
+        ` --export ${
+          quote(
+            `type=fuse,id=e${index},node-name=q${index},mountpoint=${qemuValue(staged.exportFile)},writable=${
+              mount.readonly ? "off" : "on"
+            }`
+          )
+        } </dev/null 3>&- &`,
+        `qsd_pids="$qsd_pids $!"`,
+        `await_export ${file} $!`,
+        `${loop} ${file} ${stage}`,
+        remember
+      ]
+    }
+  }
+}
+
+/**
+ * Unmounts the staged mounts (newest first) before stopping the qemu-storage-daemons,
+ * so ext4 on a FUSE export is unmounted cleanly while its daemon can still write.
+ */
+const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: ReadonlyArray<string>): ReadonlyArray<string> => [
+  "set -eu",
+  `qsd_pids=""`,
+  `loops=""`,
+  // Bounded waits (10 s): a stuck kernel or daemon must not keep the keeper alive forever.
+  `await_gone() { n=0; while [ -e "$1" ] && [ "$n" -lt 1000 ]; do n=$((n + 1)); sleep 0.01; done; }`,
+  `await_exit() {`,
+  `  n=0`,
+  `  while [ -e "/proc/$1" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ] && [ "$n" -lt 1000 ]; do`,
+  `    n=$((n + 1)); sleep 0.01`,
+  `  done`,
+  `}`,
+  `cleanup() {`,
+  ...[...stages].reverse().map((stage) => `  umount ${quote(stage)} 2>/dev/null || true`),
+  // Unmounting is finished when the loop device is released (the file system may still
+  // be flushing through it after umount returns); only then may a qemu-storage-daemon go.
+  `  for l in $loops; do await_gone "/sys/block/\${l#/dev/}/loop/backing_file"; done`,
+  `  for p in $qsd_pids; do kill "$p" 2>/dev/null || true; done`,
+  `  for p in $qsd_pids; do await_exit "$p"; kill -9 "$p" 2>/dev/null || true; done`,
+  `  wait 2>/dev/null || true`,
+  // Never recursive: rmdir and unlink refuse anything still mounted or not empty, so
+  // this can never reach into a volume; it also cleans up when our process was killed.
+  ...[...stages, ...exportFiles].map((path) => `  rmdir ${quote(path)} 2>/dev/null || rm -f ${quote(path)} 2>/dev/null || true`),
+  `  rmdir ${quote(runDir)} 2>/dev/null || true`,
+  `}`,
+  "trap cleanup EXIT",
+  // Waits until the FUSE export of file $1 (served by pid $2) is mounted.
+  `await_export() {`,
+  `  n=0`,
+  `  until grep -qF " $1 " /proc/self/mountinfo; do`,
+  `    n=$((n + 1))`,
+  `    if [ "$n" -gt 1000 ] || ! kill -0 "$2" 2>/dev/null; then echo "qemu-storage-daemon did not export $1" >&2; exit 1; fi`,
+  `    sleep 0.01`,
+  `  done`,
+  `}`
+]
+
+/** The root of the sandbox: the host's system read-only, or an overlay of a root fs dir. */
+const rootCommands = (plan: Plan): { readonly staging: ReadonlyArray<string>; readonly bwrap: ReadonlyArray<string> } => {
+  if (plan.image === "host") {
+    const bwrap: Array<string> = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for (const link of plan.hostLinks) {
+      if (Option.isSome(link.target)) bwrap.push("--symlink", link.target.value, link.path)
+      else bwrap.push("--ro-bind", link.path, link.path)
+    }
+    return { staging: [], bwrap }
+  }
+  // An overlay with a tmpfs upper layer: bubblewrap can create mount points, and the
+  // image directory itself is never written.
+  const ovl = `${plan.runDir}/overlay`
+  const root = `${plan.runDir}/root`
+  return {
+    staging: [
+      `mount -t tmpfs -o mode=0755 tmpfs ${quote(ovl)}`,
+      `mkdir ${quote(`${ovl}/upper`)} ${quote(`${ovl}/work`)}`,
+      `mount -t overlay overlay -o ${
+        quote(`lowerdir=${plan.image},upperdir=${ovl}/upper,workdir=${ovl}/work`)
+      } ${quote(root)}`
+    ],
+    bwrap: ["--bind", root, "/"]
+  }
+}
+
+const depth = (guestPath: string): number => guestPath.split("/").filter((s) => s.length > 0).length
+
+/** The bubblewrap command line of the sandbox (without the init command). */
+export const bwrapArgs = (plan: Plan, rootArgs: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const args: Array<string> = [
+    ...rootArgs,
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+    "--tmpfs",
+    "/tmp",
+    // Listed one by one: --unshare-all would add a user namespace as root (see the runtime docs).
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-cgroup",
+    "--hostname",
+    plan.name.slice(0, 63),
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL"
+  ]
+  // Parents before children, so nested guest paths land inside their parent mount.
+  const ordered = [...plan.mounts].sort((a, b) => depth(a.resolved.mount.guestPath) - depth(b.resolved.mount.guestPath))
+  for (const staged of ordered) {
+    args.push(staged.resolved.mount.readonly ? "--ro-bind" : "--bind", staged.stage, staged.resolved.mount.guestPath)
+  }
+  if (Option.isSome(plan.workdir)) args.push("--dir", plan.workdir.value)
+  args.push("--remount-ro", "/", "--chdir", Option.getOrElse(plan.workdir, () => "/"), "--info-fd", "3")
+  return args
+}
+
+/** The keeper's script: stage, run the sandbox until stdin closes, clean up. */
+export const script = (plan: Plan): string => {
+  const root = rootCommands(plan)
+  const init = `echo ${READY}; while read -r _; do :; done`
+  const bwrap = ["bwrap", ...bwrapArgs(plan, root.bwrap), "--", "/bin/sh", "-c", init].map(quote).join(" ")
+  return [
+    ...prelude(
+      plan.runDir,
+      [...(plan.image === "host" ? [] : [`${plan.runDir}/overlay`, `${plan.runDir}/root`]), ...plan.mounts.map((m) => m.stage)],
+      plan.mounts.filter((m) => m.resolved.source._tag === "Image" && m.resolved.source.format !== "raw").map((m) =>
+        m.exportFile
+      )
+    ),
+    ...root.staging,
+    ...plan.mounts.flatMap(stageCommands),
+    `${bwrap} || exit $?`
+  ].join("\n")
+}

@@ -1,0 +1,128 @@
+/**
+ * Child processes as Effect resources. Every child gets its own process group, so
+ * releasing it kills the whole group (the command and whatever it started that stayed
+ * in the group), also across PID namespaces.
+ */
+import type { ChildProcess } from "node:child_process"
+import { spawn } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
+import { constants } from "node:os"
+import { Effect, Stream } from "effect"
+import type { ExecEvent } from "../../Sandbox.js"
+import { ExecEvent as Events } from "../../Sandbox.js"
+import { SandboxError } from "../../VolumeError.js"
+
+/** Sends `signal` to the process group led by `child`; a group that is gone is fine. */
+export const killGroup = (child: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): void => {
+  if (child.pid === undefined) return
+  try {
+    process.kill(-child.pid, signal)
+  } catch {
+    // ESRCH: nothing left to kill.
+  }
+}
+
+/**
+ * Whether a live (non-zombie) process of group `pgid` remains. SIGKILL is delivered
+ * asynchronously, and members in the sandbox's PID namespace outlive the group leader by
+ * a moment, so a release waits for this to turn false.
+ */
+const groupHasLiveMembers = (pgid: number): boolean => {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
+      // Fields after the parenthesised command: state ppid pgrp ...
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      if (Number(pgrp) === pgid && state !== "Z" && state !== "X") return true
+    } catch {
+      // The process went away while we looked.
+    }
+  }
+  return false
+}
+
+/** Waits (bounded) until every member of the group led by `child` is gone. */
+const awaitGroupGone = (child: ChildProcess): Effect.Effect<void> =>
+  child.pid === undefined ? Effect.void : Effect.promise(async () => {
+    const deadline = Date.now() + 5_000
+    while (groupHasLiveMembers(child.pid!) && Date.now() < deadline) {
+      killGroup(child)
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+  })
+
+/** The exit status a shell would report: the code, or 128 + the signal number. */
+export const exitStatus = (code: number | null, signal: NodeJS.Signals | null): number =>
+  code ?? (signal === null ? -1 : 128 + (constants.signals[signal] ?? 0))
+
+/** How long output is still read after the command exited while something holds its pipes. */
+const OUTPUT_GRACE_MS = 100
+
+export interface RunOptions {
+  readonly env: Readonly<Record<string, string>>
+  readonly stdin: string | Uint8Array | undefined
+  /** For errors: which sandbox, and what failed. */
+  readonly sandbox: string
+}
+
+/**
+ * Runs `file args` and streams its output and exit. Interrupting the stream (or ending
+ * its scope before the exit) kills the process group.
+ */
+export const run = (file: string, args: ReadonlyArray<string>, options: RunOptions): Stream.Stream<ExecEvent, SandboxError> =>
+  Stream.asyncScoped<ExecEvent, SandboxError>((emit) =>
+    Effect.acquireRelease(
+      Effect.try({
+        try: () => {
+          const child = spawn(file, [...args], {
+            env: options.env,
+            stdio: ["pipe", "pipe", "pipe"],
+            detached: true
+          })
+          const state = { exited: false, child, gone: new Promise<void>((resolve) => child.once("exit", () => resolve())) }
+          child.on("error", (error) => {
+            state.exited = true
+            void emit.fail(
+              new SandboxError({ sandbox: options.sandbox, reason: "Exec", message: `cannot run ${file}: ${error.message}` })
+            )
+          })
+          child.stdout.on("data", (data: Buffer) => void emit.single(Events.Stdout({ data })))
+          child.stderr.on("data", (data: Buffer) => void emit.single(Events.Stderr({ data })))
+          let finished = false
+          const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+            if (finished) return
+            finished = true
+            state.exited = true
+            void emit.single(Events.Exit({ exitCode: exitStatus(code, signal) }))
+            void emit.end()
+          }
+          child.on("close", finish)
+          child.on("exit", (code, signal) => {
+            // A background process the command started may keep the output pipes open
+            // forever; the command is done when it exits. What it wrote before is
+            // already in the pipes and is read within the grace period.
+            setTimeout(() => {
+              child.stdout.destroy()
+              child.stderr.destroy()
+              finish(code, signal)
+            }, OUTPUT_GRACE_MS).unref()
+          })
+          child.stdin.on("error", () => {
+            // EPIPE: the command did not read its input; its exit status tells the story.
+          })
+          if (options.stdin === undefined) child.stdin.end()
+          else child.stdin.end(options.stdin)
+          return state
+        },
+        catch: (error) =>
+          new SandboxError({ sandbox: options.sandbox, reason: "Exec", message: `cannot run ${file}: ${String(error)}` })
+      }),
+      (state) =>
+        state.exited || state.child.pid === undefined ? Effect.void : Effect.zipRight(
+          Effect.sync(() => killGroup(state.child)),
+          // Wait until it is really gone, so nothing of it outlives the scope.
+          Effect.promise(() => state.child.exitCode !== null || state.child.signalCode !== null ? Promise.resolve() : state.gone)
+        ).pipe(Effect.zipRight(awaitGroupGone(state.child)))
+    )
+  )

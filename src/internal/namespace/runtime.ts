@@ -1,0 +1,317 @@
+/**
+ * The namespace runtime. One long-lived keeper process per sandbox:
+ * `unshare --mount --propagation private sh -c <script>` stages the mounts in a private
+ * mount namespace and runs bubblewrap, whose init waits on the keeper's stdin. Commands
+ * enter the sandbox's namespaces with `nsenter` and drop every capability with `setpriv`
+ * before the user's program runs, so they share its processes, /tmp and mounts.
+ *
+ * Nothing outlives us: the keeper's stdin is a pipe from this process, so when we exit
+ * (even on SIGKILL) the init sees EOF, the sandbox's PID namespace ends, bubblewrap
+ * exits, and the private mount namespace with its loop devices and FUSE exports goes.
+ */
+import type { ChildProcess } from "node:child_process"
+import { spawn } from "node:child_process"
+import { accessSync, constants, existsSync, lstatSync, readlinkSync, statSync } from "node:fs"
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { delimiter, join } from "node:path"
+import { Deferred, Duration, Effect, Option, Stream } from "effect"
+import type { ExecOptions, ResolvedMount, RunningSandbox, SandboxRuntimeService, StartSpec } from "../../Sandbox.js"
+import { InvalidConfig, SandboxError, Unsupported } from "../../VolumeError.js"
+import * as Plan from "./plan.js"
+import * as Process from "./process.js"
+
+const BACKEND = "namespace"
+
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/** How long staging the mounts and starting bubblewrap may take (a stuck mount, a hung FUSE daemon). */
+const START_TIMEOUT = Duration.seconds(60)
+
+/** How long a stopping sandbox may take before its keeper is killed. */
+const STOP_GRACE = Duration.seconds(10)
+
+const which = (program: string): Option.Option<string> => {
+  for (const dir of (process.env.PATH ?? DEFAULT_PATH).split(delimiter)) {
+    const candidate = join(dir, program)
+    try {
+      accessSync(candidate, constants.X_OK)
+      return Option.some(candidate)
+    } catch {
+      // not here
+    }
+  }
+  return Option.none()
+}
+
+const startError = (sandbox: string, message: string) => new SandboxError({ sandbox, reason: "Start", message })
+
+/** Refuses what this runtime cannot honour; see `NamespaceRuntime.layer`. */
+const checkMount = (resolved: ResolvedMount) =>
+  Effect.gen(function*() {
+    const { mount, source } = resolved
+    const where = `mount at ${JSON.stringify(mount.guestPath)}`
+    if (mount._tag === "Bind" || mount._tag === "Named") {
+      if (Option.isSome(mount.statVirtualization) && mount.statVirtualization.value !== "off") {
+        return yield* new Unsupported({
+          operation: `statVirtualization(${JSON.stringify(mount.statVirtualization.value)}) on the ${where} ` +
+            `(namespace sandboxes show literal host metadata: only "off")`,
+          backend: BACKEND
+        })
+      }
+      if (Option.isSome(mount.hostPermissions) && mount.hostPermissions.value !== "mirror") {
+        return yield* new Unsupported({
+          operation: `hostPermissions(${JSON.stringify(mount.hostPermissions.value)}) on the ${where} ` +
+            `(a chmod inside a namespace sandbox changes the host inode: only "mirror")`,
+          backend: BACKEND
+        })
+      }
+    }
+    switch (source._tag) {
+      case "HostPath":
+        if (!existsSync(source.hostPath)) {
+          return yield* new InvalidConfig({ message: `${where}: the host path ${JSON.stringify(source.hostPath)} does not exist` })
+        }
+        return
+      case "Image":
+        if (!existsSync(source.hostPath) || !statSync(source.hostPath).isFile()) {
+          return yield* new InvalidConfig({
+            message: `${where}: the disk image ${JSON.stringify(source.hostPath)} is not an existing file`
+          })
+        }
+        if (source.format !== "raw" && Option.isNone(which("qemu-storage-daemon"))) {
+          return yield* new Unsupported({
+            operation: `${source.format} disk image on the ${where} (needs qemu-storage-daemon, ` +
+              `Debian package qemu-system-common, and /dev/fuse)`,
+            backend: BACKEND
+          })
+        }
+        return
+      case "Memory":
+        return
+    }
+  })
+
+const HOST_LINKS = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+
+const hostLinks = (): Plan.Plan["hostLinks"] =>
+  HOST_LINKS.flatMap((path) => {
+    try {
+      const stat = lstatSync(path)
+      if (stat.isSymbolicLink()) return [{ path, target: Option.some(readlinkSync(path)) }]
+      return stat.isDirectory() ? [{ path, target: Option.none() }] : []
+    } catch {
+      return []
+    }
+  })
+
+interface Keeper {
+  readonly child: ChildProcess
+  readonly exited: Deferred.Deferred<void>
+  /** Host pid of the sandbox's PID 1. */
+  readonly sandboxPid: number
+}
+
+/** Starts the keeper and waits until the sandbox is up; stopping it waits until it is gone. */
+const startKeeper = (name: string, script: string) =>
+  Effect.acquireRelease(
+    Effect.gen(function*() {
+      const ready = yield* Deferred.make<number, SandboxError>()
+      const exited = yield* Deferred.make<void>()
+      const child = yield* Effect.try({
+        try: () =>
+          spawn("unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script], {
+            stdio: ["pipe", "pipe", "pipe", "pipe"],
+            detached: true,
+            env: { PATH: process.env.PATH ?? DEFAULT_PATH }
+          }),
+        catch: (error) => startError(name, `cannot start unshare: ${String(error)}`)
+      })
+      let stdout = ""
+      let stderr = ""
+      let info = ""
+      // Ready once the init has printed its line and bubblewrap has reported the pid
+      // (two pipes: either may be read first).
+      const checkReady = () => {
+        const pid = /"child-pid":\s*(\d+)/.exec(info)?.[1]
+        if (stdout.includes(Plan.READY) && pid !== undefined) Deferred.unsafeDone(ready, Effect.succeed(Number(pid)))
+      }
+      child.stdio[3]?.on("data", (data: Buffer) => {
+        info += data.toString("utf8")
+        checkReady()
+      })
+      child.stderr?.on("data", (data: Buffer) => {
+        stderr = (stderr + data.toString("utf8")).slice(-8192)
+      })
+      child.stdout?.on("data", (data: Buffer) => {
+        stdout += data.toString("utf8")
+        checkReady()
+      })
+      child.stdin?.on("error", () => {
+        // The keeper is gone; its exit is handled below.
+      })
+      child.on("error", (error) => {
+        Deferred.unsafeDone(ready, Effect.fail(startError(name, `cannot start the sandbox: ${error.message}`)))
+        Deferred.unsafeDone(exited, Effect.void)
+      })
+      child.on("exit", (code, signal) => {
+        Deferred.unsafeDone(
+          ready,
+          Effect.fail(
+            startError(
+              name,
+              `the sandbox exited while starting (status ${Process.exitStatus(code, signal)}): ${stderr.trim()}`
+            )
+          )
+        )
+        Deferred.unsafeDone(exited, Effect.void)
+      })
+      const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid })
+      return yield* Deferred.await(ready).pipe(
+        Effect.timeoutFail({
+          duration: START_TIMEOUT,
+          onTimeout: () => startError(name, `the sandbox did not start within ${Duration.format(START_TIMEOUT)}: ${stderr.trim()}`)
+        }),
+        Effect.map(keeper),
+        // (acquisition is uninterruptible: the keeper either reports ready or exits)
+        Effect.tapError(() => stopKeeper({ child, exited }))
+      )
+    }),
+    stopKeeper
+  )
+
+const stopKeeper = (keeper: Pick<Keeper, "child" | "exited">) =>
+  Effect.gen(function*() {
+    // EOF ends the init, which ends the PID namespace, bubblewrap, and the keeper.
+    keeper.child.stdin?.end()
+    const clean = yield* Deferred.await(keeper.exited).pipe(Effect.timeout(STOP_GRACE), Effect.option)
+    if (Option.isNone(clean)) {
+      yield* Effect.logWarning("sandbox keeper did not stop in time; killing it")
+      Process.killGroup(keeper.child)
+      yield* Deferred.await(keeper.exited)
+    }
+  })
+
+/** A scoped directory for staging mounts; removed after the keeper is gone. */
+const runDirectory = Effect.acquireRelease(
+  Effect.tryPromise({
+    try: () => mkdtemp(join(tmpdir(), "effect-volumes-sandbox-")),
+    catch: (error) => startError("", `cannot create a staging directory: ${String(error)}`)
+  }),
+  // Only host-side empty mount points and export files: the mounts lived in the keeper's
+  // namespace, so nothing here reaches into a volume.
+  (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+)
+
+const stageTarget = (staged: Plan.StagedMount) =>
+  Effect.tryPromise({
+    try: async () => {
+      const { source } = staged.resolved
+      const isFile = source._tag === "HostPath" && !statSync(source.hostPath).isDirectory()
+      if (isFile) await writeFile(staged.stage, "")
+      else await mkdir(staged.stage)
+    },
+    catch: (error) => startError("", `cannot prepare a mount point: ${String(error)}`)
+  })
+
+const execEnv = (spec: StartSpec, options: ExecOptions): Record<string, string> => ({
+  PATH: DEFAULT_PATH,
+  HOME: "/root",
+  HOSTNAME: spec.name,
+  ...Object.fromEntries(spec.env),
+  ...options.env
+})
+
+const start = (spec: StartSpec) =>
+  Effect.gen(function*() {
+    for (const program of ["bwrap", "unshare", "nsenter", "setpriv"]) {
+      if (Option.isNone(which(program))) {
+        return yield* startError(spec.name, `${program} is not installed (Debian packages bubblewrap, util-linux)`)
+      }
+    }
+    if (spec.image !== "host") {
+      if (!existsSync(spec.image) || !statSync(spec.image).isDirectory()) {
+        return yield* new InvalidConfig({ message: `image(${JSON.stringify(spec.image)}) is not an existing directory` })
+      }
+      const hasSetpriv = ["usr/bin", "bin", "usr/sbin", "sbin"].some((dir) => existsSync(join(spec.image, dir, "setpriv")))
+      if (!hasSetpriv || !existsSync(join(spec.image, "bin/sh"))) {
+        return yield* new Unsupported({
+          operation: `image(${JSON.stringify(spec.image)}) without /bin/sh and setpriv (util-linux), ` +
+            `which the namespace runtime runs inside the sandbox`,
+          backend: BACKEND
+        })
+      }
+    }
+    for (const resolved of spec.mounts) yield* checkMount(resolved)
+
+    const runDir = yield* runDirectory
+    const mounts = spec.mounts.map((resolved, i): Plan.StagedMount => ({
+      resolved,
+      stage: join(runDir, `m${i}`),
+      exportFile: join(runDir, `m${i}.raw`)
+    }))
+    yield* Effect.forEach(mounts, stageTarget, { discard: true })
+    if (spec.image !== "host") {
+      yield* Effect.tryPromise({
+        try: () => Promise.all([mkdir(join(runDir, "overlay")), mkdir(join(runDir, "root"))]),
+        catch: (error) => startError(spec.name, `cannot prepare the root: ${String(error)}`)
+      })
+    }
+    const script = Plan.script({
+      name: spec.name,
+      image: spec.image,
+      runDir,
+      workdir: spec.workdir,
+      mounts,
+      hostLinks: hostLinks()
+    })
+    const keeper = yield* startKeeper(spec.name, script)
+
+    const execStream = (cmd: string, args: ReadonlyArray<string>, options: ExecOptions) => {
+      const cwd = options.cwd ?? Option.getOrElse(spec.workdir, () => "/")
+      const events = Process.run(
+        "nsenter",
+        [
+          `--target=${keeper.sandboxPid}`,
+          "--mount",
+          "--pid",
+          "--net",
+          "--ipc",
+          "--uts",
+          "--cgroup",
+          "--root",
+          `--wdns=${cwd}`,
+          "--",
+          // Runs inside the sandbox: no capabilities, none to regain.
+          "setpriv",
+          "--bounding-set=-all",
+          "--inh-caps=-all",
+          "--ambient-caps=-all",
+          "--no-new-privs",
+          "--",
+          cmd,
+          ...args
+        ],
+        { env: execEnv(spec, options), stdin: options.stdin, sandbox: spec.name }
+      )
+      return options.timeout === undefined ? events : events.pipe(
+        Stream.interruptWhen(
+          Effect.zipRight(
+            Effect.sleep(options.timeout),
+            Effect.fail(
+              new SandboxError({
+                sandbox: spec.name,
+                reason: "Timeout",
+                message: `${cmd} did not finish within ${Duration.format(Duration.decode(options.timeout))}; it was killed`
+              })
+            )
+          )
+        )
+      )
+    }
+    const running: RunningSandbox = { execStream }
+    return running
+  })
+
+/** The namespace runtime service. */
+export const make: SandboxRuntimeService = { name: BACKEND, start }

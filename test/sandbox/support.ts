@@ -1,0 +1,70 @@
+/**
+ * Shared pieces of the sandbox tests: a fresh home per test with the local backend and
+ * the namespace runtime, and the "nothing left behind" check.
+ */
+import { assert } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import type { Scope } from "effect"
+import { execFileSync } from "node:child_process"
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as LocalBackend from "../../src/LocalBackend.js"
+import * as NamespaceRuntime from "../../src/NamespaceRuntime.js"
+import type { SandboxRuntime } from "../../src/Sandbox.js"
+import type { VolumeBackend } from "../../src/VolumeBackend.js"
+import type { StorageError } from "../../src/VolumeError.js"
+
+/** A scoped temporary directory (home, host dirs, images). */
+export const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "ev-sandbox-test-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** Runs `body` with a fresh home: the local backend there plus the namespace runtime. */
+export const withHome = <A, E>(
+  body: (dir: string) => Effect.Effect<A, E, VolumeBackend | SandboxRuntime | Scope.Scope>
+): Effect.Effect<A, E | StorageError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const dir = yield* tempDir
+    const layer = Layer.mergeAll(LocalBackend.layer({ home: join(dir, "home") }), NamespaceRuntime.layer)
+    // Sandboxes close before the backend they record their attachments in.
+    return yield* Effect.provide(Effect.scoped(body(dir)), layer)
+  })
+
+/** Writes an executable host file. */
+export const writeScript = (path: string, text: string): void => {
+  writeFileSync(path, text)
+  chmodSync(path, 0o755)
+}
+
+const STAGING = "effect-volumes-sandbox-"
+
+/** Processes whose command line mentions `needle` (not us). */
+export const processesMentioning = (needle: string): ReadonlyArray<string> =>
+  readdirSync("/proc").filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid).flatMap((pid) => {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ")
+      return cmdline.includes(needle) ? [`${pid}: ${cmdline}`] : []
+    } catch {
+      return []
+    }
+  })
+
+/** No mount, loop device, FUSE export or process of a sandbox in `dir` is left. */
+export const assertNothingLeft = (dir: string, marker?: string) =>
+  Effect.sync(() => {
+    const mountinfo = readFileSync("/proc/self/mountinfo", "utf8")
+    assert.notInclude(mountinfo, dir, "a mount from the test dir is left")
+    assert.notInclude(mountinfo, STAGING, "a staged sandbox mount is left")
+    const loops = execFileSync("losetup", ["-a"], { encoding: "utf8" })
+    assert.notInclude(loops, dir, "a loop device on an image of the test dir is left")
+    assert.notInclude(loops, STAGING, "a loop device on a FUSE export is left")
+    assert.deepStrictEqual(processesMentioning(STAGING), [], "a sandbox keeper is left")
+    if (marker !== undefined) assert.deepStrictEqual(processesMentioning(marker), [], "a sandboxed command is left")
+    assert.deepStrictEqual(
+      readdirSync(tmpdir()).filter((name) => name.startsWith(STAGING)),
+      [],
+      "a staging directory is left"
+    )
+  })
