@@ -14,6 +14,7 @@ export * as Mount from "./Mount.js"
 /** @since 0.1.0 */
 export * as NamespaceRuntime from "./NamespaceRuntime.js"
 /** @since 0.1.0 */
+export * as S3Backend from "./S3Backend.js"
 /** @since 0.1.0 */
 export * as Sandbox from "./Sandbox.js"
 /** @since 0.1.0 */

@@ -1,0 +1,174 @@
+/**
+ * The cloud backend: every volume — its record and its files — lives in one bucket of an
+ * S3-compatible object store (AWS S3, Ceph RADOS Gateway, MinIO, ...), so every machine
+ * pointing at the same bucket and prefix sees the same volumes.
+ *
+ * How it differs from the local backend, by design (docs/cloud.md):
+ * - `backendKind` is `"cloud"`; `path()` and disk volumes fail with `Unsupported`.
+ * - `getDefault()` returns the store's default volume (named `default`, created on first
+ *   use); removing it fails with `Unsupported`.
+ * - Files have no owner or mode in the store: files report `0o644`, directories `0o755`,
+ *   owned by this process.
+ *
+ * @since 0.1.0
+ */
+import { Config, Effect, Layer, Option, Redacted } from "effect"
+import type { ConfigError, Scope } from "effect"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import * as internal from "./internal/s3/backend.js"
+import * as Snapshot from "./internal/s3/snapshot.js"
+import type { Volume } from "./Volume.js"
+import type { VolumeBackendService } from "./VolumeBackend.js"
+import { VolumeBackend } from "./VolumeBackend.js"
+import type { StorageError, VolumeFsFailure } from "./VolumeError.js"
+
+/**
+ * Where the store is and how to sign in.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface S3BackendOptions {
+  /** The endpoint URL, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:7480`. */
+  readonly endpoint: string
+  readonly region: string
+  /** Created on first use when it does not exist and the credentials allow it. */
+  readonly bucket: string
+  /** Key prefix of everything the backend stores, so one bucket can hold several stores. */
+  readonly prefix?: string | undefined
+  readonly credentials: {
+    readonly accessKeyId: string
+    readonly secretAccessKey: string | Redacted.Redacted<string>
+  }
+  /** Path-style URLs (`endpoint/bucket/key`); most self-hosted servers need it. Default `true`. */
+  readonly forcePathStyle?: boolean | undefined
+  /** Attempts of an idempotent request on network errors, 5xx and throttling. Default 6. */
+  readonly maxAttempts?: number | undefined
+}
+
+/**
+ * The name of the store's default volume.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_VOLUME: string = internal.DEFAULT_VOLUME
+
+const settingsOf = (options: S3BackendOptions): internal.S3BackendSettings => ({
+  endpoint: options.endpoint,
+  region: options.region,
+  bucket: options.bucket,
+  prefix: options.prefix,
+  credentials: {
+    accessKeyId: options.credentials.accessKeyId,
+    secretAccessKey: Redacted.isRedacted(options.credentials.secretAccessKey)
+      ? Redacted.value(options.credentials.secretAccessKey)
+      : options.credentials.secretAccessKey
+  },
+  forcePathStyle: options.forcePathStyle ?? true,
+  ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts })
+})
+
+/**
+ * The cloud backend service, open for the lifetime of the scope (the bucket is created
+ * if it is missing).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: S3BackendOptions): Effect.Effect<VolumeBackendService, StorageError, Scope.Scope> =>
+  internal.make(settingsOf(options))
+
+/**
+ * The cloud backend.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: S3BackendOptions): Layer.Layer<VolumeBackend, StorageError> =>
+  Layer.scoped(VolumeBackend, make(options))
+
+/**
+ * The options {@link layerConfig} reads: `EFFECT_VOLUMES_S3_ENDPOINT`, `_REGION`
+ * (default `us-east-1`), `_BUCKET`, `_PREFIX` (optional), `_ACCESS_KEY_ID`,
+ * `_SECRET_ACCESS_KEY` and `_FORCE_PATH_STYLE` (default `true`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const config: Config.Config<S3BackendOptions> = Config.all({
+  endpoint: Config.string("EFFECT_VOLUMES_S3_ENDPOINT"),
+  region: Config.withDefault(Config.string("EFFECT_VOLUMES_S3_REGION"), "us-east-1"),
+  bucket: Config.string("EFFECT_VOLUMES_S3_BUCKET"),
+  prefix: Config.option(Config.string("EFFECT_VOLUMES_S3_PREFIX")),
+  accessKeyId: Config.string("EFFECT_VOLUMES_S3_ACCESS_KEY_ID"),
+  secretAccessKey: Config.redacted("EFFECT_VOLUMES_S3_SECRET_ACCESS_KEY"),
+  forcePathStyle: Config.withDefault(Config.boolean("EFFECT_VOLUMES_S3_FORCE_PATH_STYLE"), true)
+}).pipe(
+  Config.map(({ accessKeyId, prefix, secretAccessKey, ...rest }): S3BackendOptions => ({
+    ...rest,
+    prefix: Option.getOrUndefined(prefix),
+    credentials: { accessKeyId, secretAccessKey }
+  }))
+)
+
+/**
+ * The cloud backend configured from the environment (see {@link config}).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<VolumeBackend, StorageError | ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(config, layer)
+)
+
+/**
+ * What {@link commitSnapshot} changed in the volume.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SnapshotCommit = Snapshot.CommitResult
+
+/**
+ * The local cache directory of a volume's snapshot: under `$EFFECT_VOLUMES_CLOUD_CACHE`
+ * (default `<tmpdir>/effect-volumes-cloud-cache`), keyed by bucket and the volume's data
+ * prefix, so a re-created volume of the same name never reuses an old cache.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const snapshotDirectory = (volume: Volume): string => {
+  const root = process.env["EFFECT_VOLUMES_CLOUD_CACHE"] ?? NodePath.join(NodeOs.tmpdir(), "effect-volumes-cloud-cache")
+  return Option.match(volume.cloud, {
+    onNone: () => NodePath.join(root, "volumes", volume.name.toLowerCase()),
+    onSome: (cloud) => NodePath.join(root, cloud.bucket, ...cloud.prefix.split("/").filter((s) => s !== ""))
+  })
+}
+
+/**
+ * Materialises the volume into a local directory (default {@link snapshotDirectory}) for a
+ * sandbox to mount: only files changed in the store since the last sync are downloaded.
+ * Returns the directory.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const materializeSnapshot = (
+  volume: Volume,
+  directory: string = snapshotDirectory(volume)
+): Effect.Effect<string, VolumeFsFailure> => Effect.as(Snapshot.materialize(volume.fs(), directory), directory)
+
+/**
+ * Commits what changed in the snapshot directory since it was materialised: changed and
+ * new files are uploaded (each atomically), deleted files and directories are deleted.
+ * Files nobody touched locally are left alone, so the last writer wins per file.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const commitSnapshot = (
+  volume: Volume,
+  directory: string = snapshotDirectory(volume)
+): Effect.Effect<SnapshotCommit, VolumeFsFailure> => Snapshot.commit(volume.fs(), directory)

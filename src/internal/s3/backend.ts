@@ -1,0 +1,172 @@
+/**
+ * The cloud `VolumeBackendService`: volume records and files in one bucket of an
+ * S3-compatible store (layout in `layout.ts`, records in `records.ts`, files in
+ * `driver.ts`). Nothing is kept in this process but the client and per-volume write locks,
+ * so every process pointing at the same bucket and prefix sees the same volumes.
+ */
+import { DateTime, Effect, Option } from "effect"
+import type { Scope } from "effect"
+import { BYTES_PER_MIB } from "../../Size.js"
+import type { Mebibytes } from "../../Size.js"
+import type { VolumeBackendService } from "../../VolumeBackend.js"
+import { CloudState, VolumeInfo } from "../../VolumeBackend.js"
+import { StorageError, Unsupported, VolumeNotFound } from "../../VolumeError.js"
+import type { VolumeFs } from "../../VolumeFs.js"
+import type { ValidSpec } from "../../VolumeSpec.js"
+import * as VolumeFsImpl from "../volumeFs.js"
+import * as Client from "./client.js"
+import type { S3, S3Settings } from "./client.js"
+import * as Driver from "./driver.js"
+import * as Layout from "./layout.js"
+import * as Records from "./records.js"
+import { VolumeRecord } from "./records.js"
+
+export interface S3BackendSettings extends S3Settings {
+  /** Key prefix of everything this backend stores (default: the bucket root). */
+  readonly prefix?: string | undefined
+}
+
+/** Name of the store's default volume. */
+export const DEFAULT_VOLUME = "default"
+
+const BACKEND = "cloud (S3)"
+
+/** Parallel record reads of `list`. */
+const LIST_CONCURRENCY = 32
+
+export const make = (settings: S3BackendSettings): Effect.Effect<VolumeBackendService, StorageError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const s3 = yield* Client.make(settings)
+    yield* s3.ensureBucket
+    return makeService(s3, Layout.make(settings.prefix))
+  })
+
+/** The service over an existing client (tests build several over one client). */
+export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService => {
+  /** One lock per volume incarnation, shared by every `fs()` of it in this process. */
+  const writeLocks = new Map<string, Effect.Semaphore>()
+  const writeLockOf = (dataPrefix: string): Effect.Semaphore => {
+    let lock = writeLocks.get(dataPrefix)
+    if (lock === undefined) {
+      lock = Effect.unsafeMakeSemaphore(1)
+      writeLocks.set(dataPrefix, lock)
+    }
+    return lock
+  }
+
+  const toInfo = (record: VolumeRecord): VolumeInfo =>
+    new VolumeInfo({
+      name: record.name,
+      kind: "directory",
+      backendKind: "cloud",
+      quotaMib: Option.fromNullable(record.quotaMib),
+      capacityMib: Option.none(),
+      labels: record.labels,
+      createdAt: DateTime.unsafeMake(record.createdAt),
+      usedBytes: record.usedBytes,
+      diskPath: Option.none(),
+      local: Option.none(),
+      cloud: Option.some(
+        new CloudState({ endpoint: s3.endpoint, bucket: s3.bucket, prefix: layout.dataPrefix(record.name, record.id) })
+      )
+    })
+
+  const newRecord = (spec: { readonly name: string; readonly quotaMib: Option.Option<Mebibytes> }, labels: VolumeRecord["labels"], isDefault: boolean) =>
+    new VolumeRecord({
+      version: 1,
+      name: spec.name,
+      id: Records.token(),
+      rev: Records.token(),
+      quotaMib: Option.getOrNull(spec.quotaMib),
+      labels,
+      createdAt: DateTime.toEpochMillis(DateTime.unsafeNow()),
+      usedBytes: 0,
+      isDefault
+    })
+
+  const create = Effect.fn("S3Backend.create")(function*(spec: ValidSpec) {
+    if (spec.kind === "disk") {
+      return yield* new Unsupported({ operation: "disk volumes (an object store has no block devices)", backend: BACKEND })
+    }
+    const { record } = yield* Records.create(s3, layout.recordKey(spec.name), newRecord(spec, spec.labels, false))
+    return toInfo(record)
+  })
+
+  const get = Effect.fn("S3Backend.get")(function*(name: string) {
+    const found = yield* Records.read(s3, layout.recordKey(name))
+    if (Option.isNone(found)) return yield* new VolumeNotFound({ name })
+    return toInfo(found.value.record)
+  })
+
+  const list = Effect.gen(function*() {
+    const listing = yield* s3.list(layout.recordsPrefix, { delimiter: "/" })
+    const records = yield* Effect.forEach(
+      listing.objects,
+      // A record removed between the listing and its read is simply no longer listed.
+      (object) => Records.read(s3, object.key),
+      { concurrency: LIST_CONCURRENCY }
+    )
+    return records.flatMap((found) => Option.isSome(found) ? [toInfo(found.value.record)] : [])
+      .sort((a, b) => DateTime.toEpochMillis(b.createdAt) - DateTime.toEpochMillis(a.createdAt))
+  }).pipe(Effect.withSpan("S3Backend.list"))
+
+  const remove = Effect.fn("S3Backend.remove")(function*(name: string) {
+    const key = layout.recordKey(name)
+    const found = yield* Records.read(s3, key)
+    if (Option.isNone(found)) return yield* new VolumeNotFound({ name })
+    const { record } = found.value
+    if (record.isDefault) {
+      return yield* new Unsupported({ operation: `removing the default volume "${record.name}"`, backend: BACKEND })
+    }
+    // The record goes first: from then on the volume does not exist for anyone, and the
+    // data below its (never reused) id can be deleted at leisure.
+    yield* s3.delete(key)
+    const data = layout.dataPrefix(record.name, record.id)
+    const objects = yield* s3.list(data)
+    yield* s3.deleteMany(objects.objects.map((o) => o.key))
+    writeLocks.delete(data)
+  })
+
+  /** The default volume, created on first use by whichever process asks first. */
+  const getDefault = Effect.gen(function*() {
+    const key = layout.recordKey(DEFAULT_VOLUME)
+    const found = yield* Records.read(s3, key)
+    if (Option.isSome(found)) return toInfo(found.value.record)
+    const created = yield* Records.create(
+      s3,
+      key,
+      newRecord({ name: DEFAULT_VOLUME, quotaMib: Option.none() }, [], true)
+    ).pipe(
+      Effect.map((versioned) => versioned.record),
+      Effect.catchTag("VolumeAlreadyExists", () =>
+        Effect.flatMap(Records.read(s3, key), (again) =>
+          Option.isSome(again)
+            ? Effect.succeed(again.value.record)
+            : Effect.fail(new StorageError({ message: `the default volume record "${key}" vanished while it was created` }))))
+    )
+    return toInfo(created)
+  }).pipe(Effect.withSpan("S3Backend.getDefault"))
+
+  const fs = (info: VolumeInfo): VolumeFs => {
+    // Bound to this incarnation through its data prefix, which holds its unique id.
+    const dataPrefix = Option.match(info.cloud, { onNone: () => "", onSome: (cloud) => cloud.prefix })
+    const id = dataPrefix.split("/").at(-2) ?? ""
+    return VolumeFsImpl.make({
+      volume: info.name,
+      driver: Driver.make({ s3, volume: info.name, recordKey: layout.recordKey(info.name), id, dataPrefix }),
+      quotaBytes: Option.map(info.quotaMib, (mib) => mib * BYTES_PER_MIB),
+      writeLock: writeLockOf(dataPrefix)
+    })
+  }
+
+  return {
+    backendKind: "cloud",
+    create,
+    get,
+    list,
+    remove,
+    getDefault,
+    fs,
+    path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND }))
+  } satisfies VolumeBackendService
+}

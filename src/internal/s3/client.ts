@@ -1,0 +1,458 @@
+/**
+ * The one place that talks to the object store: an `S3Client` configured for
+ * S3-compatible servers (path-style, checksums only where required), every request wrapped
+ * once, retried with backoff when that is safe, and failures turned into readable
+ * `StorageError`s.
+ */
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand
+} from "@aws-sdk/client-s3"
+import type { GetObjectCommandOutput } from "@aws-sdk/client-s3"
+import { Data, Duration, Effect, Option, Schedule } from "effect"
+import type { Scope } from "effect"
+import type { Readable } from "node:stream"
+import { StorageError } from "../../VolumeError.js"
+
+/**
+ * How to reach the store.
+ */
+export interface S3Settings {
+  readonly endpoint: string
+  readonly region: string
+  readonly bucket: string
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string }
+  readonly forcePathStyle: boolean
+  /** Attempts of an idempotent request on network errors, 5xx and throttling (default 6). */
+  readonly maxAttempts?: number
+}
+
+/** A failed request, before the caller decides what it means. */
+export class S3Failure extends Data.TaggedError("S3Failure")<{
+  readonly operation: string
+  readonly key: string
+  /** HTTP status, or undefined when no response arrived (network error). */
+  readonly status: number | undefined
+  readonly code: string
+  readonly detail: string
+  readonly cause: unknown
+}> {}
+
+interface SdkError {
+  readonly name?: string
+  readonly message?: string
+  readonly Code?: string
+  readonly $metadata?: { readonly httpStatusCode?: number }
+}
+
+const toFailure = (operation: string, key: string, cause: unknown): S3Failure => {
+  const error = (cause ?? {}) as SdkError
+  return new S3Failure({
+    operation,
+    key,
+    status: error.$metadata?.httpStatusCode,
+    code: error.Code ?? error.name ?? "Unknown",
+    detail: error.message ?? String(cause),
+    cause
+  })
+}
+
+/** No answer, a server error or throttling: the same request may succeed later. */
+export const isTransient = (failure: S3Failure): boolean =>
+  failure.status === undefined ||
+  failure.status >= 500 ||
+  failure.status === 429 ||
+  failure.code === "SlowDown" ||
+  failure.code === "RequestTimeout" ||
+  failure.code === "ThrottlingException"
+
+export const isNotFound = (failure: S3Failure): boolean =>
+  failure.status === 404 || failure.code === "NoSuchKey" || failure.code === "NotFound"
+
+export const isPreconditionFailed = (failure: S3Failure): boolean =>
+  failure.status === 412 || failure.code === "PreconditionFailed"
+
+/** The `StorageError` a caller reports for a failure it does not handle itself. */
+export const toStorageError = (failure: S3Failure): StorageError =>
+  new StorageError({
+    message: `the object store refused ${failure.operation} of "${failure.key}": ${
+      failure.status === undefined ? "no response" : `HTTP ${failure.status}`
+    } ${failure.code}: ${failure.detail}`,
+    cause: failure.cause
+  })
+
+/** RGW 16 answers a quoted ETag in `If-Match` with 412, so conditions carry it bare. */
+export const bareEtag = (etag: string): string => etag.replace(/"/g, "")
+
+/** What HEAD reports about an object. */
+export interface ObjectHead {
+  readonly size: number
+  readonly etag: string
+  readonly modified: Date
+}
+
+/** A whole small object. */
+export interface ObjectBody extends ObjectHead {
+  readonly bytes: Uint8Array
+}
+
+/** One object of a listing. */
+export interface ListedObject {
+  readonly key: string
+  readonly size: number
+  readonly modified: Date
+}
+
+/** One page (or all pages) of a delimited listing. */
+export interface Listing {
+  readonly objects: ReadonlyArray<ListedObject>
+  /** Common prefixes ("subdirectories"), each ending in the delimiter. */
+  readonly prefixes: ReadonlyArray<string>
+}
+
+/** The outcome of a conditional PUT: written, lost the race (412), or unknown (5xx / no answer). */
+export type ConditionalPut =
+  | { readonly _tag: "Written"; readonly etag: Option.Option<string> }
+  | { readonly _tag: "PreconditionFailed" }
+  | { readonly _tag: "Unknown"; readonly failure: S3Failure }
+
+/** Most keys one DeleteObjects request may carry. */
+const DELETE_BATCH = 1000
+
+/** The store, one bucket of it. */
+export interface S3 {
+  readonly endpoint: string
+  readonly bucket: string
+  /** The raw SDK client (benchmarks compare against it). */
+  readonly sdk: S3Client
+  readonly head: (key: string) => Effect.Effect<Option.Option<ObjectHead>, StorageError>
+  readonly get: (key: string) => Effect.Effect<Option.Option<ObjectBody>, StorageError>
+  /** A ranged GET whose body is streamed; `ifMatch` makes it fail if the object changed. */
+  readonly getRange: (
+    key: string,
+    start: number,
+    endInclusive: number,
+    ifMatch: string
+  ) => Effect.Effect<Option.Option<Readable>, StorageError, Scope.Scope>
+  readonly put: (key: string, body: Uint8Array, contentType?: string) => Effect.Effect<void, StorageError>
+  /** A single, never retried, conditional PUT (`ifNoneMatch: "*"` or `ifMatch: <etag>`). */
+  readonly putConditional: (
+    key: string,
+    body: Uint8Array,
+    condition: { readonly ifNoneMatch: "*" } | { readonly ifMatch: string }
+  ) => Effect.Effect<ConditionalPut, StorageError>
+  readonly copy: (from: string, to: string) => Effect.Effect<Option.Option<void>, StorageError>
+  readonly delete: (key: string) => Effect.Effect<void, StorageError>
+  readonly deleteMany: (keys: ReadonlyArray<string>) => Effect.Effect<void, StorageError>
+  /** Every object below `prefix`, with `delimiter` folding deeper keys into prefixes. */
+  readonly list: (
+    prefix: string,
+    options?: { readonly delimiter?: string; readonly limit?: number }
+  ) => Effect.Effect<Listing, StorageError>
+  readonly createUpload: (key: string) => Effect.Effect<string, StorageError>
+  readonly uploadPart: (
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Uint8Array
+  ) => Effect.Effect<string, StorageError>
+  readonly completeUpload: (
+    key: string,
+    uploadId: string,
+    parts: ReadonlyArray<{ readonly PartNumber: number; readonly ETag: string }>
+  ) => Effect.Effect<void, StorageError>
+  /** Never fails: it runs from scope finalizers. */
+  readonly abortUpload: (key: string, uploadId: string) => Effect.Effect<void>
+  /** Creates the bucket unless it exists. */
+  readonly ensureBucket: Effect.Effect<void, StorageError>
+}
+
+/**
+ * A client for `settings`, destroyed (sockets closed) when the scope closes.
+ */
+export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const sdk = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new S3Client({
+          endpoint: settings.endpoint,
+          region: settings.region,
+          credentials: { ...settings.credentials },
+          forcePathStyle: settings.forcePathStyle,
+          // Streamed bodies with the default checksums use aws-chunked trailers, which RGW 16
+          // and others refuse (411); checksums go in headers only where an API requires them.
+          requestChecksumCalculation: "WHEN_REQUIRED",
+          responseChecksumValidation: "WHEN_REQUIRED",
+          // Retries are ours: the SDK would also retry conditional PUTs, hiding their outcome.
+          maxAttempts: 1
+        })
+      ),
+      (client) => Effect.sync(() => client.destroy())
+    )
+    const { bucket } = settings
+    const attempts = Math.max(1, settings.maxAttempts ?? 6)
+    const backoff = Schedule.exponential(Duration.millis(40), 2).pipe(
+      Schedule.jittered,
+      Schedule.intersect(Schedule.recurs(attempts - 1))
+    )
+
+    /** One request; idempotent ones are retried while the failure is transient. */
+    const request = <A>(
+      operation: string,
+      key: string,
+      run: (signal: AbortSignal) => Promise<A>,
+      idempotent = true
+    ): Effect.Effect<A, S3Failure> => {
+      const once = Effect.tryPromise({ try: run, catch: (cause) => toFailure(operation, key, cause) })
+      return idempotent ? Effect.retry(once, { schedule: backoff, while: isTransient }) : once
+    }
+
+    const orStorage = <A>(self: Effect.Effect<A, S3Failure>) => Effect.mapError(self, toStorageError)
+
+    /** `None` for a missing object, `StorageError` for anything else that failed. */
+    const optional = <A>(self: Effect.Effect<A, S3Failure>): Effect.Effect<Option.Option<A>, StorageError> =>
+      self.pipe(
+        Effect.map(Option.some),
+        Effect.catchIf(isNotFound, () => Effect.succeed(Option.none())),
+        Effect.mapError(toStorageError)
+      )
+
+    const head: S3["head"] = (key) =>
+      optional(request("HeadObject", key, (abortSignal) =>
+        sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }))).pipe(
+          Effect.map(Option.map((out) => ({
+            size: out.ContentLength ?? 0,
+            etag: out.ETag ?? "",
+            modified: out.LastModified ?? new Date(0)
+          })))
+        )
+
+    const get: S3["get"] = (key) =>
+      optional(request("GetObject", key, async (abortSignal) => {
+        const out = await sdk.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal })
+        const bytes = out.Body === undefined ? new Uint8Array(0) : await out.Body.transformToByteArray()
+        return { bytes, size: bytes.byteLength, etag: out.ETag ?? "", modified: out.LastModified ?? new Date(0) }
+      }))
+
+    const getRange: S3["getRange"] = (key, start, endInclusive, ifMatch) =>
+      Effect.acquireRelease(
+        optional(request("GetObject", key, (abortSignal) =>
+          sdk.send(
+            new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${endInclusive}`, IfMatch: ifMatch }),
+            { abortSignal }
+          ))),
+        // An unread body holds a socket: release it when the consumer stops early.
+        (out) =>
+          Effect.sync(() => {
+            if (Option.isSome(out)) (out.value.Body as Readable | undefined)?.destroy()
+          })
+      ).pipe(Effect.map(Option.map((out: GetObjectCommandOutput) => out.Body as Readable)))
+
+    const put: S3["put"] = (key, body, contentType = "application/octet-stream") =>
+      orStorage(request("PutObject", key, (abortSignal) =>
+        sdk.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            Body: body,
+            ContentLength: body.byteLength,
+            ContentType: contentType
+          }),
+          { abortSignal }
+        ))).pipe(Effect.asVoid)
+
+    const putConditional: S3["putConditional"] = (key, body, condition) =>
+      request(
+        "PutObject (conditional)",
+        key,
+        (abortSignal) =>
+          sdk.send(
+            new PutObjectCommand({
+              Bucket: bucket,
+              Key: key,
+              Body: body,
+              ContentLength: body.byteLength,
+              ContentType: "application/json",
+              ...("ifNoneMatch" in condition ? { IfNoneMatch: "*" } : { IfMatch: bareEtag(condition.ifMatch) })
+            }),
+            { abortSignal }
+          ),
+        false
+      ).pipe(
+        Effect.map((out): ConditionalPut => ({ _tag: "Written", etag: Option.fromNullable(out.ETag) })),
+        Effect.catchAll((failure): Effect.Effect<ConditionalPut, StorageError> => {
+          if (isPreconditionFailed(failure)) return Effect.succeed({ _tag: "PreconditionFailed" })
+          // RGW answers concurrent If-Match losers with 500 (and 409 is possible elsewhere):
+          // the write may or may not have happened, so the caller re-reads and compares.
+          if (isTransient(failure) || failure.status === 409) return Effect.succeed({ _tag: "Unknown", failure })
+          return Effect.fail(toStorageError(failure))
+        })
+      )
+
+    /** `CopySource` is bucket/key, URL-encoded, with the slashes kept. */
+    const copySource = (key: string) => encodeURIComponent(`${bucket}/${key}`).replace(/%2F/g, "/")
+
+    const copy: S3["copy"] = (from, to) =>
+      optional(request("CopyObject", `${from} -> ${to}`, (abortSignal) =>
+        sdk.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: copySource(from) }), { abortSignal }))).pipe(
+          Effect.map(Option.map(() => undefined))
+        )
+
+    const del: S3["delete"] = (key) =>
+      orStorage(request("DeleteObject", key, (abortSignal) =>
+        sdk.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }))).pipe(Effect.asVoid)
+
+    const deleteMany: S3["deleteMany"] = (keys) => {
+      const batches: Array<ReadonlyArray<string>> = []
+      for (let i = 0; i < keys.length; i += DELETE_BATCH) batches.push(keys.slice(i, i + DELETE_BATCH))
+      return Effect.forEach(
+        batches,
+        (batch) =>
+          orStorage(request("DeleteObjects", batch[0] ?? "", (abortSignal) =>
+            sdk.send(
+              new DeleteObjectsCommand({
+                Bucket: bucket,
+                Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true }
+              }),
+              { abortSignal }
+            ))).pipe(
+              Effect.flatMap((out) => {
+                const failed = (out.Errors ?? []).filter((e) => e.Code !== "NoSuchKey")
+                return failed.length === 0
+                  ? Effect.void
+                  : Effect.fail(
+                    new StorageError({
+                      message: `the object store could not delete ${failed.length} object(s), first "${failed[0]?.Key}": ${
+                        failed[0]?.Code
+                      } ${failed[0]?.Message ?? ""}`
+                    })
+                  )
+              })
+            ),
+        { concurrency: 4, discard: true }
+      )
+    }
+
+    const list: S3["list"] = (prefix, options = {}) =>
+      Effect.gen(function*() {
+        const objects: Array<ListedObject> = []
+        const prefixes: Array<string> = []
+        let token: string | undefined
+        do {
+          const continuation = token
+          const page = yield* orStorage(request("ListObjectsV2", prefix, (abortSignal) =>
+            sdk.send(
+              new ListObjectsV2Command({
+                Bucket: bucket,
+                Prefix: prefix,
+                ...(options.delimiter === undefined ? {} : { Delimiter: options.delimiter }),
+                ...(options.limit === undefined ? {} : { MaxKeys: options.limit }),
+                ...(continuation === undefined ? {} : { ContinuationToken: continuation })
+              }),
+              { abortSignal }
+            )))
+          for (const object of page.Contents ?? []) {
+            if (object.Key !== undefined) {
+              objects.push({ key: object.Key, size: object.Size ?? 0, modified: object.LastModified ?? new Date(0) })
+            }
+          }
+          for (const common of page.CommonPrefixes ?? []) if (common.Prefix !== undefined) prefixes.push(common.Prefix)
+          token = page.IsTruncated === true ? page.NextContinuationToken : undefined
+          if (options.limit !== undefined && objects.length + prefixes.length >= options.limit) break
+        } while (token !== undefined)
+        return { objects, prefixes }
+      })
+
+    const createUpload: S3["createUpload"] = (key) =>
+      orStorage(request("CreateMultipartUpload", key, (abortSignal) =>
+        sdk.send(
+          new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: "application/octet-stream" }),
+          { abortSignal }
+        ))).pipe(
+          Effect.flatMap((out) =>
+            out.UploadId === undefined
+              ? Effect.fail(new StorageError({ message: `the object store gave no upload id for "${key}"` }))
+              : Effect.succeed(out.UploadId)
+          )
+        )
+
+    const uploadPart: S3["uploadPart"] = (key, uploadId, partNumber, body) =>
+      orStorage(request("UploadPart", key, (abortSignal) =>
+        sdk.send(
+          new UploadPartCommand({
+            Bucket: bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            Body: body,
+            ContentLength: body.byteLength
+          }),
+          { abortSignal }
+        ))).pipe(Effect.map((out) => out.ETag ?? ""))
+
+    const completeUpload: S3["completeUpload"] = (key, uploadId, parts) =>
+      orStorage(request("CompleteMultipartUpload", key, (abortSignal) =>
+        sdk.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: key,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: parts.map((part) => ({ ...part })) }
+          }),
+          { abortSignal }
+        ))).pipe(Effect.asVoid)
+
+    const abortUpload: S3["abortUpload"] = (key, uploadId) =>
+      request("AbortMultipartUpload", key, (abortSignal) =>
+        sdk.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }), { abortSignal })).pipe(
+          Effect.ignore
+        )
+
+    const ensureBucket: S3["ensureBucket"] = request("HeadBucket", bucket, (abortSignal) =>
+      sdk.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal })).pipe(
+        Effect.asVoid,
+        Effect.catchIf(isNotFound, () =>
+          request("CreateBucket", bucket, (abortSignal) =>
+            sdk.send(new CreateBucketCommand({ Bucket: bucket }), { abortSignal })).pipe(
+              Effect.asVoid,
+              // Another process created it first: that is what we wanted.
+              Effect.catchIf(
+                (f) => f.code === "BucketAlreadyOwnedByYou" || f.code === "BucketAlreadyExists",
+                () => Effect.void
+              )
+            )),
+        Effect.mapError(toStorageError)
+      )
+
+    return {
+      endpoint: settings.endpoint,
+      bucket,
+      sdk,
+      head,
+      get,
+      getRange,
+      put,
+      putConditional,
+      copy,
+      delete: del,
+      deleteMany,
+      list,
+      createUpload,
+      uploadPart,
+      completeUpload,
+      abortUpload,
+      ensureBucket
+    } satisfies S3
+  })
