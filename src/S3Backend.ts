@@ -14,10 +14,8 @@
  */
 import { Config, Effect, Layer, Option, Redacted } from "effect"
 import type { ConfigError, Scope } from "effect"
-import * as NodeOs from "node:os"
-import * as NodePath from "node:path"
 import * as internal from "./internal/s3/backend.js"
-import * as Snapshot from "./internal/s3/snapshot.js"
+import * as Snapshot from "./internal/snapshot.js"
 import type { Volume } from "./Volume.js"
 import type { VolumeBackendService } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
@@ -139,13 +137,7 @@ export type SnapshotCommit = Snapshot.CommitResult
  * @since 0.1.0
  * @category accessors
  */
-export const snapshotDirectory = (volume: Volume): string => {
-  const root = process.env["EFFECT_VOLUMES_CLOUD_CACHE"] ?? NodePath.join(NodeOs.tmpdir(), "effect-volumes-cloud-cache")
-  return Option.match(volume.cloud, {
-    onNone: () => NodePath.join(root, "volumes", volume.name.toLowerCase()),
-    onSome: (cloud) => NodePath.join(root, cloud.bucket, ...cloud.prefix.split("/").filter((s) => s !== ""))
-  })
-}
+export const snapshotDirectory = (volume: Volume): string => Snapshot.cacheDirectory(volume)
 
 /**
  * Materialises the volume into a local directory (default {@link snapshotDirectory}) for a

@@ -8,11 +8,12 @@
 import type { Duration } from "effect"
 import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
 import { LocalAttachments } from "./internal/local/attachments.js"
+import * as Snapshot from "./internal/snapshot.js"
 import * as Mount from "./Mount.js"
 import * as Volume from "./Volume.js"
 import type { VolumeBackend } from "./VolumeBackend.js"
 import type { StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
-import { InvalidConfig, SandboxError, Unsupported } from "./VolumeError.js"
+import { InvalidConfig, SandboxError, StorageError as StorageFailure, Unsupported } from "./VolumeError.js"
 import * as VolumeSpec from "./VolumeSpec.js"
 
 // ---------------------------------------------------------------------------
@@ -374,6 +375,9 @@ const resolveNamed = (mount: Mount.NamedMount) =>
     return resolution
   })
 
+const snapshotFailure = (what: string, name: string, cause: { readonly message: string }) =>
+  new StorageFailure({ message: `${what} the snapshot of volume "${name}" failed: ${cause.message}`, cause })
+
 /** The source of a named volume's mount: its directory or its disk image. */
 const namedSource = (handle: Volume.VolumeHandle) =>
   Effect.gen(function*() {
@@ -443,6 +447,9 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
   const created: Array<string> = []
   const named: Array<string> = []
+  // Directory volumes without a host directory (cloud, memory) are mounted as snapshots:
+  // materialised into a local cache at start, committed back at stop (docs/cloud.md).
+  const snapshots: Array<{ readonly handle: Volume.VolumeHandle; readonly directory: string }> = []
 
   const start = Effect.gen(function*() {
     const resolvedKinds = new Map<string, VolumeSpec.VolumeKind>()
@@ -470,6 +477,15 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
         }).pipe(Scope.extend(scope))
       }
       if (!named.includes(handle.name)) named.push(handle.name)
+      if (handle.kind === "directory" && Option.isNone(handle.local)) {
+        const directory = `${Snapshot.cacheDirectory(handle)}@${draft.name}`
+        yield* Snapshot.materialize(handle.fs(), directory).pipe(
+          Effect.mapError((cause) => snapshotFailure("materialising", handle.name, cause))
+        )
+        if (!mount.readonly) snapshots.push({ handle, directory })
+        resolved.push({ mount, source: { _tag: "HostPath", hostPath: directory } })
+        continue
+      }
       resolved.push({ mount, source: yield* namedSource(handle) })
     }
     return yield* runtime.start({
@@ -523,7 +539,14 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   const stop = yield* Effect.cached(
     Effect.suspend(() => {
       stopped = true
-      return Effect.zipRight(Scope.close(scope, Exit.void), measure)
+      return Scope.close(scope, Exit.void).pipe(
+        // The sandbox's processes are gone, so its snapshot caches are quiescent.
+        Effect.zipRight(Effect.forEach(snapshots, ({ directory, handle }) =>
+          Snapshot.commit(handle.fs(), directory).pipe(
+            Effect.mapError((cause) => snapshotFailure("committing", handle.name, cause))
+          ), { discard: true })),
+        Effect.zipRight(measure)
+      )
     }).pipe(Effect.uninterruptible)
   )
   yield* Effect.addFinalizer(() => Effect.ignore(stop))

@@ -19,10 +19,25 @@
 import { NodeSink, NodeStream } from "@effect/platform-node"
 import { Effect, Option, Schema, Stream } from "effect"
 import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import { StorageError } from "../../VolumeError.js"
-import type { VolumeFsFailure } from "../../VolumeError.js"
-import type { VolumeFs } from "../../VolumeFs.js"
+import { StorageError } from "../VolumeError.js"
+import type { VolumeFsFailure } from "../VolumeError.js"
+import type { VolumeFs } from "../VolumeFs.js"
+import type { Volume } from "../Volume.js"
+
+/**
+ * The local cache directory of a volume's snapshot: under `$EFFECT_VOLUMES_CLOUD_CACHE`
+ * (default `<tmpdir>/effect-volumes-cloud-cache`), keyed by bucket and the volume's data
+ * prefix on the cloud backend (so a re-created volume never reuses an old cache).
+ */
+export const cacheDirectory = (volume: Volume): string => {
+  const root = process.env["EFFECT_VOLUMES_CLOUD_CACHE"] ?? NodePath.join(NodeOs.tmpdir(), "effect-volumes-cloud-cache")
+  return Option.match(volume.cloud, {
+    onNone: () => NodePath.join(root, volume.backendKind, volume.name.toLowerCase()),
+    onSome: (cloud) => NodePath.join(root, cloud.bucket, ...cloud.prefix.split("/").filter((s) => s !== ""))
+  })
+}
 
 /** One synced file: its stamp in the volume and the stamp of its cached copy. */
 const FileState = Schema.Struct({

@@ -1,0 +1,10 @@
+/**
+ * Snapshot mounts of a volume without a host directory, on the memory backend.
+ */
+import { describe } from "@effect/vitest"
+import * as MemoryBackend from "../../src/MemoryBackend.js"
+import { snapshotMountTests } from "./snapshotMount.js"
+
+describe("snapshot mounts (MemoryBackend)", () => {
+  snapshotMountTests(() => MemoryBackend.layer)
+})
