@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import { LocalAttachments } from "./internal/local/attachments.js"

@@ -5,6 +5,7 @@
  */
 
 /** @since 0.1.0 */
+export * as Archive from "./Archive.js"
 /** @since 0.1.0 */
 export * as LocalBackend from "./LocalBackend.js"
 /** @since 0.1.0 */

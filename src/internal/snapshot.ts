@@ -16,7 +16,8 @@
  * Works over the public `VolumeFs`, so it holds for every backend; a manifest next to the
  * cache directory remembers what was synced.
  */
-import { NodeSink, NodeStream } from "@effect/platform-node"
+import * as NodeSink from "@effect/platform-node/NodeSink"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Effect, Option, Schema, Stream } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"

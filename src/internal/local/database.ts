@@ -3,7 +3,7 @@
  * opens the home (WAL journal, long busy timeout). Every write the backend makes is a
  * single statement, so SQLite's write lock is the only lock between processes.
  */
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
 import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"

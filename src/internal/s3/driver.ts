@@ -9,7 +9,7 @@
  * volume's usage counter lives in its record and is moved by compare-and-swap after each
  * change, so measuring the volume costs one GET instead of a listing.
  */
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { DateTime, Effect, Fiber, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import { PathNotFound, StorageError, VolumeFsError, VolumeNotFound } from "../../VolumeError.js"

@@ -1,0 +1,78 @@
+/**
+ * `volumes export` and `volumes import`: whole volumes as tar streams.
+ */
+import { Args, Command, Options } from "@effect/cli"
+import { FileSystem } from "@effect/platform"
+import * as NodeFs from "node:fs"
+import { Effect, Option, Sink, Stream } from "effect"
+import * as Archive from "../Archive.js"
+import { formatBytes } from "../Size.js"
+import * as Volume from "../Volume.js"
+import { HostFileError } from "./errors.js"
+import * as Output from "./output.js"
+import * as Progress from "./progress.js"
+import { withBackend } from "./root.js"
+import { stdin, writeStdout } from "./stdio.js"
+
+const hostError = (path: string) => (cause: { readonly message: string }) =>
+  new HostFileError({ path, message: `${path}: ${cause.message}` })
+
+export const exportCommand = Command.make("export", {
+  name: Args.text({ name: "NAME" }),
+  output: Options.text("output").pipe(
+    Options.withAlias("o"),
+    Options.withDescription("write the tar to this file (default: stdout)"),
+    Options.optional
+  )
+}, (args) =>
+  withBackend(Effect.scoped(Effect.gen(function*() {
+    const volume = yield* Volume.get(args.name)
+    if (Option.isNone(args.output) && process.stdout.isTTY === true) {
+      return yield* new HostFileError({
+        path: "-",
+        message: "refusing to write a tar archive to a terminal; pass -o FILE or redirect stdout"
+      })
+    }
+    const progress = yield* Progress.make(`export ${volume.name}`, volume.usedBytes)
+    const tar = Archive.exportTar(volume).pipe(progress.track)
+    if (Option.isNone(args.output)) return yield* Stream.runForEach(tar, writeStdout)
+    // Written next to the target and renamed when complete: a failed export leaves no torn file.
+    const target = args.output.value
+    const partial = `${target}.partial-${process.pid}`
+    const files = yield* FileSystem.FileSystem
+    yield* Stream.run(tar, files.sink(partial).pipe(Sink.mapError(hostError(target)))).pipe(
+      Effect.zipRight(files.rename(partial, target).pipe(Effect.mapError(hostError(target)))),
+      Effect.onError(() => Effect.sync(() => NodeFs.rmSync(partial, { force: true })))
+    )
+  })))).pipe(Command.withDescription("write a volume as a tar archive (modes, mtimes, symlinks kept)"))
+
+export const importCommand = Command.make("import", {
+  name: Args.text({ name: "NAME" }),
+  input: Options.text("input").pipe(
+    Options.withAlias("i"),
+    Options.withDescription("read the tar from this file (default: stdin)"),
+    Options.optional
+  ),
+  create: Options.boolean("create").pipe(
+    Options.withDescription("create the volume first (it must not exist); it is removed again if the import fails")
+  )
+}, (args) =>
+  withBackend(Effect.scoped(Effect.gen(function*() {
+    if (Option.isNone(args.input) && process.stdin.isTTY === true) {
+      return yield* new HostFileError({
+        path: "-",
+        message: "refusing to read a tar archive from a terminal; pass -i FILE or pipe an archive into stdin"
+      })
+    }
+    const files = yield* FileSystem.FileSystem
+    const total = Option.isSome(args.input)
+      ? Number((yield* files.stat(args.input.value).pipe(Effect.mapError(hostError(args.input.value)))).size)
+      : undefined
+    const source = Option.match(args.input, {
+      onNone: () => stdin,
+      onSome: (path) => files.stream(path).pipe(Stream.mapError(hostError(path)))
+    })
+    const progress = yield* Progress.make(`import ${args.name}`, total)
+    const summary = yield* Archive.importTar(args.name, progress.track(source), { create: args.create })
+    yield* Output.line(`imported ${summary.entries} entries (${formatBytes(summary.bytes)}) into ${args.name}`)
+  })))).pipe(Command.withDescription("load a tar archive into a volume, atomically"))

@@ -1,0 +1,350 @@
+/**
+ * Tar export and import of whole volumes. Export walks the tree with `VolumeFs` and
+ * encodes ustar/PAX itself; import parses with `tar-stream`, stages everything in a
+ * directory inside the volume and only then moves it into place (see `docs/cli.md`).
+ */
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import { DateTime, Effect, Exit, Fiber, Option, Stream } from "effect"
+import * as TarStream from "tar-stream"
+import type { Volume } from "../../Volume.js"
+import { InvalidPath, PathNotFound, Unsupported, VolumeFsError } from "../../VolumeError.js"
+import type { VolumeFsFailure } from "../../VolumeError.js"
+import type { FsEntry } from "../../VolumeFs.js"
+import { ArchiveError } from "./archiveError.js"
+import * as Tar from "./tarEncode.js"
+
+/** The host data directory of a volume, when its backend keeps files on this host. */
+const hostRoot = (volume: Volume): Effect.Effect<Option.Option<string>> =>
+  volume.path().pipe(Effect.map(Option.some), Effect.orElseSucceed(() => Option.none<string>()))
+
+const seconds = (entry: FsEntry): number =>
+  Option.match(entry.modified, { onNone: () => 0, onSome: (t) => Math.floor(DateTime.toEpochMillis(t) / 1000) })
+
+const hostCall = <A>(path: string, f: () => A): Effect.Effect<A, VolumeFsError> =>
+  Effect.try({
+    try: f,
+    catch: (cause) => new VolumeFsError({ path, reason: "Io", detail: cause instanceof Error ? cause.message : String(cause) })
+  })
+
+// ---------------------------------------------------------------------------- export
+
+/** The volume's whole tree as a tar stream (directories before their contents, by name). */
+export const exportVolume = (volume: Volume): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> =>
+  Stream.unwrap(Effect.map(hostRoot(volume), (root) => {
+    const fs = volume.fs()
+
+    const fileData = (entry: FsEntry): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> =>
+      Stream.suspend(() => {
+        let sent = 0
+        const changed = new ArchiveError({
+          entry: entry.path,
+          message: `${entry.path} changed size while it was exported; export again when nothing writes to the volume`
+        })
+        return fs.readStream(entry.path).pipe(
+          Stream.mapEffect((chunk) => {
+            sent += chunk.length
+            return sent > entry.size ? Effect.fail(changed) : Effect.succeed(chunk)
+          }),
+          Stream.concat(Stream.suspend(() => {
+            if (sent !== entry.size) return Stream.fail(changed)
+            const pad = Tar.padding(entry.size)
+            // No empty chunks: some sinks (the platform's file sink) refuse zero-length writes.
+            return pad.length === 0 ? Stream.empty : Stream.make(pad)
+          }))
+        )
+      })
+
+    const symlinkTarget = (entry: FsEntry): Effect.Effect<string, VolumeFsError | ArchiveError> =>
+      Option.match(root, {
+        onNone: () =>
+          Effect.fail(new ArchiveError({ entry: entry.path, message: `cannot read the target of symlink ${entry.path} on this backend` })),
+        onSome: (dir) => hostCall(entry.path, () => NodeFs.readlinkSync(NodePath.join(dir, entry.path)))
+      })
+
+    const entryStream = (entry: FsEntry): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> => {
+      const base = { name: entry.path.slice(1), mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: seconds(entry) }
+      switch (entry.kind) {
+        case "directory":
+          return Stream.make(Tar.encodeHeader({ ...base, type: "directory", size: 0 })).pipe(Stream.concat(walk(entry.path)))
+        case "file":
+          return Stream.make(Tar.encodeHeader({ ...base, type: "file", size: entry.size })).pipe(Stream.concat(fileData(entry)))
+        case "symlink":
+          return Stream.fromEffect(
+            Effect.map(symlinkTarget(entry), (linkname) => Tar.encodeHeader({ ...base, type: "symlink", size: 0, linkname }))
+          )
+        case "other":
+          // Sockets, FIFOs and devices a sandbox left behind carry no data worth keeping.
+          return Stream.empty
+      }
+    }
+
+    const walk = (dir: string): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> =>
+      Stream.fromIterableEffect(fs.list(dir)).pipe(Stream.flatMap(entryStream))
+
+    return walk("/").pipe(Stream.concat(Stream.sync(Tar.trailer)), Stream.filter((chunk) => chunk.length > 0))
+  }))
+
+// ---------------------------------------------------------------------------- import
+
+/**
+ * What an import did.
+ */
+export interface ImportSummary {
+  /** Entries written (files, directories, symlinks, hard links). */
+  readonly entries: number
+  /** Bytes of file data written. */
+  readonly bytes: number
+}
+
+/** Lexically normalised segments of an archive entry name; `None` for the root itself. */
+const entrySegments = (name: string): Effect.Effect<ReadonlyArray<string>, InvalidPath> =>
+  Effect.suspend(() => {
+    const out: Array<string> = []
+    for (const segment of name.split("/")) {
+      if (segment === "" || segment === ".") continue
+      if (segment === "..") {
+        if (out.length === 0) {
+          return Effect.fail(new InvalidPath({ path: name, reason: "archive entry escapes the volume; nothing was imported" }))
+        }
+        out.pop()
+        continue
+      }
+      out.push(segment)
+    }
+    return Effect.succeed(out)
+  })
+
+/** One archive entry: its header and its data (which must be consumed or skipped). */
+interface ArchiveEntry<E> {
+  readonly header: TarStream.Header
+  readonly data: Stream.Stream<Uint8Array, E | ArchiveError>
+  readonly skip: () => void
+}
+
+/** The entries of a tar byte stream; a failure of the input wins over the parse error it causes. */
+const tarEntries = <E, R>(input: Stream.Stream<Uint8Array, E, R>): Stream.Stream<ArchiveEntry<E>, E | ArchiveError, R> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    const extract = yield* Effect.acquireRelease(Effect.sync(() => TarStream.extract()), (x) => Effect.sync(() => x.destroy(null)))
+    let inputFailed = false
+    const writeChunk = (chunk: Uint8Array) =>
+      Effect.async<void>((resume) => {
+        if (extract.destroyed || extract.write(chunk)) return resume(Effect.void)
+        const done = () => {
+          extract.off("drain", done)
+          extract.off("close", done)
+          resume(Effect.void)
+        }
+        extract.on("drain", done)
+        extract.on("close", done)
+      })
+    const feeder = yield* input.pipe(
+      Stream.runForEach(writeChunk),
+      Effect.zipRight(Effect.sync(() => extract.end(null))),
+      Effect.tapError(() =>
+        Effect.sync(() => {
+          inputFailed = true
+          extract.destroy(new Error("input failed"))
+        })
+      ),
+      Effect.forkScoped
+    )
+    const explain = (entry: string) => (cause: unknown) =>
+      new ArchiveError({
+        entry,
+        message: `not a valid tar archive${entry === "" ? "" : ` (at ${entry})`}: ${cause instanceof Error ? cause.message : String(cause)}`
+      })
+    const preferInputFailure = (parseError: ArchiveError): Effect.Effect<never, E | ArchiveError> =>
+      inputFailed
+        ? Effect.flatMap(Fiber.join(feeder), () => Effect.fail(parseError))
+        : Effect.zipRight(Fiber.interrupt(feeder), Effect.fail(parseError))
+    return Stream.fromAsyncIterable(extract, explain("")).pipe(
+      Stream.map((source): ArchiveEntry<E> => ({
+        header: source.header,
+        data: Stream.fromAsyncIterable(source as AsyncIterable<Uint8Array>, explain(source.header.name)).pipe(
+          Stream.catchAll((error) => Stream.fromEffect(preferInputFailure(error)))
+        ),
+        skip: () => source.resume()
+      })),
+      Stream.catchAll((error) => Stream.fromEffect(preferInputFailure(error)))
+    )
+  }))
+
+type Staged = {
+  readonly segments: ReadonlyArray<string>
+  readonly type: "file" | "directory" | "symlink"
+  readonly mode: number | undefined
+  readonly mtime: Date | undefined
+}
+
+const STAGING_PREFIX = ".volumes-import-"
+
+/**
+ * Imports a tar stream into `volume`: every entry is written below a staging directory
+ * inside the volume first; only when the whole archive is in (paths checked, quota
+ * charged, no conflicts) are the staged entries moved into place. Any failure before that
+ * removes the staging directory, leaving the volume as it was.
+ */
+export const importIntoVolume = <E, R>(
+  volume: Volume,
+  input: Stream.Stream<Uint8Array, E, R>
+): Effect.Effect<ImportSummary, E | VolumeFsFailure | ArchiveError, R> =>
+  Effect.gen(function*() {
+    const fs = volume.fs()
+    const root = yield* hostRoot(volume)
+    const staging = `${STAGING_PREFIX}${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+    const stagedPath = (segments: ReadonlyArray<string>) => [staging, ...segments].join("/")
+    const hostPath = (dir: string, segments: ReadonlyArray<string>) => NodePath.join(dir, staging, ...segments)
+    const staged: Array<Staged> = []
+    let bytes = 0
+
+    const writeSymlink = (segments: ReadonlyArray<string>, target: string, name: string) =>
+      Option.match(root, {
+        onNone: () => Effect.fail(new Unsupported({ operation: `importing symlink ${name}`, backend: volume.backendKind })),
+        onSome: (dir) =>
+          Effect.gen(function*() {
+            yield* fs.mkdir(stagedPath(segments.slice(0, -1)))
+            const path = hostPath(dir, segments)
+            yield* hostCall(name, () => {
+              // The parent was just created through VolumeFs; make sure nothing swapped it for a link.
+              const stagingReal = NodeFs.realpathSync(NodePath.join(dir, staging))
+              const parentReal = NodeFs.realpathSync(NodePath.dirname(path))
+              if (parentReal !== stagingReal && !parentReal.startsWith(stagingReal + NodePath.sep)) {
+                throw new Error("the staging directory changed under the import")
+              }
+              const existing = NodeFs.lstatSync(path, { throwIfNoEntry: false })
+              if (existing !== undefined && !existing.isDirectory()) NodeFs.unlinkSync(path)
+              NodeFs.symlinkSync(target, path)
+            })
+          })
+      })
+
+    const stageEntry = (entry: ArchiveEntry<E>) =>
+      Effect.gen(function*() {
+        const header = entry.header
+        const segments = yield* entrySegments(header.name)
+        const record = (type: Staged["type"]) =>
+          Effect.sync(() => staged.push({ segments, type, mode: header.mode, mtime: header.mtime }))
+        if (header.type === "file" || header.type === "contiguous-file") {
+          if (segments.length === 0) {
+            return yield* new ArchiveError({ entry: header.name, message: `archive entry ${header.name} is a file at the volume root` })
+          }
+          yield* entry.data.pipe(
+            Stream.tap((chunk) => Effect.sync(() => (bytes += chunk.length))),
+            Stream.run(fs.sink(stagedPath(segments)))
+          )
+          return yield* record("file")
+        }
+        entry.skip()
+        switch (header.type) {
+          case "directory":
+            yield* fs.mkdir(stagedPath(segments))
+            if (segments.length > 0) yield* record("directory")
+            return
+          case "symlink":
+            if (segments.length === 0) {
+              return yield* new ArchiveError({ entry: header.name, message: `archive entry ${header.name} is a symlink at the volume root` })
+            }
+            yield* writeSymlink(segments, header.linkname, header.name)
+            return yield* record("symlink")
+          case "link": {
+            const source = yield* entrySegments(header.linkname)
+            if (segments.length === 0 || source.length === 0) {
+              return yield* new ArchiveError({ entry: header.name, message: `hard link ${header.name} has no usable target` })
+            }
+            yield* fs.copy(stagedPath(source), stagedPath(segments)).pipe(
+              Effect.catchTag("PathNotFound", () =>
+                new ArchiveError({
+                  entry: header.name,
+                  message: `hard link ${header.name} points to ${header.linkname}, which is not earlier in the archive`
+                })
+              )
+            )
+            return yield* record("file")
+          }
+          default:
+            return yield* new ArchiveError({
+              entry: header.name,
+              message: `archive entry ${header.name} is a ${header.type}; only files, directories, symlinks and hard links can be imported`
+            })
+        }
+      })
+
+    /** Modes and mtimes, where the files are on this host; deepest entries last-recorded first. */
+    const applyMetadata = Effect.suspend(() => Option.match(root, {
+      onNone: () => Effect.void,
+      onSome: (dir) =>
+        Effect.forEach(staged.slice().reverse(), (item) =>
+          hostCall(item.segments.join("/"), () => {
+            const path = hostPath(dir, item.segments)
+            if (item.type === "symlink") {
+              if (item.mtime !== undefined) NodeFs.lutimesSync(path, item.mtime, item.mtime)
+              return
+            }
+            const flags = NodeFs.constants.O_RDONLY | NodeFs.constants.O_NOFOLLOW |
+              (item.type === "directory" ? NodeFs.constants.O_DIRECTORY : 0)
+            const fd = NodeFs.openSync(path, flags)
+            try {
+              if (item.mode !== undefined) NodeFs.fchmodSync(fd, item.mode & 0o7777)
+              if (item.mtime !== undefined) NodeFs.futimesSync(fd, item.mtime, item.mtime)
+            } finally {
+              NodeFs.closeSync(fd)
+            }
+          }), { discard: true })
+    }))
+
+    const targetKind = (path: string) =>
+      fs.stat(path).pipe(
+        Effect.map((meta) => Option.some(meta.kind)),
+        Effect.catchIf((e): e is PathNotFound => e._tag === "PathNotFound", () => Effect.succeed(Option.none()))
+      )
+
+    /** Walks staged entries against the volume: checks conflicts, or moves them into place. */
+    const reconcile = (from: string, to: string, move: boolean): Effect.Effect<void, VolumeFsFailure | ArchiveError> =>
+      Effect.gen(function*() {
+        const source = (yield* fs.stat(from)).kind
+        const target = yield* targetKind(to)
+        if (Option.isNone(target)) {
+          if (move) yield* fs.rename(from, to)
+          return
+        }
+        if (source === "directory" && target.value === "directory") {
+          const children = yield* fs.list(from)
+          yield* Effect.forEach(children, (child) => {
+            const name = child.path.slice(child.path.lastIndexOf("/") + 1)
+            return reconcile(`${from}/${name}`, `${to}/${name}`, move)
+          }, { discard: true })
+          return
+        }
+        if (source === "directory" || target.value === "directory") {
+          return yield* new ArchiveError({
+            entry: to,
+            message: `archive entry ${to} is a ${source} but the volume has a ${target.value} there; nothing was imported`
+          })
+        }
+        if (move) yield* fs.rename(from, to)
+      })
+
+    const moveAll = (move: boolean) =>
+      Effect.flatMap(fs.list(staging), (children) =>
+        Effect.forEach(children, (child) => {
+          const name = child.path.slice(child.path.lastIndexOf("/") + 1)
+          return reconcile(`${staging}/${name}`, `/${name}`, move)
+        }, { discard: true }))
+
+    yield* fs.mkdir(staging)
+    yield* Effect.gen(function*() {
+      yield* Stream.runForEach(tarEntries(input), stageEntry)
+      yield* applyMetadata
+      yield* moveAll(false)
+      yield* moveAll(true)
+    }).pipe(Effect.ensuring(fs.removeDir(staging).pipe(Effect.ignore)))
+    return { entries: staged.length, bytes }
+  })
+
+/** Runs `effect` on a volume created for it, removing the volume again when it fails. */
+export const removeOnFailure = <A, E, R, E2, R2>(
+  effect: Effect.Effect<A, E, R>,
+  remove: Effect.Effect<void, E2, R2>
+): Effect.Effect<A, E, R | R2> =>
+  Effect.onExit(effect, (exit) => Exit.isFailure(exit) ? Effect.ignore(remove) : Effect.void)
