@@ -1,0 +1,47 @@
+/**
+ * Host-side `fs()` inside a disk volume (ext4 image, loop-mounted in a private namespace)
+ * against the same operation on a directory volume.
+ */
+import { join } from "node:path"
+import * as Volume from "../src/Volume.js"
+import { bytes, localRuntime, removeTree, runner, scratchRoot } from "./common.js"
+import type { Row } from "./runner.js"
+import { KiB, log, MiB, quick, samplePair } from "./runner.js"
+
+export const run = async (): Promise<Array<Row>> => {
+  const root = scratchRoot()
+  const rt = localRuntime(join(root, "home"))
+  const run = runner(rt)
+  const rows: Array<Row> = []
+  try {
+    const disk = (await run(Volume.builder("disk").disk().size(1024).create())).fs()
+    const dir = (await run(Volume.builder("dir").create())).fs()
+    for (const s of [
+      { label: "4 KiB", size: 4 * KiB, batch: quick ? 20 : 100, rounds: quick ? 3 : 7 },
+      { label: "64 MiB", size: 64 * MiB, batch: 1, rounds: quick ? 2 : 5 }
+    ]) {
+      log(`disk: ${s.label}`)
+      const data = bytes(s.size)
+      const name = `f-${s.size}`
+      for (const op of ["write", "read"] as const) {
+        const pair = await samplePair(
+          () => run(op === "write" ? disk.write(name, data) : disk.read(name)),
+          () => run(op === "write" ? dir.write(name, data) : dir.read(name)),
+          { batch: s.batch, rounds: s.rounds }
+        )
+        rows.push({
+          area: "disk volume (local)",
+          operation: `host fs() ${op} ${s.label} inside a 1 GiB disk volume`,
+          ours: pair.ours,
+          baselineLabel: "same op on a directory volume",
+          baseline: pair.baseline,
+          bytes: s.size
+        })
+      }
+    }
+  } finally {
+    await rt.dispose()
+    removeTree(root)
+  }
+  return rows
+}

@@ -1,0 +1,137 @@
+/**
+ * effect-volumes (local backend) against microsandbox's own Node SDK (npm `microsandbox`
+ * 0.6.18, host-side Volume API, volumes in a throwaway HOME): create/get/list and the
+ * whole-file rows.
+ */
+import { Effect } from "effect"
+import { mkdirSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import * as Volume from "../src/Volume.js"
+import { bytes, localRuntime, removeTree, runner, scratchRoot } from "./common.js"
+import type { Row } from "./runner.js"
+import { KiB, log, MiB, quick, samplePair, timeRatioTarget } from "./runner.js"
+
+const area = "vs microsandbox 0.6.18"
+
+export const run = async (): Promise<Array<Row>> => {
+  const root = scratchRoot()
+  const msbHome = join(root, "msb-home")
+  mkdirSync(msbHome)
+  const savedHome = process.env["HOME"]
+  // The SDK keeps its database and volumes under $HOME/.microsandbox.
+  process.env["HOME"] = msbHome
+  let msb: typeof import("microsandbox")
+  try {
+    msb = await import("microsandbox")
+  } catch (e) {
+    process.env["HOME"] = savedHome
+    removeTree(root)
+    return [{ area, operation: "create/get/list and file rows", skipped: true, note: `microsandbox cannot be loaded here: ${String(e)}` }]
+  }
+  const { Volume: MVolume } = msb
+  const rt = localRuntime(join(root, "home"))
+  const run = runner(rt)
+  const rows: Array<Row> = []
+  const sdk = "microsandbox SDK"
+  try {
+    log("microsandbox: create + remove")
+    const cr = await samplePair(
+      (i) => run(Effect.zipRight(Volume.builder(`cr-${i}`).create(), Volume.remove(`cr-${i}`))),
+      async (i) => {
+        await MVolume.builder(`cr-${i}`).create()
+        await MVolume.remove(`cr-${i}`)
+      },
+      { batch: quick ? 5 : 20 }
+    )
+    rows.push({
+      area,
+      operation: "create + remove a directory volume",
+      ours: cr.ours,
+      baselineLabel: `${sdk}: Volume.builder().create() + Volume.remove()`,
+      baseline: cr.baseline,
+      target: timeRatioTarget("no slower than microsandbox", cr.ours, cr.baseline, 1)
+    })
+
+    const files = quick ? 100 : 1000
+    const ours = await run(Volume.builder("data").create())
+    const theirs = await MVolume.builder("data").create()
+    for (const dir of [await run(ours.path()), theirs.path]) {
+      const data = Buffer.alloc(100, 7)
+      for (let i = 0; i < files; i++) writeFileSync(join(dir, `f${i}`), data)
+    }
+    log("microsandbox: get")
+    let ourUsed = 0
+    let theirUsed = 0
+    const g = await samplePair(
+      async () => (ourUsed = (await run(Volume.get("data"))).usedBytes),
+      async () => (theirUsed = (await MVolume.get("data")).usedBytes),
+      { batch: quick ? 5 : 20 }
+    )
+    rows.push({
+      area,
+      operation: `get a volume with ${files.toLocaleString("en")} files`,
+      ours: g.ours,
+      baselineLabel: `${sdk}: Volume.get()`,
+      baseline: g.baseline,
+      target: timeRatioTarget("no slower than microsandbox", g.ours, g.baseline, 1),
+      extra: `usedBytes: ours ${ourUsed.toLocaleString("en")}, theirs ${theirUsed.toLocaleString("en")}`
+    })
+
+    const count = quick ? 100 : 1000
+    log(`microsandbox: creating ${count} volumes each`)
+    const names = Array.from({ length: count - 1 }, (_, i) => `l-${i}`)
+    await run(Effect.forEach(names, (n) => Volume.builder(n).create(), { concurrency: 8, discard: true }))
+    for (let i = 0; i < names.length; i += 8) await Promise.all(names.slice(i, i + 8).map((n) => MVolume.builder(n).create()))
+    let n = 0
+    let m = 0
+    const l = await samplePair(
+      async () => (n = (await run(Volume.list())).length),
+      async () => (m = (await MVolume.list()).length),
+      { rounds: quick ? 3 : 7 }
+    )
+    rows.push({
+      area,
+      operation: `list ${count.toLocaleString("en")} volumes`,
+      ours: l.ours,
+      baselineLabel: `${sdk}: Volume.list()`,
+      baseline: l.baseline,
+      extra: `${n} vs ${m} listed`
+    })
+
+    const ofs = ours.fs()
+    const tfs = theirs.fs()
+    for (const s of [
+      { label: "4 KiB", size: 4 * KiB, batch: quick ? 50 : 300, rounds: quick ? 3 : 7 },
+      { label: "1 MiB", size: MiB, batch: quick ? 5 : 30, rounds: quick ? 3 : 7 },
+      { label: "64 MiB", size: 64 * MiB, batch: 1, rounds: quick ? 2 : 5 }
+    ]) {
+      log(`microsandbox: ${s.label}`)
+      const data = bytes(s.size)
+      const name = `/f-${s.size}`
+      const w = await samplePair(() => run(ofs.write(name, data)), () => tfs.write(name, data), s)
+      rows.push({
+        area,
+        operation: `write ${s.label}`,
+        ours: w.ours,
+        baselineLabel: `${sdk}: fs().write()`,
+        baseline: w.baseline,
+        bytes: s.size,
+        ...(s.size === 64 * MiB ? { target: timeRatioTarget("≥ 3x microsandbox's throughput", w.ours, w.baseline, 1 / 3) } : {})
+      })
+      const r = await samplePair(() => run(ofs.read(name)), () => tfs.read(name), s)
+      rows.push({
+        area,
+        operation: `read ${s.label}`,
+        ours: r.ours,
+        baselineLabel: `${sdk}: fs().read()`,
+        baseline: r.baseline,
+        bytes: s.size
+      })
+    }
+  } finally {
+    await rt.dispose()
+    process.env["HOME"] = savedHome
+    removeTree(root)
+  }
+  return rows
+}
