@@ -158,8 +158,12 @@ describe("disk mounts", () => {
       })
       child.kill("SIGKILL")
       yield* exited
-      // The helper notices the closed pipe and exits; wait for that event (no timing).
-      while (NodeFs.existsSync(`/proc/${helper}`)) yield* Effect.sleep("5 millis")
+      // The helper notices the closed pipe and exits; wait for that (bounded, so a helper
+      // that never exits fails the test instead of hanging it).
+      for (let waited = 0; NodeFs.existsSync(`/proc/${helper}`); waited++) {
+        if (waited > 6000) assert.fail(`mount helper ${helper} is still running after its parent was killed`)
+        yield* Effect.sleep("5 millis")
+      }
       assert.strictEqual(loopDevicesOf(disk.image), "", "the loop device was freed")
       assert.deepStrictEqual(mountsMentioning(disk.dir), [])
       assertConsistent(disk.image)
@@ -183,7 +187,7 @@ describe("disk mounts", () => {
           disk.image,
           NodePath.join(NodeOs.tmpdir(), `ev-unprivileged-${process.pid}`)
         ],
-        { cwd: repoRoot, encoding: "utf8", env: { ...process.env, TSX_TSCONFIG_PATH: NodePath.join(repoRoot, "tsconfig.json") } }
+        { cwd: repoRoot, encoding: "utf8", timeout: 120_000 }
       )
       assert.strictEqual(result.stdout.trim(), "failed Unsupported", result.stderr)
       NodeFs.rmSync(NodePath.join(NodeOs.tmpdir(), `ev-unprivileged-${process.pid}`), { recursive: true, force: true })

@@ -26,7 +26,7 @@
  * (replace-via-rename forces the new data out before the rename commits), and an fsync per
  * write would make small writes an order of magnitude slower than `node:fs`.
  */
-import { DateTime, Effect, Exit, Option, Stream } from "effect"
+import { Chunk, DateTime, Effect, Exit, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import * as NodeFs from "node:fs"
 import { InvalidPath, StorageError, VolumeNotFound } from "../../VolumeError.js"
@@ -52,6 +52,12 @@ const DIRECTORY_MODE = 0o777
 
 /** Transfers up to this size run synchronously (see the module comment). */
 export const SYNC_IO_BYTES = 64 * 1024
+
+/** Bytes one `readStream` read asks for; it is sliced into the requested chunk size. */
+const READ_BLOCK_BYTES = 1024 * 1024
+
+/** Blocks a `readStream` reads ahead of its consumer (constant memory: at most this many MiB). */
+const READ_AHEAD_BLOCKS = 4
 /** Largest single read or write handed to the thread pool. */
 const ASYNC_SLICE_BYTES = 1024 * 1024
 /** Directory-walk steps done between two chances for other fibers to run. */
@@ -139,9 +145,9 @@ const openDirChainSync = (rootfd: number, segments: Paths.Segments, create: bool
   let fd = rootfd
   try {
     for (let index = 0; index < segments.length; index++) {
-      const next = openChildDirSync(fd, segments, index, create, path)
-      if (fd !== rootfd) NodeFs.closeSync(fd)
-      fd = next
+      const previous = fd
+      fd = openChildDirSync(fd, segments, index, create, path)
+      if (previous !== rootfd) closeQuietlySync(previous)
     }
     return fd
   } catch (error) {
@@ -485,14 +491,58 @@ interface CopyPair {
   readonly target: number
 }
 
-/** Copies the regular file open as `handle` (an `O_PATH` handle) to the new entry `target`. */
-const copyFileContents = (handle: number, size: number, target: string | Buffer, path: string) =>
-  size <= SYNC_IO_BYTES
-    ? hostCall(path, () => NodeFs.copyFileSync(self(handle), target, C.COPYFILE_EXCL))
-    : Effect.tryPromise({
-      try: () => NodeFs.promises.copyFile(self(handle), target, C.COPYFILE_EXCL),
-      catch: (error) => fromErrno(error, path)
-    }).pipe(Effect.uninterruptible)
+/**
+ * Copies at most `limit` bytes from `source` to `target` (fewer if the source shrinks).
+ * Never trusts the size to be reached: libuv's `copyFile` loops forever when a file
+ * shrinks while it copies, which a sandbox could use to hang the host process.
+ */
+const copyBytes = (source: number, target: number, limit: number, path: string): Effect.Effect<void, VolumeFsFailure> =>
+  limit <= SYNC_IO_BYTES
+    ? hostCall(path, () => {
+      const data = allocate(limit)
+      let offset = 0
+      while (offset < limit) {
+        const bytesRead = NodeFs.readSync(source, data, offset, limit - offset, offset)
+        if (bytesRead === 0) break
+        offset += bytesRead
+      }
+      writeAllSync(target, data.subarray(0, offset))
+    })
+    : Effect.gen(function*() {
+      const buffer = allocate(ASYNC_SLICE_BYTES)
+      let offset = 0
+      while (offset < limit) {
+        const bytesRead = yield* readAsync(source, buffer, 0, Math.min(ASYNC_SLICE_BYTES, limit - offset), offset, path)
+        if (bytesRead === 0) break
+        yield* writeAll(target, buffer.subarray(0, bytesRead), path)
+        offset += bytesRead
+      }
+    })
+
+/**
+ * Copies the regular file open as the `O_PATH` handle `handle` (metadata `stat`) to the
+ * new entry `target`, with the source's permission bits (umask aside).
+ */
+const copyFileContents = (handle: number, stat: NodeFs.Stats, target: string | Buffer, path: string) => {
+  const mode = stat.mode & 0o7777
+  return Effect.acquireUseRelease(
+    hostCall(path, () => {
+      const source = NodeFs.openSync(self(handle), C.O_RDONLY)
+      try {
+        return { source, target: NodeFs.openSync(target, TEMP_FLAGS, mode) }
+      } catch (error) {
+        closeQuietlySync(source)
+        throw error
+      }
+    }),
+    (fds) => Effect.zipRight(hostCall(path, () => NodeFs.fchmodSync(fds.target, mode)), copyBytes(fds.source, fds.target, stat.size, path)),
+    (fds) =>
+      Effect.sync(() => {
+        closeQuietlySync(fds.source)
+        closeQuietlySync(fds.target)
+      })
+  )
+}
 
 /** Recreates the symlink `name` of `sourceDir` (same target string, never followed) as `target`. */
 const copySymlinkSync = (sourceDir: number, name: Name, target: string | Buffer): void => {
@@ -523,7 +573,7 @@ const copyOpened = (
   path: string
 ): Effect.Effect<boolean, VolumeFsFailure> => {
   if (stat.isDirectory()) return hostCall(path, () => NodeFs.mkdirSync(target, 0o700)).pipe(Effect.as(true))
-  if (stat.isFile()) return copyFileContents(handle, stat.size, target, path).pipe(Effect.as(false))
+  if (stat.isFile()) return copyFileContents(handle, stat, target, path).pipe(Effect.as(false))
   if (stat.isSymbolicLink()) return hostCall(path, () => copySymlinkSync(sourceDir, name, target)).pipe(Effect.as(false))
   return Effect.succeed(false)
 }
@@ -660,6 +710,15 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
         ({ fd }) => closeQuietly(fd)
       ))
 
+  /** The first `length` bytes of `block` as chunks of at most `chunkSize` bytes. */
+  const sliceBlock = (block: Uint8Array, length: number, chunkSize: number): Chunk.Chunk<Uint8Array> => {
+    const chunks: Array<Uint8Array> = []
+    for (let offset = 0; offset < length; offset += chunkSize) {
+      chunks.push(block.subarray(offset, Math.min(offset + chunkSize, length)))
+    }
+    return Chunk.unsafeFromArray(chunks)
+  }
+
   const readStream = (segments: Paths.NonRootSegments, chunkSize: number): Stream.Stream<Uint8Array, VolumeFsFailure> =>
     Stream.unwrapScoped(
       Effect.map(
@@ -669,18 +728,21 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
         ),
         ({ fd }) => {
           const path = Paths.format(segments)
-          // One buffer per chunk: chunks handed out are never overwritten.
-          return Stream.repeatEffectOption(
+          // Reads 1 MiB blocks (a fresh buffer each, so chunks handed out are never
+          // overwritten), slices them into chunks, and keeps a few blocks read ahead so the
+          // disk works while the consumer does: 64 KiB reads one at a time left the stream
+          // waiting on the thread pool (docs/benchmarks.md).
+          return Stream.repeatEffectChunkOption(
             Effect.suspend(() => {
-              const chunk = allocate(chunkSize)
-              return readAsync(fd, chunk, 0, chunkSize, null, path).pipe(
+              const block = allocate(READ_BLOCK_BYTES)
+              return readAsync(fd, block, 0, READ_BLOCK_BYTES, null, path).pipe(
                 Effect.mapError(Option.some),
                 Effect.flatMap((bytesRead) =>
-                  bytesRead === 0 ? Effect.fail(Option.none()) : Effect.succeed(chunk.subarray(0, bytesRead))
+                  bytesRead === 0 ? Effect.fail(Option.none()) : Effect.succeed(sliceBlock(block, bytesRead, chunkSize))
                 )
               )
             })
-          )
+          ).pipe(Stream.bufferChunks({ capacity: READ_AHEAD_BLOCKS }))
         }
       )
     )

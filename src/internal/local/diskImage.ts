@@ -42,7 +42,7 @@ export const runTool = (
   })
 
 /**
- * Creates (or replaces) `imagePath` as a sparse file of `sizeMib` MiB holding an empty
+ * Creates `imagePath` (which must not exist) as a sparse file of `sizeMib` MiB holding an empty
  * ext4 file system: 4 KiB blocks, owned by root, no reserved blocks (a volume is not a
  * system disk, so unprivileged sandbox users may fill it), and no `lost+found`, so a new
  * disk volume lists empty. The journal is kept: sandboxes write through the kernel's
@@ -54,7 +54,8 @@ export const formatDiskImage = (imagePath: string, sizeMib: number): Effect.Effe
   Effect.gen(function*() {
     yield* Effect.tryPromise({
       try: async () => {
-        const handle = await NodeFs.promises.open(imagePath, "w", 0o600)
+        // "wx": never truncate an existing file, which could be an image someone has attached.
+        const handle = await NodeFs.promises.open(imagePath, "wx", 0o600)
         try {
           await handle.truncate(sizeMib * BYTES_PER_MIB)
         } finally {

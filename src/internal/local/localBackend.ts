@@ -11,15 +11,17 @@
 import { FileSystem } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
-import { DateTime, Effect, Option, Schema } from "effect"
+import { DateTime, Effect, Option } from "effect"
 import type { Scope } from "effect"
 import * as NodePath from "node:path"
-import { BYTES_PER_MIB, Mebibytes } from "../../Size.js"
+import { BYTES_PER_MIB } from "../../Size.js"
+import type { Mebibytes } from "../../Size.js"
 import { LocalState, VolumeInfo } from "../../VolumeBackend.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
-import { Label, nameKey, VolumeKind } from "../../VolumeSpec.js"
+import { nameKey } from "../../VolumeSpec.js"
+import type { VolumeKind } from "../../VolumeSpec.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import type { FsDriver } from "../fsDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
@@ -32,22 +34,63 @@ import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
 import * as Recovery from "./recovery.js"
 
-const VolumeRow = Schema.Struct({
-  key: Schema.String,
-  name: Schema.String,
-  kind: VolumeKind,
-  quota_mib: Schema.NullOr(Mebibytes),
-  capacity_mib: Schema.NullOr(Mebibytes),
-  labels: Schema.parseJson(Schema.Array(Label)),
-  created_at: Schema.Number,
-  used_bytes: Schema.Number,
-  state: Schema.Literal("creating", "ready", "removing"),
-  owner_pid: Schema.NullOr(Schema.Number),
-  owner_start: Schema.NullOr(Schema.Number)
-})
-type VolumeRow = typeof VolumeRow.Type
+/** One record of the `volumes` table, as this version writes it. */
+interface VolumeRow {
+  readonly key: string
+  readonly name: string
+  readonly kind: VolumeKind
+  readonly quota_mib: Mebibytes | null
+  readonly capacity_mib: Mebibytes | null
+  readonly labels: ReadonlyArray<readonly [string, string]>
+  readonly created_at: number
+  readonly used_bytes: number
+  readonly state: "creating" | "ready" | "removing"
+  readonly owner_pid: number | null
+  readonly owner_start: number | null
+}
 
-const decodeRows = Schema.decodeUnknown(Schema.Array(VolumeRow))
+const isMib = (value: unknown): value is Mebibytes | null =>
+  value === null || (typeof value === "number" && Number.isInteger(value) && value > 0)
+const isNullableNumber = (value: unknown): value is number | null => value === null || typeof value === "number"
+const isLabels = (value: unknown): value is ReadonlyArray<readonly [string, string]> =>
+  Array.isArray(value) &&
+  value.every((label) =>
+    Array.isArray(label) && label.length === 2 && typeof label[0] === "string" && typeof label[1] === "string"
+  )
+const parseLabels = (text: unknown): unknown => {
+  if (typeof text !== "string") return undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Checks one raw row by hand rather than through Schema: `list` reads every record, and a
+ * Schema decode of 10,000 rows costs most of a second (docs/benchmarks.md).
+ */
+const readRow = (raw: Record<string, unknown>): VolumeRow | undefined => {
+  const labels = parseLabels(raw["labels"])
+  const { capacity_mib, created_at, key, kind, name, owner_pid, owner_start, quota_mib, state, used_bytes } = raw
+  return typeof key === "string" && typeof name === "string" && (kind === "directory" || kind === "disk") &&
+      isMib(quota_mib) && isMib(capacity_mib) && isLabels(labels) && typeof created_at === "number" &&
+      typeof used_bytes === "number" && (state === "creating" || state === "ready" || state === "removing") &&
+      isNullableNumber(owner_pid) && isNullableNumber(owner_start)
+    ? { key, name, kind, quota_mib, capacity_mib, labels, created_at, used_bytes, state, owner_pid, owner_start }
+    : undefined
+}
+
+const decodeRows = (rows: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<VolumeRow>, { readonly message: string }> =>
+  Effect.suspend(() => {
+    const out: Array<VolumeRow> = []
+    for (const raw of rows) {
+      const row = typeof raw === "object" && raw !== null ? readRow(raw as Record<string, unknown>) : undefined
+      if (row === undefined) return Effect.fail({ message: `unexpected record ${JSON.stringify(raw)}` })
+      out.push(row)
+    }
+    return Effect.succeed(out)
+  })
 
 /** How long `create` waits for a live process to finish removing the same name. */
 const REMOVAL_WAIT_ATTEMPTS = 500
@@ -96,6 +139,7 @@ export const make = (
 
     const findReady = (key: string) => Effect.map(findRow(key), Option.filter((row) => row.state === "ready"))
 
+    // Rows are checked by readRow, so the constructors need not validate again.
     const toInfo = (row: VolumeRow, usedBytes: number): VolumeInfo =>
       new VolumeInfo({
         name: row.name,
@@ -112,10 +156,10 @@ export const make = (
             home: layout.home,
             directory: Layout.volumeDir(layout, row.key),
             dataPath: row.kind === "directory" ? Option.some(Layout.dataDir(layout, row.key)) : Option.none()
-          })
+          }, { disableValidation: true })
         ),
         cloud: Option.none()
-      })
+      }, { disableValidation: true })
 
     // ---- usage -----------------------------------------------------------------------
 

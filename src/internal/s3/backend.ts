@@ -54,6 +54,7 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
     return lock
   }
 
+  // Records were decoded by Schema already; the constructors need not validate again.
   const toInfo = (record: VolumeRecord): VolumeInfo =>
     new VolumeInfo({
       name: record.name,
@@ -67,9 +68,12 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
       diskPath: Option.none(),
       local: Option.none(),
       cloud: Option.some(
-        new CloudState({ endpoint: s3.endpoint, bucket: s3.bucket, prefix: layout.dataPrefix(record.name, record.id) })
+        new CloudState(
+          { endpoint: s3.endpoint, bucket: s3.bucket, prefix: layout.dataPrefix(record.name, record.id) },
+          { disableValidation: true }
+        )
       )
-    })
+    }, { disableValidation: true })
 
   const newRecord = (spec: { readonly name: string; readonly quotaMib: Option.Option<Mebibytes> }, labels: VolumeRecord["labels"], isDefault: boolean) =>
     new VolumeRecord({
