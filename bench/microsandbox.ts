@@ -4,14 +4,44 @@
  * whole-file rows.
  */
 import { Effect } from "effect"
-import { mkdirSync, writeFileSync } from "node:fs"
-import { join } from "node:path"
+import { execFileSync } from "node:child_process"
+import { existsSync, mkdirSync, writeFileSync } from "node:fs"
+import { join, resolve } from "node:path"
+import { pathToFileURL } from "node:url"
 import * as Volume from "../src/Volume.js"
 import { bytes, localRuntime, removeTree, runner, scratchRoot } from "./common.js"
 import type { Row } from "./runner.js"
 import { KiB, log, MiB, quick, samplePair, timeRatioTarget } from "./runner.js"
 
 const area = "vs microsandbox 0.6.18"
+
+/**
+ * The SDK is installed on demand into bench/.deps, outside the project's lock file: its
+ * optional per-platform packages for other systems are not all published, which breaks
+ * `npm ci` when it is a dev dependency.
+ */
+const SDK_PACKAGES = ["microsandbox@0.6.18", "@superradcompany/microsandbox-linux-x64-gnu@0.6.18"]
+const depsDir = resolve(import.meta.dirname, ".deps")
+
+// The part of the SDK's API the bench uses.
+interface MicrosandboxVolume {
+  readonly builder: (name: string) => { quota(mib: number): any; create(): Promise<any> }
+  readonly get: (name: string) => Promise<any>
+  readonly list: () => Promise<ReadonlyArray<any>>
+  readonly remove: (name: string) => Promise<void>
+}
+
+const loadSdk = async (): Promise<{ readonly Volume: MicrosandboxVolume }> => {
+  const entry = join(depsDir, "node_modules", "microsandbox")
+  if (!existsSync(entry)) {
+    log("microsandbox: installing the SDK into bench/.deps (not part of the project's dependencies)")
+    mkdirSync(depsDir, { recursive: true })
+    execFileSync("npm", ["install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--omit=optional", "--prefix", depsDir, ...SDK_PACKAGES], { stdio: "inherit" })
+  }
+  const pkg = JSON.parse(await import("node:fs").then((fs) => fs.readFileSync(join(entry, "package.json"), "utf8")))
+  const main = pkg.exports?.["."]?.import ?? pkg.exports?.["."]?.default ?? pkg.module ?? pkg.main ?? "index.js"
+  return await import(pathToFileURL(join(entry, typeof main === "string" ? main : "index.js")).href)
+}
 
 export const run = async (): Promise<Array<Row>> => {
   const root = scratchRoot()
@@ -20,9 +50,9 @@ export const run = async (): Promise<Array<Row>> => {
   const savedHome = process.env["HOME"]
   // The SDK keeps its database and volumes under $HOME/.microsandbox.
   process.env["HOME"] = msbHome
-  let msb: typeof import("microsandbox")
+  let msb: { readonly Volume: MicrosandboxVolume }
   try {
-    msb = await import("microsandbox")
+    msb = await loadSdk()
   } catch (e) {
     process.env["HOME"] = savedHome
     removeTree(root)

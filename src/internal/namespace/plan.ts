@@ -50,10 +50,8 @@ const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string
   const stage = quote(staged.stage)
   switch (source._tag) {
     case "HostPath":
-      return [
-        `mount --bind ${quote(source.hostPath)} ${stage}`,
-        `mount -o ${mountOptions(mount, ["remount", "bind"])} ${stage}`
-      ]
+      // util-linux does the bind and the flag-setting remount in one process.
+      return [`mount --bind -o ${mountOptions(mount, [])} ${quote(source.hostPath)} ${stage}`]
     case "Memory":
       return [
         `mount -t tmpfs -o ${
@@ -109,7 +107,7 @@ const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: Rea
   `  done`,
   `}`,
   `cleanup() {`,
-  ...[...stages].reverse().map((stage) => `  umount ${quote(stage)} 2>/dev/null || true`),
+  ...(stages.length === 0 ? [] : [`  umount ${[...stages].reverse().map(quote).join(" ")} 2>/dev/null || true`]),
   // Unmounting is finished when the loop device is released (the file system may still
   // be flushing through it after umount returns); only then may a qemu-storage-daemon go.
   `  for l in $loops; do await_gone "/sys/block/\${l#/dev/}/loop/backing_file"; done`,
@@ -118,7 +116,10 @@ const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: Rea
   `  wait 2>/dev/null || true`,
   // Never recursive: rmdir and unlink refuse anything still mounted or not empty, so
   // this can never reach into a volume; it also cleans up when our process was killed.
-  ...[...stages, ...exportFiles].map((path) => `  rmdir ${quote(path)} 2>/dev/null || rm -f ${quote(path)} 2>/dev/null || true`),
+  ...([...stages, ...exportFiles].length === 0 ? [] : [
+    `  rmdir ${[...stages, ...exportFiles].map(quote).join(" ")} 2>/dev/null || true`,
+    `  rm -f ${[...stages, ...exportFiles].map(quote).join(" ")} 2>/dev/null || true`
+  ]),
   `  rmdir ${quote(runDir)} 2>/dev/null || true`,
   `}`,
   "trap cleanup EXIT",
