@@ -37,4 +37,10 @@ describe("examples", () => {
     assert.match(stdout, /demo-notes\s+kind=directory\s+used=\d+ bytes/)
     assert.include(stdout, "line-count.txt (written in the sandbox): 2")
   })
+
+  it("typical flow (docs/sandboxes.md): a named volume, a tmpfs and a disk volume in one sandbox", async () => {
+    const stdout = await runExample("typical-flow.ts")
+    assert.include(stdout, "exit=0 stdout=shared cache")
+    assert.include(stdout, "out.txt=done")
+  })
 })
