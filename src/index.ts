@@ -30,3 +30,5 @@ export * as VolumeFs from "./VolumeFs.js"
 export * as VolumeSpec from "./VolumeSpec.js"
 /** @since 0.1.0 */
 export * from "./VolumeError.js"
+/** @since 0.1.0 */
+export { SandboxRuntime } from "./Sandbox.js"
