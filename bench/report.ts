@@ -10,15 +10,15 @@ const limits: ReadonlyArray<readonly [area: string, operation: string, note: str
   ["files", "write 1 MiB", "same rename-over-existing writeback as 4 KiB, plus 1 MiB of data forced out by it"],
   ["files", "read 1 MiB", "one 1 MiB `Buffer.allocUnsafeSlow` per read (unpooled, GC ≈40% of the profile) and a thread-pool round trip; readFile reuses pooled memory"],
   ["files", "read 64 MiB", "64 thread-pool round trips of 1 MiB (ASYNC_SLICE_BYTES) one after another"],
-  ["streams", "readStream", "one 64 KiB `fs.read` in flight at a time, each chunk a fresh unpooled buffer; the profile is ≈1/3 idle waiting for the thread pool (no read-ahead)"],
+  ["streams", "readStream", "since the first run it reads 1 MiB blocks with 4 blocks of read-ahead (64 MiB went from 3.5x to ≈1.2x); what remains is Effect Stream overhead per ≤ 64 KiB chunk (16,384 chunks per GiB) and GC of the fresh block buffers"],
   ["streams", "writeStream", "every 64 KiB chunk is a synchronous `writeSync` on the main thread (≈40% of the profile) and the commit's `renameSync` over the previous file makes ext4 (`auto_da_alloc`) write the whole file back inside rename(2) (≈32%); createWriteStream leaves the data dirty in the page cache"],
   ["streams", "peak RSS", "GC-managed heap growth, not buffering: see the per-row peaks"],
-  ["sandbox", "3 named", "each bind mount costs two `mount` processes plus `umount` and `rmdir` processes at stop; the profile is ≈60% idle waiting for child processes and ≈12% in `spawn` (fork cost in the main thread)"],
+  ["sandbox", "3 named", "child processes: the keeper (unshare + sh), one `mount` per mount, bwrap, `nsenter` + `setpriv` per exec, one `umount` + `rmdir` at stop, and `stop` measuring every named volume (a tree walk each); the profile is ≈60% idle waiting for children and ≈12% in `spawn`"],
   ["S3", "read 4 KiB", "the same single GetObject; the CPU profile is the SDK itself (smithy middleware, SigV4, socket writes) plus ≈8% Effect runtime per request (tryPromise with an AbortSignal, retry schedule, span), ≈0.3 ms here; effect-volumes' own code is ≈1%"],
-  ["S3", "list", "the same requests (LIST + one GET per record, 32 in flight) and CPU-bound in this process (≈2% idle): SDK work per request is equal, the extra is the Effect runtime per request (≈12%), GC (≈7%), a Schema decode of each record and a validated `VolumeInfo` per record"],
+  ["S3", "list", "the same requests (LIST + one GET per record, 32 in flight) and CPU-bound in this process (≈2% idle): SDK work per request is equal, the extra is the Effect runtime per request (≈12%), GC (≈7%), and a Schema decode of each record (the `VolumeInfo` is no longer re-validated)"],
   ["S3", "write", "same single PutObject"],
   ["S3", "read 64", "same single GetObject"],
-  ["lifecycle", "list with 10,000", "≈70–90 µs per row in the constructors alone: `new VolumeInfo(...)`/`new LocalState(...)` re-validate every field through Schema (ParseResult.goMemo + SchemaAST rebuilt per call, ≈45% GC) on rows `decodeRows` already decoded; then `localeCompare` sort and handle construction"],
+  ["lifecycle", "list with 10,000", "≈14 µs per row: SQLite row materialisation (≈16% of the profile), `VolumeInfo`/handle construction and GC; the first run spent ≈80 µs per row re-validating rows through Schema, now checked by hand and built without re-validation (5x faster)"],
   ["microsandbox", "create + remove", "several SQLite transactions (claim, publish, removal) and a staging dir + rename per create, rename to trash + rm per remove; ≈60% of the profile idle on the libuv thread pool (async mkdir/rename/rm); microsandbox does it in Rust in one call"],
   ["microsandbox", "get a volume", "`get` measures real usage (walks every file) and stores it; microsandbox's `get` returns a stored usedBytes (0 here after host-side writes)"],
 ]
@@ -89,14 +89,13 @@ const PROFILES = `## Profiles (where a target is missed)
 Taken with \`npx tsx bench/profile.ts <case>\` (a V8 CPU profile of the hot loop only, the same
 profile \`node --cpu-prof\` writes), on the same machine. File/line refer to the commit above.
 
-- **\`list\` of 10,000 volumes (local):** ≈130–170 µs per row (see the table). Almost all of it is
-  Schema work and the garbage it makes: \`src/internal/local/localBackend.ts:99\` (\`toInfo\`)
-  builds \`new VolumeInfo(...)\` and \`new LocalState(...)\` with validation on, for rows that
-  \`decodeRows\` (\`localBackend.ts:50\`, run at \`:282\`) has just decoded. A micro-benchmark of
-  the two constructors: 10,000 validated ≈ 700–900 ms, with \`{ disableValidation: true }\`
-  ≈ 70 ms. Further: \`Schema.parseJson\` of every row's labels in \`decodeRows\`, and the
-  \`localeCompare\` tie-break sort in \`src/Volume.ts\` (\`list\`). To reach 50 ms for 10,000 rows,
-  the row → info path needs to be plain object construction (≈5 µs/row budget).
+- **\`list\` of 10,000 volumes (local):** the first run measured ≈1.1 s: every row went through
+  a Schema decode (\`parseJson\` of its labels) and then \`new VolumeInfo\`/\`new LocalState\`
+  re-validated every field (≈45% GC). Rows are now checked by hand (\`readRow\` in
+  \`src/internal/local/localBackend.ts\`) and the classes built with \`disableValidation\`, about
+  14 µs per row (see the table). What remains: SQLite materialising every row (≈16%), the
+  \`VolumeInfo\` and handle objects, and GC. Reaching 50 ms would take a list that does not build
+  a full handle per volume (e.g. a paged or lazy listing).
 - **write 4 KiB / 1 MiB (local, atomic):** ≈85% of the profile is the synchronous
   \`renameSync\` in \`src/internal/local/directoryDriver.ts:300\` (\`publishSync\`). Replacing an
   existing file by rename on ext4 (mounted with the default \`auto_da_alloc\`) starts writeback of
@@ -118,22 +117,21 @@ profile \`node --cpu-prof\` writes), on the same machine. File/line refer to the
 - **read 1 MiB / 64 MiB (local):** \`readAll\` (\`directoryDriver.ts:248\`) allocates with
   \`Buffer.allocUnsafeSlow\` (unpooled; ≈40% GC in the profile) and reads in 1 MiB thread-pool
   slices one after another (\`ASYNC_SLICE_BYTES\`, \`:56\`).
-- **readStream (local):** \`readStream\` (\`directoryDriver.ts:663\`) keeps one 64 KiB
-  \`fs.read\` in flight and allocates a fresh unpooled buffer per chunk; ≈33% of the profile is
-  idle waiting for the thread pool and ≈24% in the read binding. Reading ahead (e.g. one 1 MiB
-  read sliced into 64 KiB chunks, or \`Stream.buffer\`) would remove most round trips.
+- **readStream (local):** fixed after the first run: it read one 64 KiB chunk at a time
+  (≈33% of the profile idle on the thread pool); it now reads 1 MiB blocks, four ahead of the
+  consumer (\`READ_BLOCK_BYTES\`, \`READ_AHEAD_BLOCKS\` in \`directoryDriver.ts\`), sliced into
+  ≤ 64 KiB chunks. What remains is the Effect Stream machinery per chunk and GC.
 - **host \`fs()\` on a disk volume:** every operation spawns a holder process
   (\`src/internal/local/diskMount.ts:127\`, \`unshare … sh\` with a loop mount) and waits for it:
   ≈10 ms (in the table) to ≈35 ms (profile run, busier machine) per 4 KiB op, ≈56% of the
   profile idle on the child and ≈16% in \`spawn\`. Keeping the
   mount (holder) alive between operations of one \`fs()\` would make small ops cost what they do
   on a directory volume.
-- **sandbox start with mounts:** the keeper script (\`src/internal/namespace/plan.ts:53-56\`)
-  runs two \`mount\` processes per bind mount (\`--bind\`, then \`remount,bind\` with the flags;
-  util-linux ≥ 2.27 does both with one \`mount --bind -o …\`), and \`cleanup\` (\`prelude\`,
-  \`plan.ts:99\`) one \`umount\` and one \`rmdir\` process per mount; \`Sandbox.stop\` then measures
-  every named volume (\`src/Sandbox.ts:511\`). The profile is ≈60% idle waiting for children and
-  ≈12% in \`spawn\`.
+- **sandbox start with mounts:** after the first run the keeper stages a bind mount with one
+  \`mount --bind -o …\` (was two processes) and cleans up with one \`umount\` and one \`rmdir\` for
+  all mounts (was one of each per mount). What remains is process creation: the keeper
+  (\`unshare\` + \`sh\`), one \`mount\` per mount, bwrap, \`nsenter\` + \`setpriv\` per exec, and
+  \`Sandbox.stop\` measuring every named volume. The profile is ≈60% idle waiting for children.
 - **S3 4 KiB read and list:** the same requests as the raw SDK (one GetObject; LIST + one GET
   per record, 32 in flight). Both profiles are dominated by the SDK itself (\`@smithy/core\`
   14–24%, socket \`writeLatin1String\` ≈15%, SigV4 signing); the list is CPU-bound in this
@@ -143,9 +141,9 @@ profile \`node --cpu-prof\` writes), on the same machine. File/line refer to the
   every call — plus GC (≈7%), and for \`list\` \`Records.read\`'s Schema decode
   (\`src/internal/s3/records.ts:49\`) and a validated \`new VolumeInfo\` per record
   (\`toInfo\`, \`src/internal/s3/backend.ts:57\`, same constructor cost as the local \`list\`).
-  effect-volumes' own code is ≈1% of either profile. Candidates: build \`VolumeInfo\` with
-  \`disableValidation\` after the decode, and skip the retry wrapper's schedule setup on the
-  first attempt.
+  effect-volumes' own code is ≈1% of either profile. \`VolumeInfo\` is now built without
+  re-validation after the decode; skipping the retry wrapper's schedule setup on the first
+  attempt is the next candidate.
 - **create/get vs microsandbox:** \`create\` runs a claim, a build in \`staging/\`, a rename and a
   publish, each its own SQLite statement and async fs call (≈60% idle on the libuv pool);
   \`get\` walks the volume to report real usage (microsandbox's \`get\` returns a stored value: its
