@@ -5,7 +5,9 @@ import { Args, Command, Options } from "@effect/cli"
 import { Effect, Either, Option } from "effect"
 import * as Size from "../Size.js"
 import * as Volume from "../Volume.js"
-import { InvalidConfig } from "../VolumeError.js"
+import { InvalidConfig, VolumeInUse } from "../VolumeError.js"
+import { nameKey } from "../VolumeSpec.js"
+import { LocalAttachments } from "../internal/local/attachments.js"
 import * as Output from "./output.js"
 import { withBackend } from "./root.js"
 
@@ -91,11 +93,16 @@ export const prune = Command.make("prune", {
 }, (args) =>
   withBackend(Effect.gen(function*() {
     const candidates = yield* Volume.list(listFilter(args.label))
+    // The local backend's attachment records tell a dry run which volumes are held.
+    const attachments = yield* Effect.serviceOption(LocalAttachments)
     const removed: Array<string> = []
     const skipped: Array<{ readonly name: string; readonly reason: string }> = []
     for (const volume of candidates) {
       if (args.dryRun) {
-        removed.push(volume.name)
+        const holders = Option.isSome(attachments) ? yield* attachments.value.holders(nameKey(volume.name)) : []
+        if (holders.length > 0) {
+          skipped.push({ name: volume.name, reason: new VolumeInUse({ name: volume.name, holders }).message })
+        } else removed.push(volume.name)
         continue
       }
       yield* Volume.remove(volume.name).pipe(

@@ -7,8 +7,11 @@ import { spawn } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import * as Tar from "../../src/internal/archive/tarEncode.js"
+import * as LocalBackend from "../../src/LocalBackend.js"
+import * as NamespaceRuntime from "../../src/NamespaceRuntime.js"
+import * as Sandbox from "../../src/Sandbox.js"
 
 const MAIN = NodePath.resolve(import.meta.dirname, "../../dist/cli/main.js")
 
@@ -245,6 +248,22 @@ describe("volumes CLI", () => {
       const result = JSON.parse((yield* ok(["prune", "--label", "tier=tmp", "--json"])).stdout)
       assert.deepStrictEqual([...result.removed].sort(), ["scratch1", "scratch2"])
       assert.deepStrictEqual(JSON.parse((yield* ok(["ls", "--json"])).stdout).map((v: { name: string }) => v.name), ["keep"])
+    }))
+
+  it.scoped("prune skips a volume a sandbox holds, in a dry run and for real", () =>
+    Effect.gen(function*() {
+      const { home, ok } = yield* session
+      yield* ok(["create", "held", "--label", "tier=tmp"])
+      yield* ok(["create", "free", "--label", "tier=tmp"])
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Sandbox.builder("holder").volume("/held", (m) => m.named("held")).create()
+        const dry = (yield* ok(["prune", "--label", "tier=tmp", "--dry-run"])).stdout
+        assert.include(dry, "would remove free")
+        assert.match(dry, /skipped held \(.*sandbox holder/)
+        const real = JSON.parse((yield* ok(["prune", "--label", "tier=tmp", "--json"])).stdout)
+        assert.deepStrictEqual(real.removed, ["free"])
+        assert.deepStrictEqual(real.skipped.map((s: { name: string }) => s.name), ["held"])
+      })).pipe(Effect.provide(Layer.mergeAll(LocalBackend.layer({ home }), NamespaceRuntime.layer)))
     }))
 
   it.scoped("progress bars appear under a terminal and not when piped", () =>

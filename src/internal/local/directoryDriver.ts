@@ -799,12 +799,17 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
         })
       ))
 
+  /** Display paths and parent/name splits of a rename's or copy's source and target. */
+  const twoPaths = (from: Paths.NonRootSegments, to: Paths.NonRootSegments) => ({
+    fromPath: Paths.format(from),
+    toPath: Paths.format(to),
+    source: Paths.split(from),
+    target: Paths.split(to)
+  })
+
   const rename = (from: Paths.NonRootSegments, to: Paths.NonRootSegments) =>
     withRoot((rootfd) => {
-      const fromPath = Paths.format(from)
-      const toPath = Paths.format(to)
-      const source = Paths.split(from)
-      const target = Paths.split(to)
+      const { fromPath, source, target, toPath } = twoPaths(from, to)
       return withDir(rootfd, source.parent, false, fromPath, (sourceDir) =>
         Effect.zipRight(
           // The source must exist before the target's parents are created.
@@ -826,10 +831,7 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
 
   const copy = (from: Paths.NonRootSegments, to: Paths.NonRootSegments) =>
     withRoot((rootfd) => {
-      const fromPath = Paths.format(from)
-      const toPath = Paths.format(to)
-      const source = Paths.split(from)
-      const target = Paths.split(to)
+      const { fromPath, source, target, toPath } = twoPaths(from, to)
       return withDir(rootfd, source.parent, false, fromPath, (sourceDir) =>
         Effect.acquireUseRelease(
           hostCall(fromPath, () => NodeFs.openSync(at(sourceDir, source.name), HANDLE_FLAGS)),

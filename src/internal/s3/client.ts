@@ -260,18 +260,24 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
           })
       ).pipe(Effect.map(Option.map((out: GetObjectCommandOutput) => out.Body as Readable)))
 
+    const putObject = (
+      key: string,
+      body: Uint8Array,
+      contentType: string,
+      condition: { readonly IfNoneMatch: string } | { readonly IfMatch: string } | {} = {}
+    ) =>
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: body,
+        ContentLength: body.byteLength,
+        ContentType: contentType,
+        ...condition
+      })
+
     const put: S3["put"] = (key, body, contentType = "application/octet-stream") =>
       orStorage(request("PutObject", key, (abortSignal) =>
-        sdk.send(
-          new PutObjectCommand({
-            Bucket: bucket,
-            Key: key,
-            Body: body,
-            ContentLength: body.byteLength,
-            ContentType: contentType
-          }),
-          { abortSignal }
-        ))).pipe(Effect.asVoid)
+        sdk.send(putObject(key, body, contentType), { abortSignal }))).pipe(Effect.asVoid)
 
     const putConditional: S3["putConditional"] = (key, body, condition) =>
       request(
@@ -279,14 +285,12 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
         key,
         (abortSignal) =>
           sdk.send(
-            new PutObjectCommand({
-              Bucket: bucket,
-              Key: key,
-              Body: body,
-              ContentLength: body.byteLength,
-              ContentType: "application/json",
-              ...("ifNoneMatch" in condition ? { IfNoneMatch: "*" } : { IfMatch: bareEtag(condition.ifMatch) })
-            }),
+            putObject(
+              key,
+              body,
+              "application/json",
+              "ifNoneMatch" in condition ? { IfNoneMatch: "*" } : { IfMatch: bareEtag(condition.ifMatch) }
+            ),
             { abortSignal }
           ),
         false
