@@ -2,12 +2,12 @@
  * `volumes run`: a command in a sandbox with volumes mounted; exits with its exit code.
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Effect, Either, Option, Stream } from "effect"
+import { Chunk, Effect, Either, Option, Stream } from "effect"
 import type * as Mount from "../Mount.js"
 import * as Size from "../Size.js"
 import { InvalidConfig, SandboxError } from "../VolumeError.js"
 import { withBackend } from "./root.js"
-import { writeStdout } from "./stdio.js"
+import { stdin, writeStdout } from "./stdio.js"
 
 /** The exit code of the command `volumes run` ran (read by main when the program ends). */
 export let runExitCode: number | undefined = undefined
@@ -87,6 +87,10 @@ export const runCommand = Command.make("run", {
   env: Options.text("env").pipe(Options.withAlias("e"), Options.withDescription("KEY=VALUE; repeatable"), Options.repeated),
   workdir: Options.text("workdir").pipe(Options.withAlias("w"), Options.optional),
   name: Options.text("name").pipe(Options.withDescription("sandbox name (default run-<pid>)"), Options.optional),
+  interactive: Options.boolean("interactive").pipe(
+    Options.withAlias("i"),
+    Options.withDescription("pass this process's stdin (read to its end first) to the command")
+  ),
   command: Args.text({ name: "CMD" }).pipe(Args.atLeast(1), Args.withDescription("the command after --"))
 }, (args) =>
   withBackend(Effect.scoped(Effect.gen(function*() {
@@ -112,7 +116,10 @@ export const runCommand = Command.make("run", {
     if (Option.isSome(args.workdir)) builder = builder.workdir(args.workdir.value)
     const sandbox = yield* builder.create().pipe(Effect.provide(NamespaceRuntime.layer))
     const [cmd, ...rest] = args.command
-    yield* Stream.runForEach(sandbox.execStream(cmd, rest), (event) => {
+    const input = args.interactive
+      ? Buffer.concat(Chunk.toReadonlyArray(yield* Stream.runCollect(stdin)))
+      : undefined
+    yield* Stream.runForEach(sandbox.execStream(cmd, rest, { stdin: input }), (event) => {
       switch (event._tag) {
         case "Stdout":
           return writeStdout(event.data)

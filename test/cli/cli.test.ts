@@ -299,6 +299,17 @@ describe("volumes CLI", () => {
       assert.strictEqual(result.stdout, "out\n")
       assert.strictEqual((yield* ok(["fs", "shared", "cat", "/note.txt"])).stdout, "from-sandbox\n")
     }))
+
+  it.scoped("run -i passes stdin to the command; without -i the command gets none", () =>
+    Effect.gen(function*() {
+      const { volumes } = yield* session
+      const input = new TextEncoder().encode("one\ntwo\nthree\n")
+      const piped = yield* volumes(["run", "-i", "--", "wc", "-l"], { input })
+      assert.strictEqual(piped.code, 0, piped.stderr)
+      assert.strictEqual(piped.stdout.trim(), "3")
+      const closed = yield* volumes(["run", "--", "wc", "-l"], { input })
+      assert.strictEqual(closed.stdout.trim(), "0")
+    }))
 })
 
 const s3Endpoint = process.env["EFFECT_VOLUMES_S3_ENDPOINT"] ?? ""
