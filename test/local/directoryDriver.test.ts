@@ -10,7 +10,7 @@ import * as NodeFs from "node:fs"
 import { Worker } from "node:worker_threads"
 import { TEMP_PREFIX } from "../../src/internal/paths.js"
 import { assertSameBytes, bytes, concat, expectFailure, expectFsError, names } from "../conformance/support.js"
-import { makeVolumeDir, openDescriptors } from "./fixtures/volumeDir.js"
+import { forkAbandonedWriter, makeVolumeDir, openDescriptors } from "./fixtures/volumeDir.js"
 
 const MiB = 1024 * 1024
 
@@ -89,14 +89,7 @@ describe("directory driver", () => {
     Effect.gen(function*() {
       const { fs, root } = yield* makeVolumeDir
       yield* fs.write("f.txt", "old")
-      const started = yield* Effect.makeLatch(false)
-      const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
-        const sink = yield* fs.writeStream("f.txt")
-        yield* sink.write("partial")
-        yield* started.open
-        return yield* Effect.never
-      })))
-      yield* started.await
+      const fiber = yield* forkAbandonedWriter(fs, "f.txt")
       assert.strictEqual(tempFiles(root).length, 1)
       yield* Fiber.interrupt(fiber)
       assert.strictEqual(yield* fs.readToString("f.txt"), "old")

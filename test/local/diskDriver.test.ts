@@ -17,7 +17,7 @@ import { mountImage } from "../../src/internal/local/diskMount.js"
 import { TEMP_PREFIX } from "../../src/internal/paths.js"
 import { VolumeInUse } from "../../src/VolumeError.js"
 import { assertSameBytes, bytes, concat, expectFailure, expectFsError, names } from "../conformance/support.js"
-import { volumeFsOf } from "./fixtures/volumeDir.js"
+import { forkAbandonedWriter, volumeFsOf } from "./fixtures/volumeDir.js"
 
 const MiB = 1024 * 1024
 const here = NodePath.dirname(fileURLToPath(import.meta.url))
@@ -279,14 +279,7 @@ describe("disk driver", () => {
       const disk = yield* makeDisk
       const fs = diskFs(disk)
       yield* fs.write("f.txt", "old")
-      const started = yield* Effect.makeLatch(false)
-      const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
-        const sink = yield* fs.writeStream("f.txt")
-        yield* sink.write("partial")
-        yield* started.open
-        return yield* Effect.never
-      })))
-      yield* started.await
+      const fiber = yield* forkAbandonedWriter(fs, "f.txt")
       assert.notStrictEqual(loopDevicesOf(disk.image), "", "the writer holds the mount")
       yield* Fiber.interrupt(fiber)
       disk.assertReleased()
