@@ -11,6 +11,26 @@ import { MAX_CHUNK_BYTES } from "../VolumeFs.js"
 import type { FsDriver } from "./fsDriver.js"
 import * as Paths from "./paths.js"
 
+/**
+ * One write lock per volume, created on first use: every `fs()` of a volume from one
+ * backend instance must share it, so quota-checked writes are serialised.
+ */
+export const makeWriteLocks = () => {
+  const locks = new Map<string, Effect.Semaphore>()
+  return {
+    lockOf: (key: string): Effect.Semaphore => {
+      let lock = locks.get(key)
+      if (lock === undefined) {
+        lock = Effect.unsafeMakeSemaphore(1)
+        locks.set(key, lock)
+      }
+      return lock
+    },
+    /** Drops the lock of a volume that is gone for good. */
+    forget: (key: string): void => void locks.delete(key)
+  }
+}
+
 export interface VolumeFsOptions {
   /** Display name of the volume, used in errors. */
   readonly volume: string

@@ -369,15 +369,7 @@ export const make = (
     // ---- files -----------------------------------------------------------------------
 
     /** One write lock per volume, shared by every `fs()` of it from this backend. */
-    const writeLocks = new Map<string, Effect.Semaphore>()
-    const writeLock = (key: string): Effect.Semaphore => {
-      let lock = writeLocks.get(key)
-      if (lock === undefined) {
-        lock = Effect.unsafeMakeSemaphore(1)
-        writeLocks.set(key, lock)
-      }
-      return lock
-    }
+    const writeLock = VolumeFsImpl.makeWriteLocks().lockOf
 
     /**
      * Host-side access to a disk image is recorded as an attachment while the image is

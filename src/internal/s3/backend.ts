@@ -44,15 +44,8 @@ export const make = (settings: S3BackendSettings): Effect.Effect<VolumeBackendSe
 /** The service over an existing client (tests build several over one client). */
 export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService => {
   /** One lock per volume incarnation, shared by every `fs()` of it in this process. */
-  const writeLocks = new Map<string, Effect.Semaphore>()
-  const writeLockOf = (dataPrefix: string): Effect.Semaphore => {
-    let lock = writeLocks.get(dataPrefix)
-    if (lock === undefined) {
-      lock = Effect.unsafeMakeSemaphore(1)
-      writeLocks.set(dataPrefix, lock)
-    }
-    return lock
-  }
+  const writeLocks = VolumeFsImpl.makeWriteLocks()
+  const writeLockOf = writeLocks.lockOf
 
   // Records were decoded by Schema already; the constructors need not validate again.
   const toInfo = (record: VolumeRecord): VolumeInfo =>
@@ -128,7 +121,7 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
     const data = layout.dataPrefix(record.name, record.id)
     const objects = yield* s3.list(data)
     yield* s3.deleteMany(objects.objects.map((o) => o.key))
-    writeLocks.delete(data)
+    writeLocks.forget(data)
   })
 
   /** The default volume, created on first use by whichever process asks first. */
