@@ -41,3 +41,18 @@ export const bytes = (size: number, seed = 1): Uint8Array => {
   }
   return out
 }
+
+/** Runs `body` with a fresh local home (scratch dir + runtime), disposed and deleted after. */
+export const withLocalHome = async <A>(
+  body: (home: { readonly root: string; readonly run: ReturnType<typeof runner<VolumeBackend | SandboxRuntime>> }) => Promise<A>
+): Promise<A> => {
+  const root = scratchRoot()
+  const rt = localRuntime(join(root, "home"))
+  try {
+    return await body({ root, run: runner(rt) })
+  } finally {
+    await rt.dispose()
+    removeTree(root)
+  }
+}
+

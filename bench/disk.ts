@@ -2,18 +2,14 @@
  * Host-side `fs()` inside a disk volume (ext4 image, loop-mounted in a private namespace)
  * against the same operation on a directory volume.
  */
-import { join } from "node:path"
 import * as Volume from "../src/Volume.js"
-import { bytes, localRuntime, removeTree, runner, scratchRoot } from "./common.js"
+import { bytes, withLocalHome } from "./common.js"
 import type { Row } from "./runner.js"
 import { KiB, log, MiB, quick, samplePair } from "./runner.js"
 
-export const run = async (): Promise<Array<Row>> => {
-  const root = scratchRoot()
-  const rt = localRuntime(join(root, "home"))
-  const run = runner(rt)
-  const rows: Array<Row> = []
-  try {
+export const run = (): Promise<Array<Row>> =>
+  withLocalHome(async ({ run }) => {
+    const rows: Array<Row> = []
     const disk = (await run(Volume.builder("disk").disk().size(1024).create())).fs()
     const dir = (await run(Volume.builder("dir").create())).fs()
     for (const s of [
@@ -39,9 +35,5 @@ export const run = async (): Promise<Array<Row>> => {
         })
       }
     }
-  } finally {
-    await rt.dispose()
-    removeTree(root)
-  }
-  return rows
-}
+    return rows
+  })

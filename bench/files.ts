@@ -6,7 +6,7 @@ import { mkdirSync } from "node:fs"
 import { readFile, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import * as Volume from "../src/Volume.js"
-import { bytes, localRuntime, removeTree, runner, scratchRoot } from "./common.js"
+import { bytes, withLocalHome } from "./common.js"
 import type { Row } from "./runner.js"
 import { KiB, log, MiB, quick, samplePair, timeRatioTarget } from "./runner.js"
 
@@ -24,12 +24,9 @@ export const fileTarget = (op: "write" | "read", small: boolean) =>
     ? { text: "≥ 0.7x node:fs throughput", max: 1 / 0.7 }
     : { text: "≥ 0.85x node:fs throughput", max: 1 / 0.85 }
 
-export const run = async (): Promise<Array<Row>> => {
-  const root = scratchRoot()
-  const rt = localRuntime(join(root, "home"))
-  const run = runner(rt)
-  const rows: Array<Row> = []
-  try {
+export const run = (): Promise<Array<Row>> =>
+  withLocalHome(async ({ root, run }) => {
+    const rows: Array<Row> = []
     const vol = await run(Volume.builder("files").create())
     const fs = vol.fs()
     const plain = join(root, "plain")
@@ -69,9 +66,5 @@ export const run = async (): Promise<Array<Row>> => {
         target: timeRatioTarget(rtgt.text, r.ours, r.baseline, rtgt.max)
       })
     }
-  } finally {
-    await rt.dispose()
-    removeTree(root)
-  }
-  return rows
-}
+    return rows
+  })

@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import * as Volume from "../src/Volume.js"
-import { localRuntime, removeTree, runner, scratchRoot } from "./common.js"
+import { withLocalHome } from "./common.js"
 import type { Row } from "./runner.js"
 import { log, quick, sample, samplePair } from "./runner.js"
 
@@ -24,13 +24,10 @@ const populate = (dir: string, count: number): void => {
   }
 }
 
-export const run = async (): Promise<Array<Row>> => {
-  const root = scratchRoot()
-  const rt = localRuntime(join(root, "home"))
-  const run = runner(rt)
-  const rows: Array<Row> = []
-  const area = "lifecycle (local)"
-  try {
+export const run = (): Promise<Array<Row>> =>
+  withLocalHome(async ({ run }) => {
+    const rows: Array<Row> = []
+    const area = "lifecycle (local)"
     log("lifecycle: create + remove")
     const cr = await sample((i) => run(Effect.zipRight(Volume.builder(`cr-${i}`).create(), Volume.remove(`cr-${i}`))), {
       batch: quick ? 5 : 20
@@ -92,9 +89,5 @@ export const run = async (): Promise<Array<Row>> => {
         extra: `${seen} listed; setup ${(setup / 1000).toFixed(1)} s through the API at concurrency 8`
       })
     }
-  } finally {
-    await rt.dispose()
-    removeTree(root)
-  }
-  return rows
-}
+    return rows
+  })
