@@ -170,7 +170,7 @@ export const create = Effect.fn("Volume.create")(function*(spec: VolumeSpec.Volu
 
 /** Names that break the naming rule cannot exist anywhere. */
 const existingName = (name: string) =>
-  Option.isSome(VolumeSpec.nameProblem(name)) ? Effect.fail(new VolumeNotFound({ name: String(name) })) : Effect.succeed(name)
+  Option.isSome(VolumeSpec.nameProblem(name)) ? Effect.fail(new VolumeNotFound({ volume: String(name) })) : Effect.succeed(name)
 
 /**
  * One volume, with freshly measured usage.

@@ -13,10 +13,10 @@ import { Schema } from "effect"
  * @category errors
  */
 export class VolumeNotFound extends Schema.TaggedError<VolumeNotFound>()("VolumeNotFound", {
-  name: Schema.String
+  volume: Schema.String
 }) {
   override get message(): string {
-    return `volume "${this.name}" does not exist; create it first or check the name with "volumes ls"`
+    return `volume "${this.volume}" does not exist; create it first or check the name with "volumes ls"`
   }
 }
 
@@ -27,10 +27,10 @@ export class VolumeNotFound extends Schema.TaggedError<VolumeNotFound>()("Volume
  * @category errors
  */
 export class VolumeAlreadyExists extends Schema.TaggedError<VolumeAlreadyExists>()("VolumeAlreadyExists", {
-  name: Schema.String
+  volume: Schema.String
 }) {
   override get message(): string {
-    return `volume "${this.name}" already exists; pick another name or remove the existing volume first`
+    return `volume "${this.volume}" already exists; pick another name or remove the existing volume first`
   }
 }
 
@@ -41,11 +41,11 @@ export class VolumeAlreadyExists extends Schema.TaggedError<VolumeAlreadyExists>
  * @category errors
  */
 export class VolumeInUse extends Schema.TaggedError<VolumeInUse>()("VolumeInUse", {
-  name: Schema.String,
+  volume: Schema.String,
   holders: Schema.Array(Schema.String)
 }) {
   override get message(): string {
-    return `volume "${this.name}" is in use by ${this.holders.length > 0 ? this.holders.join(", ") : "a sandbox"}; stop the holder and try again`
+    return `volume "${this.volume}" is in use by ${this.holders.length > 0 ? this.holders.join(", ") : "a sandbox"}; stop the holder and try again`
   }
 }
 
@@ -111,13 +111,13 @@ export class PathNotFound extends Schema.TaggedError<PathNotFound>()("PathNotFou
  * @category errors
  */
 export class QuotaExceeded extends Schema.TaggedError<QuotaExceeded>()("QuotaExceeded", {
-  name: Schema.String,
+  volume: Schema.String,
   quotaBytes: Schema.Number,
   usedBytes: Schema.Number,
   requestedBytes: Schema.Number
 }) {
   override get message(): string {
-    return `volume "${this.name}" quota exceeded: ${this.usedBytes} bytes used + ${this.requestedBytes} requested > ${this.quotaBytes} allowed; free space or raise the quota`
+    return `volume "${this.volume}" quota exceeded: ${this.usedBytes} bytes used + ${this.requestedBytes} requested > ${this.quotaBytes} allowed; free space or raise the quota`
   }
 }
 
@@ -174,6 +174,20 @@ const describeFsReason: Record<VolumeFsErrorReason, string> = {
 }
 
 /**
+ * Why a {@link StorageError} happened.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const StorageErrorReason = Schema.Literal("Busy", "Conflict", "Unavailable", "Corrupt", "Unknown")
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type StorageErrorReason = typeof StorageErrorReason.Type
+
+/**
  * The database, the disk or the object store failed.
  *
  * @since 0.1.0
@@ -181,8 +195,47 @@ const describeFsReason: Record<VolumeFsErrorReason, string> = {
  */
 export class StorageError extends Schema.TaggedError<StorageError>()("StorageError", {
   message: Schema.String,
+  /**
+   * What kind of failure this is, so callers (and the CLI's exit codes) can tell "try again"
+   * from "broken": `Busy` (a lock or rate limit; retrying later helps), `Conflict` (a concurrent
+   * change won a compare-and-swap), `Unavailable` (the store cannot be reached or timed out),
+   * `Corrupt` (stored state is unreadable), `Unknown` (anything else). Defaults to `Unknown`.
+   */
+  reason: Schema.optionalWith(StorageErrorReason, { default: () => "Unknown" as const }),
+  /** The operation that failed, e.g. `"PutObject"`, `"create"`, `"sqlite"`. */
+  operation: Schema.optional(Schema.String),
   cause: Schema.optional(Schema.Defect)
 }) {}
+
+/**
+ * A snapshot with this name does not exist for the volume.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class SnapshotNotFound extends Schema.TaggedError<SnapshotNotFound>()("SnapshotNotFound", {
+  volume: Schema.String,
+  snapshot: Schema.String
+}) {
+  override get message(): string {
+    return `volume "${this.volume}" has no snapshot "${this.snapshot}"; list them with "volumes snapshot ls ${this.volume}"`
+  }
+}
+
+/**
+ * The volume already has a snapshot with this name (compared case-insensitively).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class SnapshotAlreadyExists extends Schema.TaggedError<SnapshotAlreadyExists>()("SnapshotAlreadyExists", {
+  volume: Schema.String,
+  snapshot: Schema.String
+}) {
+  override get message(): string {
+    return `volume "${this.volume}" already has a snapshot "${this.snapshot}"; pick another name or remove it first`
+  }
+}
 
 /**
  * A sandbox runtime failed to start, exec or stop.
@@ -192,7 +245,7 @@ export class StorageError extends Schema.TaggedError<StorageError>()("StorageErr
  */
 export class SandboxError extends Schema.TaggedError<SandboxError>()("SandboxError", {
   sandbox: Schema.String,
-  reason: Schema.Literal("Start", "Exec", "Stop", "Timeout"),
+  reason: Schema.Literal("Start", "Exec", "Stop", "Timeout", "OutOfMemory"),
   message: Schema.String
 }) {}
 

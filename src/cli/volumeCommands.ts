@@ -101,7 +101,7 @@ export const prune = Command.make("prune", {
       if (args.dryRun) {
         const holders = Option.isSome(attachments) ? yield* attachments.value.holders(nameKey(volume.name)) : []
         if (holders.length > 0) {
-          skipped.push({ name: volume.name, reason: new VolumeInUse({ name: volume.name, holders }).message })
+          skipped.push({ name: volume.name, reason: new VolumeInUse({ volume: volume.name, holders }).message })
         } else removed.push(volume.name)
         continue
       }

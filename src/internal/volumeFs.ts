@@ -65,7 +65,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
       onNone: () => Effect.void,
       onSome: (quota) =>
         growth > 0 && usedBytes + growth > quota
-          ? Effect.fail(new QuotaExceeded({ name: volume, quotaBytes: quota, usedBytes, requestedBytes: growth }))
+          ? Effect.fail(new QuotaExceeded({ volume: volume, quotaBytes: quota, usedBytes, requestedBytes: growth }))
           : Effect.void
     })
 

@@ -13,6 +13,8 @@ import {
   SandboxError,
   StorageError,
   Unsupported,
+  SnapshotAlreadyExists,
+  SnapshotNotFound,
   VolumeAlreadyExists,
   VolumeFsError,
   VolumeInUse,
@@ -44,11 +46,11 @@ export const errorsTests = ({ test }: Context) => {
   describe("errors", () => {
     test("every error class round-trips through its Schema and JSON", () =>
       Effect.sync(() => {
-        const notFound = roundTrip(VolumeNotFound, new VolumeNotFound({ name: "cache" }))
-        assert.strictEqual(notFound.name, "cache")
-        assert.strictEqual(roundTrip(VolumeAlreadyExists, new VolumeAlreadyExists({ name: "cache" })).name, "cache")
+        const notFound = roundTrip(VolumeNotFound, new VolumeNotFound({ volume: "cache" }))
+        assert.strictEqual(notFound.volume, "cache")
+        assert.strictEqual(roundTrip(VolumeAlreadyExists, new VolumeAlreadyExists({ volume: "cache" })).volume, "cache")
         assert.deepStrictEqual(
-          roundTrip(VolumeInUse, new VolumeInUse({ name: "cache", holders: ["sandbox api"] })).holders,
+          roundTrip(VolumeInUse, new VolumeInUse({ volume: "cache", holders: ["sandbox api"] })).holders,
           ["sandbox api"]
         )
         assert.strictEqual(roundTrip(InvalidConfig, new InvalidConfig({ message: "bad name" })).message, "bad name")
@@ -59,9 +61,9 @@ export const errorsTests = ({ test }: Context) => {
         assert.strictEqual(roundTrip(PathNotFound, new PathNotFound({ path: "/a" })).path, "/a")
         const quota = roundTrip(
           QuotaExceeded,
-          new QuotaExceeded({ name: "q", quotaBytes: 1024, usedBytes: 1000, requestedBytes: 100 })
+          new QuotaExceeded({ volume: "q", quotaBytes: 1024, usedBytes: 1000, requestedBytes: 100 })
         )
-        assert.deepStrictEqual([quota.name, quota.quotaBytes, quota.usedBytes, quota.requestedBytes], ["q", 1024, 1000, 100])
+        assert.deepStrictEqual([quota.volume, quota.quotaBytes, quota.usedBytes, quota.requestedBytes], ["q", 1024, 1000, 100])
         const fsError = roundTrip(VolumeFsError, new VolumeFsError({ path: "/f", reason: "NoSpace" }))
         assert.deepStrictEqual([fsError.path, fsError.reason], ["/f", "NoSpace"])
         assert.strictEqual(
@@ -72,6 +74,27 @@ export const errorsTests = ({ test }: Context) => {
         assert.deepStrictEqual([sandbox.sandbox, sandbox.reason], ["api", "Start"])
       }))
 
+    test("every error prints as its class name (no field shadows Error.name)", () =>
+      Effect.sync(() => {
+        const errors = [
+          new VolumeNotFound({ volume: "cache" }),
+          new VolumeAlreadyExists({ volume: "cache" }),
+          new VolumeInUse({ volume: "cache", holders: [] }),
+          new QuotaExceeded({ volume: "q", quotaBytes: 1, usedBytes: 1, requestedBytes: 1 }),
+          new SnapshotNotFound({ volume: "cache", snapshot: "s1" }),
+          new SnapshotAlreadyExists({ volume: "cache", snapshot: "s1" })
+        ]
+        for (const error of errors) {
+          assert.strictEqual(error.name, error._tag)
+          assert.match(String(error), new RegExp(`^${error._tag}: `))
+        }
+        const snapshot = roundTrip(SnapshotNotFound, new SnapshotNotFound({ volume: "cache", snapshot: "s1" }))
+        assert.deepStrictEqual([snapshot.volume, snapshot.snapshot], ["cache", "s1"])
+        const storage = roundTrip(StorageError, new StorageError({ message: "locked", reason: "Busy", operation: "sqlite" }))
+        assert.deepStrictEqual([storage.reason, storage.operation], ["Busy", "sqlite"])
+        assert.strictEqual(new StorageError({ message: "x" }).reason, "Unknown")
+      }))
+
     test("errors raised by the backend are the Schema classes and serialise", () =>
       Effect.gen(function*() {
         const vol = yield* createVolume("errs", (b) => b.quota(1))
@@ -80,11 +103,11 @@ export const errorsTests = ({ test }: Context) => {
 
         const notFound = yield* Volume.get("missing-vol").pipe(expectFailure("VolumeNotFound"))
         assert.instanceOf(notFound, VolumeNotFound)
-        assert.strictEqual(roundTrip(VolumeNotFound, notFound).name, "missing-vol")
+        assert.strictEqual(roundTrip(VolumeNotFound, notFound).volume, "missing-vol")
 
         const exists = yield* createVolume("errs").pipe(expectFailure("VolumeAlreadyExists"))
         assert.instanceOf(exists, VolumeAlreadyExists)
-        assert.strictEqual(roundTrip(VolumeAlreadyExists, exists).name, "errs")
+        assert.strictEqual(roundTrip(VolumeAlreadyExists, exists).volume, "errs")
 
         const invalid = yield* Volume.builder("bad/name").create().pipe(expectFailure("InvalidConfig"))
         assert.instanceOf(invalid, InvalidConfig)

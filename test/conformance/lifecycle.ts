@@ -178,7 +178,7 @@ export const lifecycleTests = ({ options, test }: Context) => {
       Effect.gen(function*() {
         yield* createVolume("cache")
         const error = yield* createVolume("cache", (b) => b.quota(3)).pipe(expectFailure("VolumeAlreadyExists"))
-        assert.strictEqual(error.name, "cache")
+        assert.strictEqual(error.volume, "cache")
         const got = yield* Volume.get("cache")
         assert.isTrue(Option.isNone(got.quotaMib), "the existing volume is unchanged")
         assert.lengthOf(yield* Volume.list(), 1)
@@ -215,7 +215,7 @@ export const lifecycleTests = ({ options, test }: Context) => {
     test("get of a missing name fails with VolumeNotFound naming it", () =>
       Effect.gen(function*() {
         const error = yield* Volume.get("nope").pipe(expectFailure("VolumeNotFound"))
-        assert.strictEqual(error.name, "nope")
+        assert.strictEqual(error.volume, "nope")
         assert.instanceOf(error, VolumeNotFound)
       }))
 
@@ -264,7 +264,7 @@ export const lifecycleTests = ({ options, test }: Context) => {
     test("remove of a missing name fails with VolumeNotFound", () =>
       Effect.gen(function*() {
         const error = yield* Volume.remove("nope").pipe(expectFailure("VolumeNotFound"))
-        assert.strictEqual(error.name, "nope")
+        assert.strictEqual(error.volume, "nope")
         yield* Volume.remove("a/b").pipe(expectFailure("VolumeNotFound"))
       }))
 
@@ -303,7 +303,7 @@ export const lifecycleTests = ({ options, test }: Context) => {
         yield* Volume.remove("cache")
 
         const notFound = <A>(self: Effect.Effect<A, VolumeFsFailure>) =>
-          Effect.map(self.pipe(expectFailure("VolumeNotFound")), (e) => assert.strictEqual(e.name, "cache"))
+          Effect.map(self.pipe(expectFailure("VolumeNotFound")), (e) => assert.strictEqual(e.volume, "cache"))
         yield* notFound(fs.read("keep.txt"))
         yield* notFound(fs.readToString("keep.txt"))
         yield* notFound(fs.list("/"))

@@ -190,7 +190,7 @@ describe("LocalBackend attachments", () => {
           yield* seam.acquire("shared", { holder: "sandbox worker", mode: "rw" }) // directories: many writers
           assert.deepStrictEqual([...(yield* seam.holders("shared"))].sort(), ["sandbox api", "sandbox worker"])
           const error = yield* expectTag(Volume.remove("Shared"), "VolumeInUse")
-          assert.strictEqual(error.name, "Shared")
+          assert.strictEqual(error.volume, "Shared")
           assert.deepStrictEqual([...error.holders].sort(), ["sandbox api", "sandbox worker"])
           assert.include(error.message, "sandbox api")
         }))

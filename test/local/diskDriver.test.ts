@@ -306,7 +306,7 @@ describe("disk driver", () => {
           image: disk.image,
           volume: "d",
           runDir: disk.runDir,
-          acquireExclusive: Effect.fail(new VolumeInUse({ name: "d", holders: ["sandbox-1"] }))
+          acquireExclusive: Effect.fail(new VolumeInUse({ volume: "d", holders: ["sandbox-1"] }))
         }),
         "d"
       )

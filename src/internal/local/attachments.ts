@@ -115,11 +115,11 @@ export const make: Effect.Effect<Attachments, never, SqlClient.SqlClient> = Effe
       const ready = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM volumes WHERE key = ${key} AND state = 'ready'`
         .pipe(orStorageError("reading a volume record"))
       const name = yield* displayName(key)
-      if ((ready[0]?.n ?? 0) === 0) return yield* new VolumeNotFound({ name })
+      if ((ready[0]?.n ?? 0) === 0) return yield* new VolumeNotFound({ volume: name })
       const current = yield* holders(key)
       // The holder that refused us let go (or died) in between: ask again.
       if (current.length === 0 && retries > 0) return yield* attempt(key, options, retries - 1)
-      return yield* new VolumeInUse({ name, holders: current })
+      return yield* new VolumeInUse({ volume: name, holders: current })
     })
 
   const acquire = (key: string, options: AttachOptions) =>

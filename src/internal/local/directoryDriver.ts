@@ -659,7 +659,7 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
     try: () => NodeFs.openSync(root, DIR_FLAGS),
     catch: (error) =>
       errnoCode(error) === "ENOENT"
-        ? new VolumeNotFound({ name: volume })
+        ? new VolumeNotFound({ volume: volume })
         : new StorageError({
           message: `cannot open the files of volume "${volume}" at ${root}: ${error instanceof Error ? error.message : String(error)}`,
           cause: error

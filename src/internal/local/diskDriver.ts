@@ -114,7 +114,7 @@ export const makeDiskDriver = (options: DiskDriverOptions): FsDriver => {
     try: () => void NodeFs.statSync(image),
     catch: (error) =>
       errnoCode(error) === "ENOENT"
-        ? new VolumeNotFound({ name: volume })
+        ? new VolumeNotFound({ volume: volume })
         : new StorageError({ message: `cannot open the disk image of volume "${volume}": ${String(error)}`, cause: error })
   })
 

@@ -198,10 +198,10 @@ export const make = (
           const existing = yield* findRow(key)
           if (Option.isNone(existing)) continue
           const row = existing.value
-          if (row.state === "ready") return yield* new VolumeAlreadyExists({ name: spec.name })
+          if (row.state === "ready") return yield* new VolumeAlreadyExists({ volume: spec.name })
           if (yield* recovery.takeOverAbandoned(row)) continue
           // Another live process is creating it: that one wins.
-          if (row.state === "creating") return yield* new VolumeAlreadyExists({ name: spec.name })
+          if (row.state === "creating") return yield* new VolumeAlreadyExists({ volume: spec.name })
           if (attempt >= REMOVAL_WAIT_ATTEMPTS) {
             return yield* new StorageError({
               message:
@@ -300,7 +300,7 @@ export const make = (
       const key = nameKey(name)
       const row = yield* findReady(key).pipe(
         Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(new VolumeNotFound({ name })),
+          onNone: () => Effect.fail(new VolumeNotFound({ volume: name })),
           onSome: Effect.succeed
         }))
       )
@@ -314,7 +314,7 @@ export const make = (
           Effect.flatMap(
             findReady(key),
             (still): Effect.Effect<never, StorageError | VolumeNotFound> =>
-              Option.isSome(still) ? Effect.fail(error) : Effect.fail(new VolumeNotFound({ name }))
+              Option.isSome(still) ? Effect.fail(error) : Effect.fail(new VolumeNotFound({ volume: name }))
           )
         )
       )
@@ -354,14 +354,14 @@ export const make = (
           return yield* recovery.finishRemoval(key).pipe(Effect.tapError(() => revertRemoval(key, self)))
         }
         const row = yield* findRow(key)
-        if (Option.isNone(row)) return yield* new VolumeNotFound({ name })
+        if (Option.isNone(row)) return yield* new VolumeNotFound({ volume: name })
         if (row.value.state !== "ready") {
           // Being created or removed: not a volume (yet, or any more). Clean it if abandoned.
           yield* recovery.takeOverAbandoned(row.value)
-          return yield* new VolumeNotFound({ name })
+          return yield* new VolumeNotFound({ volume: name })
         }
         const holders = yield* attachments.holders(key)
-        if (holders.length > 0 || attempt >= 3) return yield* new VolumeInUse({ name, holders })
+        if (holders.length > 0 || attempt >= 3) return yield* new VolumeInUse({ volume: name, holders })
         // The holder let go between the two statements: try again.
       }
     }, Effect.uninterruptible)
@@ -403,7 +403,7 @@ export const make = (
       const dir = Layout.dataDir(layout, key)
       const present = Option.isSome(yield* findReady(key)) &&
         (yield* fs.exists(dir).pipe(Effect.mapError(fsFailure(`cannot check ${dir}`))))
-      if (!present) return yield* new VolumeNotFound({ name: info.name })
+      if (!present) return yield* new VolumeNotFound({ volume: info.name })
       return dir
     })
 

@@ -57,7 +57,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   const create = Effect.fn("MemoryBackend.create")(function*(spec: ValidSpec) {
     return yield* Effect.suspend(() => {
       const key = nameKey(spec.name)
-      if (volumes.has(key)) return Effect.fail(new VolumeAlreadyExists({ name: spec.name }))
+      if (volumes.has(key)) return Effect.fail(new VolumeAlreadyExists({ volume: spec.name }))
       const info = new VolumeInfo({
         name: spec.name,
         kind: spec.kind,
@@ -79,7 +79,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   const get = Effect.fn("MemoryBackend.get")(function*(name: string) {
     return yield* Effect.suspend(() => {
       const volume = volumes.get(nameKey(name))
-      return volume === undefined ? Effect.fail(new VolumeNotFound({ name })) : Effect.succeed(report(volume))
+      return volume === undefined ? Effect.fail(new VolumeNotFound({ volume: name })) : Effect.succeed(report(volume))
     })
   })
 
@@ -89,7 +89,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
 
   const remove = Effect.fn("MemoryBackend.remove")(function*(name: string) {
     return yield* Effect.suspend(() =>
-      volumes.delete(nameKey(name)) ? Effect.void : Effect.fail(new VolumeNotFound({ name }))
+      volumes.delete(nameKey(name)) ? Effect.void : Effect.fail(new VolumeNotFound({ volume: name }))
     )
   })
 

@@ -218,7 +218,7 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
   const run = <A>(operation: (tree: MemoryTree) => Result<A>): Effect.Effect<A, VolumeFsFailure> =>
     Effect.suspend(() => {
       const tree = options.tree()
-      return tree === undefined ? Effect.fail(new VolumeNotFound({ name: volume })) : operation(tree)
+      return tree === undefined ? Effect.fail(new VolumeNotFound({ volume: volume })) : operation(tree)
     })
 
   /** `NoSpace` if `growth` more bytes would not fit on a disk volume. */

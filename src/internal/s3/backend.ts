@@ -91,7 +91,7 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
 
   const get = Effect.fn("S3Backend.get")(function*(name: string) {
     const found = yield* Records.read(s3, layout.recordKey(name))
-    if (Option.isNone(found)) return yield* new VolumeNotFound({ name })
+    if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
     return toInfo(found.value.record)
   })
 
@@ -110,7 +110,7 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
   const remove = Effect.fn("S3Backend.remove")(function*(name: string) {
     const key = layout.recordKey(name)
     const found = yield* Records.read(s3, key)
-    if (Option.isNone(found)) return yield* new VolumeNotFound({ name })
+    if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
     const { record } = found.value
     if (record.isDefault) {
       return yield* new Unsupported({ operation: `removing the default volume "${record.name}"`, backend: BACKEND })

@@ -104,7 +104,7 @@ export const make = (options: S3DriverOptions): FsDriver => {
     (found) =>
       Option.isSome(found) && found.value.record.id === id
         ? Effect.succeed(found.value)
-        : Effect.fail(new VolumeNotFound({ name: volume }))
+        : Effect.fail(new VolumeNotFound({ volume: volume }))
   )
 
   /** Moves the usage counter by `delta` bytes. */

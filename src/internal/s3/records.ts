@@ -85,7 +85,7 @@ export const create = (
       const current = yield* read(s3, key)
       if (Option.isSome(current)) {
         if (current.value.record.id === record.id) return current.value
-        return yield* new VolumeAlreadyExists({ name: record.name })
+        return yield* new VolumeAlreadyExists({ volume: record.name })
       }
       // Nothing there: our PUT did not land (or the winner was removed meanwhile); try again.
       yield* contentionPause(attempt)
@@ -110,7 +110,7 @@ export const update = (
     let current = known
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (Option.isNone(current)) current = yield* read(s3, key)
-      if (Option.isNone(current) || current.value.record.id !== id) return yield* new VolumeNotFound({ name })
+      if (Option.isNone(current) || current.value.record.id !== id) return yield* new VolumeNotFound({ volume: name })
       const next = new VolumeRecord({ ...change(current.value.record), rev: token() })
       const outcome = yield* s3.putConditional(key, encodeRecord(next), { ifMatch: current.value.etag })
       if (outcome._tag === "Written" && Option.isSome(outcome.etag)) return { record: next, etag: outcome.etag.value }
