@@ -11,6 +11,15 @@ SYSTEM_PACKAGES=(
   bubblewrap          # bwrap: the namespace sandbox runtime
   qemu-utils          # qemu-img: qcow2/vmdk test images
   qemu-system-common  # qemu-storage-daemon: qcow2/vmdk mounts through a FUSE export
+  fuse3               # fusermount3: FUSE mounts (qemu exports, the sandbox file server)
+  fuse-overlayfs      # the file server for stat virtualization / private host permissions
+  libfuse3-dev        # headers for the project's own quota file server (built by scripts/)
+  build-essential     # cc, make: native pieces built from source
+  pkg-config
+  libseccomp-dev      # the sandbox's seccomp filter
+  python3-seccomp     # compiles the seccomp profile to BPF (scripts/)
+  attr                # getfattr/setfattr: tests inspect the xattr ownership overlay
+  tmux                # a real pty for the CLI's terminal tests
 )
 
 missing=()
