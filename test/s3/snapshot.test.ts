@@ -1,18 +1,21 @@
 /**
- * Snapshot mounts of cloud volumes (issue 4 item 7, the engine): materialise into a local
- * cache, download only what changed, commit local changes back, last writer wins per file.
- * Runs against the memory backend always and against RADOS Gateway when it is configured.
+ * Snapshot mounts of cloud volumes, the engine: materialise into a local cache, download only
+ * what changed, commit local changes back path by path, three-way against the state
+ * materialised at start (issue 17 items 11 and 12). "Another machine" is a second backend
+ * layer on the same bucket and prefix (on the memory backend: the same store). Runs against
+ * the memory backend always and against RADOS Gateway when it is configured.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
+import type { Scope } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as MemoryBackend from "../../src/MemoryBackend.js"
 import * as S3Backend from "../../src/S3Backend.js"
 import * as Volume from "../../src/Volume.js"
-import type { VolumeBackend } from "../../src/VolumeBackend.js"
-import { bucketFor, describeS3, freshLayer } from "./support.js"
+import { VolumeBackend } from "../../src/VolumeBackend.js"
+import { bucketFor, describeS3, options, uniquePrefix } from "./support.js"
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "ev-snapshot-"))),
@@ -37,98 +40,250 @@ const tree = (root: string): Record<string, string> => {
 
 const mtime = (path: string) => NodeFs.statSync(path).mtimeMs
 
-const snapshotTests = (layer: () => Layer.Layer<VolumeBackend, unknown>) => {
-  it.scopedLive("materialise copies the tree; a second run downloads only what changed", () =>
-    Effect.gen(function*() {
-      const dir = NodePath.join(yield* tempDir, "cache")
-      const vol = yield* Volume.builder("snap").create()
-      const fs = vol.fs()
-      yield* fs.write("a.txt", "alpha")
-      yield* fs.write("sub/b.txt", "bravo")
-      yield* fs.mkdir("empty/dir")
-      assert.strictEqual(yield* S3Backend.materializeSnapshot(vol, dir), dir)
-      assert.deepStrictEqual(tree(dir), {
-        "/a.txt": "alpha",
-        "/empty/": "",
-        "/empty/dir/": "",
-        "/sub/": "",
-        "/sub/b.txt": "bravo"
-      })
-      // Mark the cached copies so a re-download would show.
-      const old = new Date(Date.now() - 3_600_000)
-      for (const f of ["a.txt", "sub/b.txt"]) NodeFs.utimesSync(NodePath.join(dir, f), old, old)
-      yield* S3Backend.materializeSnapshot(vol, dir) // records the new local stamps
-      const before = { a: mtime(NodePath.join(dir, "a.txt")), b: mtime(NodePath.join(dir, "sub/b.txt")) }
-
-      yield* Effect.sleep("5 millis")
-      yield* fs.write("sub/b.txt", "bravo, changed elsewhere")
-      yield* fs.removeDir("empty")
-      yield* fs.write("new.txt", "new")
-      yield* S3Backend.materializeSnapshot(vol, dir)
-      assert.deepStrictEqual(tree(dir), {
-        "/a.txt": "alpha",
-        "/new.txt": "new",
-        "/sub/": "",
-        "/sub/b.txt": "bravo, changed elsewhere"
-      })
-      assert.strictEqual(mtime(NodePath.join(dir, "a.txt")), before.a, "an unchanged file is not downloaded again")
-      assert.notStrictEqual(mtime(NodePath.join(dir, "sub/b.txt")), before.b, "a changed file is downloaded")
-    }).pipe(Effect.provide(layer())))
-
-  it.scopedLive("commit uploads changes and deletions; files not touched locally keep other writers' data", () =>
-    Effect.gen(function*() {
-      const dir = NodePath.join(yield* tempDir, "cache")
-      const vol = yield* Volume.builder("snap").create()
-      const fs = vol.fs()
-      yield* fs.write("keep.txt", "keep")
-      yield* fs.write("edit.txt", "edit me")
-      yield* fs.write("gone.txt", "delete me")
-      yield* fs.write("old/x.txt", "x")
-      yield* fs.write("theirs.txt", "v1")
-      yield* S3Backend.materializeSnapshot(vol, dir)
-
-      // The sandbox works in the cache...
-      NodeFs.writeFileSync(NodePath.join(dir, "edit.txt"), "edited in the sandbox")
-      NodeFs.rmSync(NodePath.join(dir, "gone.txt"))
-      NodeFs.rmSync(NodePath.join(dir, "old"), { recursive: true })
-      NodeFs.mkdirSync(NodePath.join(dir, "made/deep"), { recursive: true })
-      NodeFs.writeFileSync(NodePath.join(dir, "made/new.txt"), "created in the sandbox")
-      NodeFs.symlinkSync("keep.txt", NodePath.join(dir, "link"))
-      // ...while another machine changes a file the sandbox never touched.
-      yield* fs.write("theirs.txt", "v2 from another machine")
-
-      const result = yield* S3Backend.commitSnapshot(vol, dir)
-      assert.deepStrictEqual(result.uploaded, ["/edit.txt", "/made/new.txt"])
-      assert.deepStrictEqual(result.deleted, ["/gone.txt", "/old"])
-      assert.deepStrictEqual(result.skipped, ["/link"])
-      assert.strictEqual(yield* fs.readToString("edit.txt"), "edited in the sandbox")
-      assert.strictEqual(yield* fs.readToString("made/new.txt"), "created in the sandbox")
-      assert.strictEqual((yield* fs.stat("made/deep")).kind, "directory")
-      assert.isFalse(yield* fs.exists("gone.txt"))
-      assert.isFalse(yield* fs.exists("old"))
-      assert.strictEqual(yield* fs.readToString("keep.txt"), "keep")
-      assert.strictEqual(yield* fs.readToString("theirs.txt"), "v2 from another machine", "last writer wins per file")
-      assert.strictEqual(
-        (yield* Volume.get("snap")).usedBytes,
-        "keep".length + "edited in the sandbox".length + "created in the sandbox".length + "v2 from another machine".length
-      )
-      // A second commit with nothing changed sends nothing.
-      const again = yield* S3Backend.commitSnapshot(vol, dir)
-      assert.deepStrictEqual([again.uploaded, again.deleted], [[], []])
-    }).pipe(Effect.provide(layer())))
-
-  it.scopedLive("commit respects the volume's quota", () =>
-    Effect.gen(function*() {
-      const dir = NodePath.join(yield* tempDir, "cache")
-      const vol = yield* Volume.builder("small").quota(1).create()
-      yield* S3Backend.materializeSnapshot(vol, dir)
-      NodeFs.writeFileSync(NodePath.join(dir, "big.bin"), new Uint8Array(2 * 1024 * 1024))
-      const error = yield* Effect.flip(S3Backend.commitSnapshot(vol, dir))
-      assert.strictEqual(error._tag, "QuotaExceeded")
-      assert.isFalse(yield* vol.fs().exists("big.bin"))
-    }).pipe(Effect.provide(layer())))
+/** Two machines sharing one store: `a` runs the snapshot, `b` writes meanwhile. */
+export interface Machines {
+  readonly a: Context.Context<VolumeBackend>
+  readonly b: Context.Context<VolumeBackend>
 }
 
-describe("snapshot mounts (memory backend)", () => snapshotTests(() => MemoryBackend.layer))
+/** Runs `effect` as machine `b`. */
+const onB = <A, E>(machines: Machines, effect: Effect.Effect<A, E, VolumeBackend>) =>
+  Effect.provide(effect, machines.b)
 
-describeS3("snapshot mounts (RADOS Gateway)", () => snapshotTests(() => freshLayer(bucketFor("snapshot"))))
+const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Scope>) => {
+  const run = <A, E>(body: (m: Machines) => Effect.Effect<A, E, VolumeBackend | Scope.Scope>) =>
+    Effect.gen(function*() {
+      const m = yield* machines()
+      return yield* Effect.provide(body(m), m.a)
+    })
+
+  it.scopedLive("materialise copies the tree; a second run downloads only what changed", () =>
+    run(() =>
+      Effect.gen(function*() {
+        const dir = NodePath.join(yield* tempDir, "cache")
+        const vol = yield* Volume.builder("snap").create()
+        const fs = vol.fs()
+        yield* fs.write("a.txt", "alpha")
+        yield* fs.write("sub/b.txt", "bravo")
+        yield* fs.mkdir("empty/dir")
+        assert.strictEqual(yield* S3Backend.materializeSnapshot(vol, dir), dir)
+        assert.deepStrictEqual(tree(dir), {
+          "/a.txt": "alpha",
+          "/empty/": "",
+          "/empty/dir/": "",
+          "/sub/": "",
+          "/sub/b.txt": "bravo"
+        })
+        // Mark the cached copies so a re-download would show.
+        const old = new Date(Date.now() - 3_600_000)
+        for (const f of ["a.txt", "sub/b.txt"]) NodeFs.utimesSync(NodePath.join(dir, f), old, old)
+        yield* S3Backend.materializeSnapshot(vol, dir) // records the new local stamps
+        const before = { a: mtime(NodePath.join(dir, "a.txt")), b: mtime(NodePath.join(dir, "sub/b.txt")) }
+
+        yield* Effect.sleep("5 millis")
+        yield* fs.write("sub/b.txt", "bravo, changed elsewhere")
+        yield* fs.removeDir("empty")
+        yield* fs.write("new.txt", "new")
+        yield* S3Backend.materializeSnapshot(vol, dir)
+        assert.deepStrictEqual(tree(dir), {
+          "/a.txt": "alpha",
+          "/new.txt": "new",
+          "/sub/": "",
+          "/sub/b.txt": "bravo, changed elsewhere"
+        })
+        assert.strictEqual(mtime(NodePath.join(dir, "a.txt")), before.a, "an unchanged file is not downloaded again")
+        assert.notStrictEqual(mtime(NodePath.join(dir, "sub/b.txt")), before.b, "a changed file is downloaded")
+      })
+    ))
+
+  it.scopedLive("commit uploads changes and deletions; files not touched locally keep other writers' data", () =>
+    run((m) =>
+      Effect.gen(function*() {
+        const dir = NodePath.join(yield* tempDir, "cache")
+        const vol = yield* Volume.builder("snap").create()
+        const fs = vol.fs()
+        yield* fs.write("keep.txt", "keep")
+        yield* fs.write("edit.txt", "edit me")
+        yield* fs.write("gone.txt", "delete me")
+        yield* fs.write("old/x.txt", "x")
+        yield* fs.write("theirs.txt", "v1")
+        yield* S3Backend.materializeSnapshot(vol, dir)
+
+        // The sandbox works in the cache...
+        NodeFs.writeFileSync(NodePath.join(dir, "edit.txt"), "edited in the sandbox")
+        NodeFs.rmSync(NodePath.join(dir, "gone.txt"))
+        NodeFs.rmSync(NodePath.join(dir, "old"), { recursive: true })
+        NodeFs.mkdirSync(NodePath.join(dir, "made/deep"), { recursive: true })
+        NodeFs.writeFileSync(NodePath.join(dir, "made/new.txt"), "created in the sandbox")
+        NodeFs.symlinkSync("keep.txt", NodePath.join(dir, "link"))
+        // ...while another machine changes a file the sandbox never touched.
+        yield* onB(m, Effect.flatMap(Volume.get("snap"), (v) => v.fs().write("theirs.txt", "v2 from another machine")))
+
+        const result = yield* S3Backend.commitSnapshot(vol, dir)
+        assert.deepStrictEqual(result.uploaded, ["/edit.txt", "/made/new.txt"])
+        assert.deepStrictEqual(result.deleted, ["/gone.txt", "/old", "/old/x.txt"])
+        assert.deepStrictEqual(result.skipped, ["/link"])
+        assert.deepStrictEqual(result.conflicts, [])
+        assert.strictEqual(yield* fs.readToString("edit.txt"), "edited in the sandbox")
+        assert.strictEqual(yield* fs.readToString("made/new.txt"), "created in the sandbox")
+        assert.strictEqual((yield* fs.stat("made/deep")).kind, "directory")
+        assert.isFalse(yield* fs.exists("gone.txt"))
+        assert.isFalse(yield* fs.exists("old"))
+        assert.strictEqual(yield* fs.readToString("keep.txt"), "keep")
+        assert.strictEqual(yield* fs.readToString("theirs.txt"), "v2 from another machine")
+        assert.strictEqual(
+          (yield* Volume.get("snap")).usedBytes,
+          "keep".length + "edited in the sandbox".length + "created in the sandbox".length + "v2 from another machine".length
+        )
+        // A second commit with nothing changed sends nothing.
+        const again = yield* S3Backend.commitSnapshot(vol, dir)
+        assert.deepStrictEqual([again.uploaded, again.deleted, again.conflicts], [[], [], []])
+        // The commit read back what it stored: changing a committed file again is no conflict.
+        NodeFs.writeFileSync(NodePath.join(dir, "edit.txt"), "edited twice")
+        const third = yield* S3Backend.commitSnapshot(vol, dir)
+        assert.deepStrictEqual([third.uploaded, third.conflicts], [["/edit.txt"], []])
+        assert.strictEqual(yield* fs.readToString("edit.txt"), "edited twice")
+      })
+    ))
+
+  it.scopedLive("a removed directory is removed only down to what the sandbox saw: another machine's new file survives", () =>
+    run((m) =>
+      Effect.gen(function*() {
+        const dir = NodePath.join(yield* tempDir, "cache")
+        const vol = yield* Volume.builder("snap").create()
+        const fs = vol.fs()
+        yield* fs.write("dir/a.txt", "seen by the sandbox")
+        yield* fs.write("dir/sub/b.txt", "seen too")
+        yield* fs.write("gone/c.txt", "removed by both")
+        yield* fs.write("edited-there.txt", "v1")
+        yield* S3Backend.materializeSnapshot(vol, dir)
+
+        // The sandbox runs `rm -rf dir gone edited-there.txt` while machine B adds a file below
+        // dir and edits edited-there.txt.
+        for (const p of ["dir", "gone", "edited-there.txt"]) NodeFs.rmSync(NodePath.join(dir, p), { recursive: true })
+        yield* onB(
+          m,
+          Effect.gen(function*() {
+            const theirs = (yield* Volume.get("snap")).fs()
+            yield* theirs.write("dir/new.txt", "added by machine B")
+            yield* theirs.write("edited-there.txt", "v2 from machine B")
+          })
+        )
+
+        const result = yield* S3Backend.commitSnapshot(vol, dir)
+        assert.strictEqual(yield* fs.readToString("dir/new.txt"), "added by machine B")
+        assert.strictEqual(yield* fs.readToString("edited-there.txt"), "v2 from machine B")
+        assert.isFalse(yield* fs.exists("dir/a.txt"))
+        assert.isFalse(yield* fs.exists("dir/sub"))
+        assert.isFalse(yield* fs.exists("gone"))
+        assert.deepStrictEqual(result.deleted, ["/dir/a.txt", "/dir/sub", "/dir/sub/b.txt", "/gone", "/gone/c.txt"])
+        assert.deepStrictEqual(
+          result.conflicts.map((c) => [c.volume, c.path, c.reason, c.keptAt]),
+          [
+            ["snap", "/dir", "RemovedHereChangedThere", Option.none()],
+            ["snap", "/edited-there.txt", "RemovedHereChangedThere", Option.none()]
+          ]
+        )
+      })
+    ))
+
+  it.scopedLive("a conflicting path does not block the others; the sandbox's version is kept and reported", () =>
+    run((m) =>
+      Effect.gen(function*() {
+        const dir = NodePath.join(yield* tempDir, "cache")
+        const vol = yield* Volume.builder("snap").create()
+        const fs = vol.fs()
+        yield* fs.write("both.txt", "base")
+        yield* fs.write("mine.txt", "base")
+        yield* fs.write("removed-there.txt", "base")
+        yield* S3Backend.materializeSnapshot(vol, dir)
+
+        NodeFs.writeFileSync(NodePath.join(dir, "both.txt"), "sandbox version")
+        NodeFs.writeFileSync(NodePath.join(dir, "mine.txt"), "sandbox version")
+        NodeFs.writeFileSync(NodePath.join(dir, "removed-there.txt"), "sandbox version")
+        NodeFs.writeFileSync(NodePath.join(dir, "new.txt"), "sandbox version")
+        NodeFs.writeFileSync(NodePath.join(dir, "only-mine.txt"), "sandbox version")
+        yield* onB(
+          m,
+          Effect.gen(function*() {
+            const theirs = (yield* Volume.get("snap")).fs()
+            yield* theirs.write("both.txt", "machine B version")
+            yield* theirs.remove("removed-there.txt")
+            yield* theirs.write("new.txt", "machine B version")
+          })
+        )
+
+        const result = yield* S3Backend.commitSnapshot(vol, dir)
+        assert.deepStrictEqual(result.uploaded, ["/mine.txt", "/only-mine.txt"])
+        assert.strictEqual(yield* fs.readToString("mine.txt"), "sandbox version")
+        assert.strictEqual(yield* fs.readToString("only-mine.txt"), "sandbox version")
+        assert.strictEqual(yield* fs.readToString("both.txt"), "machine B version")
+        assert.strictEqual(yield* fs.readToString("new.txt"), "machine B version")
+        assert.isFalse(yield* fs.exists("removed-there.txt"), "a removal elsewhere is not undone")
+        assert.deepStrictEqual(
+          result.conflicts.map((c) => [c.path, c.reason]),
+          [["/both.txt", "ChangedInBoth"], ["/new.txt", "CreatedInBoth"], ["/removed-there.txt", "ChangedHereRemovedThere"]]
+        )
+        for (const c of result.conflicts) {
+          assert.isTrue(Option.isSome(c.keptAt))
+          const kept = Option.getOrThrow(c.keptAt)
+          assert.isFalse(kept.startsWith(`${dir}/`), "kept outside the cache, which the next materialise resets")
+          assert.strictEqual(NodeFs.readFileSync(kept, "utf8"), "sandbox version")
+        }
+        // The conflicting paths now follow the store again.
+        yield* S3Backend.materializeSnapshot(vol, dir)
+        assert.strictEqual(NodeFs.readFileSync(NodePath.join(dir, "both.txt"), "utf8"), "machine B version")
+      })
+    ))
+
+  it.scopedLive("a path over the quota fails the commit with CommitFailed naming the volume; the rest is committed", () =>
+    run(() =>
+      Effect.gen(function*() {
+        const dir = NodePath.join(yield* tempDir, "cache")
+        const vol = yield* Volume.builder("small").quota(1).create()
+        yield* S3Backend.materializeSnapshot(vol, dir)
+        NodeFs.writeFileSync(NodePath.join(dir, "big.bin"), new Uint8Array(2 * 1024 * 1024))
+        NodeFs.writeFileSync(NodePath.join(dir, "small.txt"), "fits")
+        const error = yield* Effect.flip(S3Backend.commitSnapshot(vol, dir))
+        assert.strictEqual(error._tag, "CommitFailed")
+        assert.deepStrictEqual(error.volumes, ["small"])
+        assert.deepStrictEqual(error.failures.map((f) => [f.volume, f.path, f.error]), [["small", "/big.bin", "QuotaExceeded"]])
+        assert.include(error.message, "\"small\"")
+        const kept = Option.getOrThrow(error.failures[0]!.keptAt)
+        assert.strictEqual(NodeFs.statSync(kept).size, 2 * 1024 * 1024, "the refused file is kept on the host")
+        assert.isFalse(yield* vol.fs().exists("big.bin"))
+        assert.strictEqual(yield* vol.fs().readToString("small.txt"), "fits")
+      })
+    ))
+
+  it.scopedLive("a commit without the manifest of its materialise fails and changes nothing", () =>
+    run(() =>
+      Effect.gen(function*() {
+        const dir = NodePath.join(yield* tempDir, "cache")
+        const vol = yield* Volume.builder("snap").create()
+        yield* vol.fs().write("a.txt", "store")
+        yield* S3Backend.materializeSnapshot(vol, dir)
+        NodeFs.writeFileSync(NodePath.join(dir, "b.txt"), "local")
+        NodeFs.rmSync(`${dir}.manifest.json`)
+        const error = yield* Effect.flip(S3Backend.commitSnapshot(vol, dir))
+        assert.strictEqual(error._tag, "CommitFailed")
+        assert.deepStrictEqual(error.failures.map((f) => [f.path, f.error, f.keptAt]), [["/", "StorageError", Option.some(dir)]])
+        assert.isFalse(yield* vol.fs().exists("b.txt"))
+      })
+    ))
+}
+
+describe("snapshot mounts (memory backend)", () =>
+  snapshotTests(() =>
+    Effect.map(Layer.build(MemoryBackend.layer), (context): Machines => ({ a: context, b: context }))
+  ))
+
+describeS3("snapshot mounts (RADOS Gateway)", () =>
+  snapshotTests(() =>
+    Effect.gen(function*() {
+      const settings = options(bucketFor("snapshot"), uniquePrefix())
+      const a = yield* Layer.build(S3Backend.layer(settings))
+      const b = yield* Layer.build(S3Backend.layer(settings))
+      return { a, b }
+    })
+  ))

@@ -366,7 +366,9 @@ export const commit = (fs: VolumeFs, cacheDir: string): Effect.Effect<CommitResu
     })
 
     // What was applied is recorded even when the commit is interrupted half-way.
-    yield* work.pipe(Effect.ensuring(Effect.ignore(writeManifest(cacheDir, new Manifest({ version: 2, entries })))))
+    yield* work.pipe(
+      Effect.ensuring(Effect.ignore(Effect.suspend(() => writeManifest(cacheDir, new Manifest({ version: 2, entries })))))
+    )
     const sorted = (paths: ReadonlyArray<string>) => [...paths].sort()
     return {
       uploaded: sorted(uploaded),
