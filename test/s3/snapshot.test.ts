@@ -6,7 +6,7 @@
  * the memory backend always and against RADOS Gateway when it is configured.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Option } from "effect"
+import { Effect, Option } from "effect"
 import type { Scope } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
@@ -14,7 +14,9 @@ import * as NodePath from "node:path"
 import * as MemoryBackend from "../../src/MemoryBackend.js"
 import * as S3Backend from "../../src/S3Backend.js"
 import * as Volume from "../../src/Volume.js"
-import { VolumeBackend } from "../../src/VolumeBackend.js"
+import type { VolumeBackend } from "../../src/VolumeBackend.js"
+import { onB, twoMachines } from "../sandbox/snapshotMount.js"
+import type { Machines } from "../sandbox/snapshotMount.js"
 import { bucketFor, describeS3, options, uniquePrefix } from "./support.js"
 
 const tempDir = Effect.acquireRelease(
@@ -39,16 +41,6 @@ const tree = (root: string): Record<string, string> => {
 }
 
 const mtime = (path: string) => NodeFs.statSync(path).mtimeMs
-
-/** Two machines sharing one store: `a` runs the snapshot, `b` writes meanwhile. */
-export interface Machines {
-  readonly a: Context.Context<VolumeBackend>
-  readonly b: Context.Context<VolumeBackend>
-}
-
-/** Runs `effect` as machine `b`. */
-const onB = <A, E>(machines: Machines, effect: Effect.Effect<A, E, VolumeBackend>) =>
-  Effect.provide(effect, machines.b)
 
 const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Scope>) => {
   const run = <A, E>(body: (m: Machines) => Effect.Effect<A, E, VolumeBackend | Scope.Scope>) =>
@@ -274,16 +266,12 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
 }
 
 describe("snapshot mounts (memory backend)", () =>
-  snapshotTests(() =>
-    Effect.map(Layer.build(MemoryBackend.layer), (context): Machines => ({ a: context, b: context }))
-  ))
+  snapshotTests(() => twoMachines(() => MemoryBackend.layer, "shared-by-one-layer")))
 
 describeS3("snapshot mounts (RADOS Gateway)", () =>
   snapshotTests(() =>
-    Effect.gen(function*() {
+    Effect.suspend(() => {
       const settings = options(bucketFor("snapshot"), uniquePrefix())
-      const a = yield* Layer.build(S3Backend.layer(settings))
-      const b = yield* Layer.build(S3Backend.layer(settings))
-      return { a, b }
+      return twoMachines(() => S3Backend.layer(settings), "outside-the-layer")
     })
   ))
