@@ -195,6 +195,7 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
         NodeFs.writeFileSync(NodePath.join(dir, "removed-there.txt"), "sandbox version")
         NodeFs.writeFileSync(NodePath.join(dir, "new.txt"), "sandbox version")
         NodeFs.writeFileSync(NodePath.join(dir, "only-mine.txt"), "sandbox version")
+        NodeFs.writeFileSync(NodePath.join(dir, "same.txt"), "made on both sides")
         yield* onB(
           m,
           Effect.gen(function*() {
@@ -202,11 +203,12 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
             yield* theirs.write("both.txt", "machine B version")
             yield* theirs.remove("removed-there.txt")
             yield* theirs.write("new.txt", "machine B version")
+            yield* theirs.write("same.txt", "made on both sides")
           })
         )
 
         const result = yield* S3Backend.commitSnapshot(vol, dir)
-        assert.deepStrictEqual(result.uploaded, ["/mine.txt", "/only-mine.txt"])
+        assert.deepStrictEqual(result.uploaded, ["/mine.txt", "/only-mine.txt"], "the same bytes on both sides are no conflict")
         assert.strictEqual(yield* fs.readToString("mine.txt"), "sandbox version")
         assert.strictEqual(yield* fs.readToString("only-mine.txt"), "sandbox version")
         assert.strictEqual(yield* fs.readToString("both.txt"), "machine B version")

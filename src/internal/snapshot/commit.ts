@@ -82,13 +82,28 @@ export interface CommitResult {
   readonly failed: ReadonlyArray<Failure>
 }
 
+/**
+ * A path both sides changed. When both now hold a file of the same size it may be the same
+ * change (or this sandbox's own upload that landed after an interrupted commit): the
+ * contents are compared before it is called a conflict.
+ */
+interface PlannedConflict {
+  readonly path: string
+  readonly reason: ConflictReason
+  readonly keep: boolean
+  readonly sameSize: Option.Option<{
+    readonly cached: Extract<CacheEntry, { readonly kind: "file" }>
+    readonly stored: Extract<StoreEntry, { readonly kind: "file" }>
+  }>
+}
+
 /** What the commit will do, decided before anything is sent. */
 interface Plan {
   readonly removeEntries: Array<string>
   readonly removeDirectories: Array<string>
   readonly create: Array<readonly [string, CacheEntry]>
   readonly chmod: Array<readonly [string, number]>
-  readonly conflicts: Array<{ readonly path: string; readonly reason: ConflictReason; readonly keep: boolean }>
+  readonly conflicts: Array<PlannedConflict>
   readonly skipped: Array<string>
 }
 
@@ -148,7 +163,9 @@ const plan = (
     }
     if (!storeHoldsBase(stored, known)) {
       if (cached === undefined) {
-        if (stored !== undefined) out.conflicts.push({ path, reason: "RemovedHereChangedThere", keep: false })
+        if (stored !== undefined) {
+          out.conflicts.push({ path, reason: "RemovedHereChangedThere", keep: false, sameSize: Option.none() })
+        }
       } else if (cached.kind === "directory" && stored?.kind === "directory") {
         // Both have a directory here: its entries are merged one by one.
       } else if (cached.kind === "symlink" && stored?.kind === "symlink" && Option.contains(stored.target, cached.target)) {
@@ -157,7 +174,10 @@ const plan = (
         out.conflicts.push({
           path,
           reason: known === undefined ? "CreatedInBoth" : stored === undefined ? "ChangedHereRemovedThere" : "ChangedInBoth",
-          keep: cached.kind !== "directory"
+          keep: cached.kind !== "directory",
+          sameSize: cached.kind === "file" && stored?.kind === "file" && stored.size === cached.stamp.size
+            ? Option.some({ cached, stored })
+            : Option.none()
         })
       }
       continue
@@ -201,6 +221,27 @@ const upload = (fs: VolumeFs, cacheDir: string, path: string) =>
         (cause) => new StorageError({ message: `snapshot cache: reading ${path} failed`, operation: "snapshot cache", cause })
       )
   )).pipe(Stream.run(fs.sink(path)))
+
+/** Whether the cached file and the stored file hold the same bytes (compared chunk by chunk). */
+const sameContent = (fs: VolumeFs, cacheDir: string, path: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const handle = yield* Effect.acquireRelease(
+      io(`opening ${path}`, () => NodeFs.promises.open(hostPath(cacheDir, path), NodeFs.constants.O_RDONLY | NodeFs.constants.O_NOFOLLOW)),
+      (handle) => Effect.promise(() => handle.close())
+    )
+    let position = 0
+    const differs = yield* fs.readStream(path).pipe(
+      Stream.mapEffect((chunk) =>
+        Effect.map(io(`reading ${path}`, () => handle.read(Buffer.alloc(chunk.byteLength), 0, chunk.byteLength, position)), (read) => {
+          position += chunk.byteLength
+          return read.bytesRead !== chunk.byteLength || !read.buffer.equals(chunk)
+        })
+      ),
+      Stream.takeUntil((different) => different),
+      Stream.runLast
+    )
+    return !Option.getOrElse(differs, () => false)
+  }))
 
 /**
  * Where the sandbox's versions of conflicting or failed paths are kept: a new directory
@@ -279,7 +320,23 @@ export const commit = (fs: VolumeFs, cacheDir: string): Effect.Effect<CommitResu
       if (Option.isSome(state.fatal)) return
       const todo = plan(base, cache, store, Option.isSome(links))
       skipped.push(...todo.skipped)
-      for (const { keep: keepIt, path, reason } of todo.conflicts) yield* conflict(path, reason, keepIt)
+      yield* Effect.forEach(todo.conflicts, ({ keep: keepIt, path, reason, sameSize }) =>
+        Effect.gen(function*() {
+          if (Option.isSome(sameSize)) {
+            const { cached, stored } = sameSize.value
+            if (yield* sameContent(fs, cacheDir, path).pipe(Effect.orElseSucceed(() => false))) {
+              entries[path] = {
+                _tag: "File",
+                remoteSize: stored.size,
+                remoteModified: stored.modified,
+                local: cached.stamp,
+                mode: cached.mode
+              }
+              return
+            }
+          }
+          yield* conflict(path, reason, keepIt)
+        }), { concurrency: 4, discard: true })
 
       yield* Effect.forEach(todo.removeEntries, (path) =>
         step(
