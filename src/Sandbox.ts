@@ -526,7 +526,11 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       }
       if (!named.includes(handle.name)) named.push(handle.name)
       if (handle.kind === "directory" && Option.isNone(handle.local)) {
-        const directory = `${Snapshot.cacheDirectory(handle)}@${draft.name}`
+        // Claimed in the outer scope: it outlives the processes until the commit is done.
+        const directory = yield* Snapshot.claimCache(`${Snapshot.cacheDirectory(handle)}@${draft.name}`).pipe(
+          Effect.mapError((cause) => snapshotFailure("materialising", handle.name, cause)),
+          Scope.extend(outer)
+        )
         yield* Snapshot.materialize(handle.fs(), directory).pipe(
           Effect.mapError((cause) => snapshotFailure("materialising", handle.name, cause))
         )

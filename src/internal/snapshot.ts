@@ -17,6 +17,7 @@ import type { Volume } from "../Volume.js"
 import { commit } from "./snapshot/commit.js"
 import type { CommitResult } from "./snapshot/commit.js"
 
+export { claim as claimCache } from "./snapshot/claim.js"
 export { materialize } from "./snapshot/materialize.js"
 
 /**

@@ -8,9 +8,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import type { Scope } from "effect"
+import * as NodeChild from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
+import * as Claim from "../../src/internal/snapshot/claim.js"
 import * as MemoryBackend from "../../src/MemoryBackend.js"
 import * as S3Backend from "../../src/S3Backend.js"
 import * as Volume from "../../src/Volume.js"
@@ -277,3 +279,30 @@ describeS3("snapshot mounts (RADOS Gateway)", () =>
       return twoMachines(() => S3Backend.layer(settings), "outside-the-layer")
     })
   ))
+
+describe("snapshot cache claims", () => {
+  it.scopedLive("a cache held by a live sandbox is not shared; a claim of a killed process is taken over", () =>
+    Effect.gen(function*() {
+      const dir = NodePath.join(yield* tempDir, "cache@job")
+      const first = yield* Effect.scoped(Effect.gen(function*() {
+        assert.strictEqual(yield* Claim.claim(dir), dir, "the first sandbox gets the shared cache")
+        const second = yield* Effect.scoped(Claim.claim(dir))
+        assert.notStrictEqual(second, dir, "a second one at the same time gets its own")
+        assert.isFalse(NodeFs.existsSync(second), "and that one goes with its scope")
+        return dir
+      }))
+      assert.strictEqual(yield* Effect.scoped(Claim.claim(first)), dir, "released with the scope")
+
+      // A process killed with SIGKILL while holding the claim.
+      const child = NodeChild.spawn("sleep", ["60"])
+      const pid = child.pid!
+      yield* Effect.async<void>((resume) => {
+        child.on("exit", () => resume(Effect.void))
+        child.kill("SIGKILL")
+      })
+      const stale = `${dir}#claim#${pid}-0-abcdef`
+      NodeFs.writeFileSync(stale, "")
+      assert.strictEqual(yield* Effect.scoped(Claim.claim(dir)), dir)
+      assert.isFalse(NodeFs.existsSync(stale), "the dead owner's claim is removed")
+    }))
+})

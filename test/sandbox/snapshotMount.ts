@@ -197,4 +197,23 @@ export const snapshotMountTests = (machines: () => Effect.Effect<Machines, unkno
         assert.strictEqual(NodeFs.readFileSync(Option.getOrThrow(kept), "utf8"), "sandbox\n")
       })
     ))
+
+  it.scopedLive("two sandboxes of one name at once each get their own cache: neither resets the other's changes", () =>
+    run(() =>
+      Effect.gen(function*() {
+        const vol = yield* Volume.builder("twin").create()
+        const twin = Sandbox.builder("twin").volume("/data", (m) => m.named("twin"))
+        const [first, second] = yield* Effect.scoped(Effect.gen(function*() {
+          const first = yield* twin.create()
+          yield* sh(first, "echo first > /data/first.txt")
+          const second = yield* twin.create()
+          yield* sh(second, "echo second > /data/second.txt")
+          assert.strictEqual(yield* sh(first, "cat /data/first.txt"), "first\n", "the second start left the first cache alone")
+          return [yield* first.stop(), yield* second.stop()] as const
+        }))
+        assert.deepStrictEqual([first.committed[0]!.uploaded, second.committed[0]!.uploaded], [["/first.txt"], ["/second.txt"]])
+        assert.strictEqual(yield* vol.fs().readToString("first.txt"), "first\n")
+        assert.strictEqual(yield* vol.fs().readToString("second.txt"), "second\n")
+      })
+    ))
 }
