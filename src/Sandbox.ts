@@ -14,7 +14,7 @@ import * as Mount from "./Mount.js"
 import * as Volume from "./Volume.js"
 import type { VolumeBackend } from "./VolumeBackend.js"
 import type { CommitFailed, StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
-import { CommitConflict, InvalidConfig, SandboxError, StorageError as StorageFailure, Unsupported } from "./VolumeError.js"
+import { CommitConflict, InvalidConfig, SandboxError, Unsupported } from "./VolumeError.js"
 import * as VolumeSpec from "./VolumeSpec.js"
 
 // ---------------------------------------------------------------------------
@@ -423,8 +423,6 @@ const resolveNamed = (mount: Mount.NamedMount) =>
     return resolution
   })
 
-const snapshotFailure = (what: string, name: string, cause: { readonly message: string }) =>
-  new StorageFailure({ message: `${what} the snapshot of volume "${name}" failed: ${cause.message}`, cause })
 
 /** The source of a named volume's mount: its directory or its disk image. */
 const namedSource = (handle: Volume.VolumeHandle) =>
@@ -526,14 +524,8 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       }
       if (!named.includes(handle.name)) named.push(handle.name)
       if (handle.kind === "directory" && Option.isNone(handle.local)) {
-        // Claimed in the outer scope: it outlives the processes until the commit is done.
-        const directory = yield* Snapshot.claimCache(`${Snapshot.cacheDirectory(handle)}@${draft.name}`).pipe(
-          Effect.mapError((cause) => snapshotFailure("materialising", handle.name, cause)),
-          Scope.extend(outer)
-        )
-        yield* Snapshot.materialize(handle.fs(), directory).pipe(
-          Effect.mapError((cause) => snapshotFailure("materialising", handle.name, cause))
-        )
+        // The cache is held by the outer scope: it outlives the processes until the commit is done.
+        const directory = yield* Snapshot.prepare(handle, draft.name).pipe(Scope.extend(outer))
         if (!mount.readonly) snapshots.push({ volume: handle.name, fs: handle.fs(), directory })
         resolved.push({ mount, source: { _tag: "HostPath", hostPath: directory } })
         continue

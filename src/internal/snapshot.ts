@@ -9,16 +9,19 @@
  * cache directory remembers what was synced (`snapshot/manifest.ts`).
  */
 import { Effect, Option, Schema } from "effect"
+import type { Scope } from "effect"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import { CommitConflict, CommitFailed, CommitFailure } from "../VolumeError.js"
+import { CommitConflict, CommitFailed, CommitFailure, StorageError } from "../VolumeError.js"
 import type { VolumeFs } from "../VolumeFs.js"
 import type { Volume } from "../Volume.js"
 import { commit } from "./snapshot/commit.js"
 import type { CommitResult } from "./snapshot/commit.js"
 
-export { claim as claimCache } from "./snapshot/claim.js"
-export { materialize } from "./snapshot/materialize.js"
+import { claim } from "./snapshot/claim.js"
+import { materialize } from "./snapshot/materialize.js"
+
+export { materialize }
 
 /**
  * The local cache directory of a volume's snapshot: under `$EFFECT_VOLUMES_CLOUD_CACHE`
@@ -32,6 +35,25 @@ export const cacheDirectory = (volume: Volume): string => {
     onSome: (cloud) => NodePath.join(root, cloud.bucket, ...cloud.prefix.split("/").filter((s) => s !== ""))
   })
 }
+
+/**
+ * The host directory a sandbox mounts for `volume`: its claimed cache, brought up to date
+ * with the volume. The claim lasts for the scope, which must outlive the commit.
+ */
+export const prepare = (volume: Volume, sandbox: string): Effect.Effect<string, StorageError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const directory = yield* claim(`${cacheDirectory(volume)}@${sandbox}`)
+    yield* materialize(volume.fs(), directory)
+    return directory
+  }).pipe(
+    Effect.mapError((cause) =>
+      new StorageError({
+        message: `materialising the snapshot of volume "${volume.name}" failed: ${cause.message}`,
+        operation: "materialise",
+        cause
+      })
+    )
+  )
 
 /**
  * What a commit did to one volume: files and links written, paths removed, entries the
