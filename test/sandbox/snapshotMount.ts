@@ -5,7 +5,7 @@
  * layer on the same store (on the memory backend: the same store).
  */
 import { assert, it } from "@effect/vitest"
-import { Cause, Context, Effect, Exit, Layer, Option } from "effect"
+import { Cause, Context, Effect, Exit, Layer, Logger, Option } from "effect"
 import type { Scope } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
@@ -214,6 +214,28 @@ export const snapshotMountTests = (machines: () => Effect.Effect<Machines, unkno
         assert.deepStrictEqual([first.committed[0]!.uploaded, second.committed[0]!.uploaded], [["/first.txt"], ["/second.txt"]])
         assert.strictEqual(yield* vol.fs().readToString("first.txt"), "first\n")
         assert.strictEqual(yield* vol.fs().readToString("second.txt"), "second\n")
+      })
+    ))
+
+  it.scopedLive("a scope closed without stop() logs the conflicts of its commit as a warning", () =>
+    run((m) =>
+      Effect.gen(function*() {
+        const vol = yield* Volume.builder("logged").create()
+        yield* vol.fs().write("both.txt", "base")
+        const warnings: Array<string> = []
+        const capture = Logger.make(({ logLevel, message }) => {
+          if (logLevel._tag === "Warning") warnings.push(String(message))
+        })
+        yield* Effect.scoped(Effect.gen(function*() {
+          const sb = yield* Sandbox.builder("logger").volume("/data", (mb) => mb.named("logged")).create()
+          yield* sh(sb, "echo sandbox > /data/both.txt")
+          yield* onB(m, Effect.flatMap(Volume.get("logged"), (v) => v.fs().write("both.txt", "machine B")))
+        })).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+        assert.strictEqual(yield* vol.fs().readToString("both.txt"), "machine B")
+        assert.strictEqual(warnings.length, 1, warnings.join("\n"))
+        assert.include(warnings[0], "logged:/both.txt ChangedInBoth")
+        const kept = /kept at (\S+)\)/.exec(warnings[0]!)?.[1]
+        assert.strictEqual(NodeFs.readFileSync(kept!, "utf8"), "sandbox\n")
       })
     ))
 }
