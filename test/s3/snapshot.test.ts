@@ -13,6 +13,7 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as Claim from "../../src/internal/snapshot/claim.js"
+import * as Trees from "../../src/internal/snapshot/trees.js"
 import * as MemoryBackend from "../../src/MemoryBackend.js"
 import * as S3Backend from "../../src/S3Backend.js"
 import * as Volume from "../../src/Volume.js"
@@ -114,9 +115,11 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
         yield* onB(m, Effect.flatMap(Volume.get("snap"), (v) => v.fs().write("theirs.txt", "v2 from another machine")))
 
         const result = yield* S3Backend.commitSnapshot(vol, dir)
-        assert.deepStrictEqual(result.uploaded, ["/edit.txt", "/made/new.txt"])
+        // A link crosses where the volume can hold links (see the links test), else it is skipped.
+        const links = Option.isSome(Trees.linkOps(fs))
+        assert.deepStrictEqual(result.uploaded, ["/edit.txt", ...(links ? ["/link"] : []), "/made/new.txt"])
         assert.deepStrictEqual(result.deleted, ["/gone.txt", "/old", "/old/x.txt"])
-        assert.deepStrictEqual(result.skipped, ["/link"])
+        assert.deepStrictEqual(result.skipped, links ? [] : ["/link"])
         assert.deepStrictEqual(result.conflicts, [])
         assert.strictEqual(yield* fs.readToString("edit.txt"), "edited in the sandbox")
         assert.strictEqual(yield* fs.readToString("made/new.txt"), "created in the sandbox")
@@ -249,6 +252,37 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
         assert.strictEqual(NodeFs.statSync(kept).size, 2 * 1024 * 1024, "the refused file is kept on the host")
         assert.isFalse(yield* vol.fs().exists("big.bin"))
         assert.strictEqual(yield* vol.fs().readToString("small.txt"), "fits")
+      })
+    ))
+
+  it.scopedLive("links and permission bits cross the snapshot where the volume has them", () =>
+    run(() =>
+      Effect.gen(function*() {
+        const dir = NodePath.join(yield* tempDir, "cache")
+        const vol = yield* Volume.builder("snap").create()
+        const fs = vol.fs()
+        yield* fs.write("tool.sh", "#!/bin/sh\n")
+        const links = Trees.linkOps(fs)
+        const modes = Trees.modeOps(fs)
+        if (Option.isSome(links)) yield* links.value.symlink("tool.sh", "link")
+        if (Option.isSome(modes)) yield* modes.value.chmod("tool.sh", 0o4755)
+        yield* S3Backend.materializeSnapshot(vol, dir)
+        const toolMode = NodeFs.statSync(NodePath.join(dir, "tool.sh")).mode & 0o7777
+        assert.strictEqual(toolMode, Option.isSome(modes) ? 0o755 : (yield* fs.stat("tool.sh")).mode & 0o777, "never setuid")
+        if (Option.isSome(links)) assert.strictEqual(NodeFs.readlinkSync(NodePath.join(dir, "link")), "tool.sh")
+
+        NodeFs.chmodSync(NodePath.join(dir, "tool.sh"), 0o700)
+        NodeFs.symlinkSync("../elsewhere", NodePath.join(dir, "new-link"))
+        const result = yield* S3Backend.commitSnapshot(vol, dir)
+        assert.deepStrictEqual(result.conflicts, [])
+        if (Option.isSome(links)) {
+          assert.deepStrictEqual(result.uploaded, ["/new-link"])
+          assert.strictEqual(yield* links.value.readlink("new-link"), "../elsewhere", "stored as given, never followed")
+        } else {
+          assert.deepStrictEqual([result.uploaded, result.skipped], [[], ["/new-link"]])
+        }
+        if (Option.isSome(modes)) assert.strictEqual((yield* fs.stat("tool.sh")).mode & 0o7777, 0o700)
+        assert.strictEqual(yield* fs.readToString("tool.sh"), "#!/bin/sh\n", "a chmod alone uploads nothing")
       })
     ))
 

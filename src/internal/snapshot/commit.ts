@@ -26,7 +26,7 @@ import { StorageError } from "../../VolumeError.js"
 import type { InvalidConfig, VolumeFsFailure } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
 import { io, Manifest, readManifest, sameStamp, UNKNOWN_REMOTE, writeManifest } from "./manifest.js"
-import type { BaseEntry } from "./manifest.js"
+import type { BaseEntry, LocalStamp } from "./manifest.js"
 import {
   byDepth,
   DEFAULT_DIRECTORY_MODE,
@@ -102,7 +102,8 @@ interface Plan {
   readonly removeEntries: Array<string>
   readonly removeDirectories: Array<string>
   readonly create: Array<readonly [string, CacheEntry]>
-  readonly chmod: Array<readonly [string, number]>
+  /** Paths whose permission bits to set, with the cached entry that has them. */
+  readonly chmod: Array<readonly [string, Exclude<CacheEntry, { readonly kind: "symlink" | "other" }>]>
   readonly conflicts: Array<PlannedConflict>
   readonly skipped: Array<string>
 }
@@ -125,13 +126,18 @@ const cacheHoldsBase = (cached: CacheEntry | undefined, base: BaseEntry | undefi
   if (base === undefined) return cached === undefined
   switch (base._tag) {
     case "File":
-      return cached?.kind === "file" && sameStamp(cached.stamp, base.local)
+      return cached?.kind === "file" &&
+        (sameStamp(cached.stamp, base.local) || (cached.mode !== base.mode && onlyChangeTimeMoved(cached.stamp, base.local)))
     case "Directory":
       return cached?.kind === "directory"
     case "Link":
       return cached?.kind === "symlink" && cached.target === base.target
   }
 }
+
+/** A `chmod` moves the change time alone; a write also moves the modification time. */
+const onlyChangeTimeMoved = (now: LocalStamp, then: LocalStamp): boolean =>
+  now.size === then.size && now.modified === then.modified && now.inode === then.inode
 
 const kindOf = (entry: BaseEntry): CacheEntry["kind"] =>
   entry._tag === "File" ? "file" : entry._tag === "Directory" ? "directory" : "symlink"
@@ -157,7 +163,7 @@ const plan = (
 
     if (cacheHoldsBase(cached, known)) {
       if (cached !== undefined && cached.kind !== "symlink" && known !== undefined && known._tag !== "Link" && cached.mode !== known.mode) {
-        out.chmod.push([path, cached.mode])
+        out.chmod.push([path, cached])
       }
       continue
     }
@@ -189,7 +195,9 @@ const plan = (
     }
     if (cached !== undefined) {
       out.create.push([path, cached])
-      if (cached.kind !== "symlink" && cached.mode !== defaultMode(cached)) out.chmod.push([path, cached.mode])
+      if ((cached.kind === "file" || cached.kind === "directory") && cached.mode !== defaultMode(cached)) {
+        out.chmod.push([path, cached])
+      }
     }
   }
   return out
@@ -395,10 +403,12 @@ export const commit = (fs: VolumeFs, cacheDir: string): Effect.Effect<CommitResu
       yield* Option.match(modes, {
         onNone: () => Effect.void,
         onSome: (ops) =>
-          Effect.forEach(todo.chmod, ([path, mode]) =>
-            step(path, false, ops.chmod(path, mode), () => {
+          Effect.forEach(todo.chmod, ([path, cached]) =>
+            step(path, false, ops.chmod(path, cached.mode), () => {
               const entry = entries[path]
-              if (entry !== undefined && entry._tag !== "Link") entries[path] = { ...entry, mode }
+              if (entry?._tag === "Directory") entries[path] = { ...entry, mode: cached.mode }
+              // The chmod in the cache moved the change time: the stamp now is the synced one.
+              if (entry?._tag === "File" && cached.kind === "file") entries[path] = { ...entry, mode: cached.mode, local: cached.stamp }
             }), { concurrency: 8, discard: true })
       })
 
