@@ -286,6 +286,31 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
       })
     ))
 
+  it.scopedLive("when the store fails, every change not sent is a failure and is kept on the host", () =>
+    run((m) =>
+      Effect.gen(function*() {
+        const dir = NodePath.join(yield* tempDir, "cache")
+        const vol = yield* Volume.builder("doomed").create()
+        yield* vol.fs().write("a.txt", "base")
+        yield* S3Backend.materializeSnapshot(vol, dir)
+        NodeFs.writeFileSync(NodePath.join(dir, "a.txt"), "changed")
+        NodeFs.mkdirSync(NodePath.join(dir, "sub"))
+        NodeFs.writeFileSync(NodePath.join(dir, "sub/b.txt"), "new")
+        yield* onB(m, Volume.remove("doomed"))
+        const error = yield* Effect.flip(S3Backend.commitSnapshot(vol, dir))
+        assert.strictEqual(error._tag, "CommitFailed")
+        assert.deepStrictEqual(error.volumes, ["doomed"])
+        assert.deepStrictEqual(
+          error.failures.map((f) => [f.path, f.error, Option.map(f.keptAt, (at) => NodeFs.readFileSync(at, "utf8"))]),
+          [
+            ["/a.txt", "VolumeNotFound", Option.some("changed")],
+            ["/sub", "VolumeNotFound", Option.none()],
+            ["/sub/b.txt", "VolumeNotFound", Option.some("new")]
+          ]
+        )
+      })
+    ))
+
   it.scopedLive("a commit without the manifest of its materialise fails and changes nothing", () =>
     run(() =>
       Effect.gen(function*() {

@@ -203,6 +203,19 @@ const plan = (
   return out
 }
 
+/** The store as the base saw it. */
+const storeOfBase = (base: Manifest): Map<string, StoreEntry> =>
+  new Map(Object.entries(base.entries).map(([path, entry]): [string, StoreEntry] => {
+    switch (entry._tag) {
+      case "File":
+        return [path, { kind: "file", size: entry.remoteSize, modified: entry.remoteModified, mode: entry.mode }]
+      case "Directory":
+        return [path, { kind: "directory", mode: entry.mode }]
+      case "Link":
+        return [path, { kind: "symlink", target: Option.some(entry.target) }]
+    }
+  }))
+
 /** Errors that say the store's tree is in the way of this path, not that the store failed. */
 const isBlocked = (error: VolumeFsFailure | InvalidConfig): boolean =>
   error._tag === "VolumeFsError" &&
@@ -324,8 +337,16 @@ export const commit = (fs: VolumeFs, cacheDir: string): Effect.Effect<CommitResu
       )
 
     const work = Effect.gen(function*() {
-      const store = yield* walkVolume(fs).pipe(Effect.catchAll((error) => Effect.as(fail("/", error, false), new Map())))
-      if (Option.isSome(state.fatal)) return
+      // Without the store's tree nothing is sent: every change of the sandbox is then planned
+      // as if the store still held the base, and each one fails (and is kept) at its step.
+      const store = yield* walkVolume(fs).pipe(
+        Effect.catchAll((error) =>
+          Effect.sync(() => {
+            state.fatal = Option.some(error)
+            return storeOfBase(base)
+          })
+        )
+      )
       const todo = plan(base, cache, store, Option.isSome(links))
       skipped.push(...todo.skipped)
       yield* Effect.forEach(todo.conflicts, ({ keep: keepIt, path, reason, sameSize }) =>
