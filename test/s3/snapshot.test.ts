@@ -45,6 +45,17 @@ const tree = (root: string): Record<string, string> => {
 
 const mtime = (path: string) => NodeFs.statSync(path).mtimeMs
 
+/** A new volume holding `files`, materialised into a fresh cache directory. */
+const materialized = (name: string, files: Readonly<Record<string, string>>) =>
+  Effect.gen(function*() {
+    const dir = NodePath.join(yield* tempDir, "cache")
+    const vol = yield* Volume.builder(name).create()
+    const fs = vol.fs()
+    for (const [path, content] of Object.entries(files)) yield* fs.write(path, content)
+    yield* S3Backend.materializeSnapshot(vol, dir)
+    return { dir, fs, vol }
+  })
+
 const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Scope>) => {
   const run = <A, E>(body: (m: Machines) => Effect.Effect<A, E, VolumeBackend | Scope.Scope>) =>
     Effect.gen(function*() {
@@ -94,15 +105,7 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
   it.scopedLive("commit uploads changes and deletions; files not touched locally keep other writers' data", () =>
     run((m) =>
       Effect.gen(function*() {
-        const dir = NodePath.join(yield* tempDir, "cache")
-        const vol = yield* Volume.builder("snap").create()
-        const fs = vol.fs()
-        yield* fs.write("keep.txt", "keep")
-        yield* fs.write("edit.txt", "edit me")
-        yield* fs.write("gone.txt", "delete me")
-        yield* fs.write("old/x.txt", "x")
-        yield* fs.write("theirs.txt", "v1")
-        yield* S3Backend.materializeSnapshot(vol, dir)
+        const { dir, fs, vol } = yield* materialized("snap", { "keep.txt": "keep", "edit.txt": "edit me", "gone.txt": "delete me", "old/x.txt": "x", "theirs.txt": "v1" })
 
         // The sandbox works in the cache...
         NodeFs.writeFileSync(NodePath.join(dir, "edit.txt"), "edited in the sandbox")
@@ -146,14 +149,7 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
   it.scopedLive("a removed directory is removed only down to what the sandbox saw: another machine's new file survives", () =>
     run((m) =>
       Effect.gen(function*() {
-        const dir = NodePath.join(yield* tempDir, "cache")
-        const vol = yield* Volume.builder("snap").create()
-        const fs = vol.fs()
-        yield* fs.write("dir/a.txt", "seen by the sandbox")
-        yield* fs.write("dir/sub/b.txt", "seen too")
-        yield* fs.write("gone/c.txt", "removed by both")
-        yield* fs.write("edited-there.txt", "v1")
-        yield* S3Backend.materializeSnapshot(vol, dir)
+        const { dir, fs, vol } = yield* materialized("snap", { "dir/a.txt": "seen by the sandbox", "dir/sub/b.txt": "seen too", "gone/c.txt": "removed by both", "edited-there.txt": "v1" })
 
         // The sandbox runs `rm -rf dir gone edited-there.txt` while machine B adds a file below
         // dir and edits edited-there.txt.
@@ -187,13 +183,7 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
   it.scopedLive("a conflicting path does not block the others; the sandbox's version is kept and reported", () =>
     run((m) =>
       Effect.gen(function*() {
-        const dir = NodePath.join(yield* tempDir, "cache")
-        const vol = yield* Volume.builder("snap").create()
-        const fs = vol.fs()
-        yield* fs.write("both.txt", "base")
-        yield* fs.write("mine.txt", "base")
-        yield* fs.write("removed-there.txt", "base")
-        yield* S3Backend.materializeSnapshot(vol, dir)
+        const { dir, fs, vol } = yield* materialized("snap", { "both.txt": "base", "mine.txt": "base", "removed-there.txt": "base" })
 
         NodeFs.writeFileSync(NodePath.join(dir, "both.txt"), "sandbox version")
         NodeFs.writeFileSync(NodePath.join(dir, "mine.txt"), "sandbox version")
@@ -289,10 +279,7 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
   it.scopedLive("when the store fails, every change not sent is a failure and is kept on the host", () =>
     run((m) =>
       Effect.gen(function*() {
-        const dir = NodePath.join(yield* tempDir, "cache")
-        const vol = yield* Volume.builder("doomed").create()
-        yield* vol.fs().write("a.txt", "base")
-        yield* S3Backend.materializeSnapshot(vol, dir)
+        const { dir, vol } = yield* materialized("doomed", { "a.txt": "base" })
         NodeFs.writeFileSync(NodePath.join(dir, "a.txt"), "changed")
         NodeFs.mkdirSync(NodePath.join(dir, "sub"))
         NodeFs.writeFileSync(NodePath.join(dir, "sub/b.txt"), "new")
@@ -314,10 +301,7 @@ const snapshotTests = (machines: () => Effect.Effect<Machines, unknown, Scope.Sc
   it.scopedLive("a commit without the manifest of its materialise fails and changes nothing", () =>
     run(() =>
       Effect.gen(function*() {
-        const dir = NodePath.join(yield* tempDir, "cache")
-        const vol = yield* Volume.builder("snap").create()
-        yield* vol.fs().write("a.txt", "store")
-        yield* S3Backend.materializeSnapshot(vol, dir)
+        const { dir, vol } = yield* materialized("snap", { "a.txt": "store" })
         NodeFs.writeFileSync(NodePath.join(dir, "b.txt"), "local")
         NodeFs.rmSync(`${dir}.manifest.json`)
         const error = yield* Effect.flip(S3Backend.commitSnapshot(vol, dir))
