@@ -19,7 +19,7 @@ import * as Snapshot from "./internal/snapshot.js"
 import type { Volume } from "./Volume.js"
 import type { VolumeBackendService } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
-import type { StorageError, VolumeFsFailure } from "./VolumeError.js"
+import type { CommitFailed, StorageError, VolumeFsFailure } from "./VolumeError.js"
 
 /**
  * Where the store is and how to sign in.
@@ -122,12 +122,13 @@ export const layerConfig: Layer.Layer<VolumeBackend, StorageError | ConfigError.
 )
 
 /**
- * What {@link commitSnapshot} changed in the volume.
+ * What {@link commitSnapshot} did to the volume (see docs/sandboxes.md, "Committing snapshot
+ * mounts").
  *
  * @since 0.1.0
  * @category models
  */
-export type SnapshotCommit = Snapshot.CommitResult
+export type SnapshotCommit = Snapshot.VolumeCommit
 
 /**
  * The local cache directory of a volume's snapshot: under `$EFFECT_VOLUMES_CLOUD_CACHE`
@@ -153,9 +154,10 @@ export const materializeSnapshot = (
 ): Effect.Effect<string, VolumeFsFailure> => Effect.as(Snapshot.materialize(volume.fs(), directory), directory)
 
 /**
- * Commits what changed in the snapshot directory since it was materialised: changed and
- * new files are uploaded (each atomically), deleted files and directories are deleted.
- * Files nobody touched locally are left alone, so the last writer wins per file.
+ * Commits what changed in the snapshot directory since it was materialised, path by path
+ * against the state materialised then: a path changed here and elsewhere is a conflict (the
+ * store's version stays, this one is kept beside the directory); a path some write refuses
+ * fails the commit with `CommitFailed` after every other change was committed.
  *
  * @since 0.1.0
  * @category combinators
@@ -163,4 +165,5 @@ export const materializeSnapshot = (
 export const commitSnapshot = (
   volume: Volume,
   directory: string = snapshotDirectory(volume)
-): Effect.Effect<SnapshotCommit, VolumeFsFailure> => Snapshot.commit(volume.fs(), directory)
+): Effect.Effect<SnapshotCommit, CommitFailed> =>
+  Effect.map(Snapshot.commitAll([{ volume: volume.name, fs: volume.fs(), directory }]), (commits) => commits[0]!)

@@ -8,12 +8,13 @@
 import type { Duration } from "effect"
 import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
 import { LocalAttachments } from "./internal/local/attachments.js"
+import * as SandboxStop from "./internal/sandboxStop.js"
 import * as Snapshot from "./internal/snapshot.js"
 import * as Mount from "./Mount.js"
 import * as Volume from "./Volume.js"
 import type { VolumeBackend } from "./VolumeBackend.js"
-import type { StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
-import { InvalidConfig, SandboxError, StorageError as StorageFailure, Unsupported } from "./VolumeError.js"
+import type { CommitFailed, StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
+import { CommitConflict, InvalidConfig, SandboxError, Unsupported } from "./VolumeError.js"
 import * as VolumeSpec from "./VolumeSpec.js"
 
 // ---------------------------------------------------------------------------
@@ -98,8 +99,26 @@ export class VolumeUsage extends Schema.Class<VolumeUsage>("VolumeUsage")({
 }) {}
 
 /**
- * What {@link Sandbox.stop} reports: fresh usage of every mounted named volume, and the
- * names of those over their quota.
+ * What the commit of one snapshot mount (a volume without a host directory) did: files and
+ * links written, paths removed, entries the volume cannot hold, and the paths left to other
+ * writers (docs/sandboxes.md, "Committing snapshot mounts").
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const VolumeCommit = Snapshot.VolumeCommit
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type VolumeCommit = Snapshot.VolumeCommit
+
+/**
+ * What {@link Sandbox.stop} reports: fresh usage of every mounted named volume, the names of
+ * those over their quota, what was committed to each snapshot mount, and every conflict
+ * (a path another writer changed too, left as they made it; the sandbox's version is kept
+ * on the host at `keptAt`).
  *
  * @since 0.1.0
  * @category models
@@ -107,7 +126,9 @@ export class VolumeUsage extends Schema.Class<VolumeUsage>("VolumeUsage")({
 export class StopResult extends Schema.Class<StopResult>("StopResult")({
   sandbox: Schema.String,
   volumes: Schema.Array(VolumeUsage),
-  overQuota: Schema.Array(Schema.String)
+  overQuota: Schema.Array(Schema.String),
+  committed: Schema.Array(Snapshot.VolumeCommit),
+  conflicts: Schema.Array(CommitConflict)
 }) {}
 
 /**
@@ -131,11 +152,14 @@ export interface Sandbox {
     options?: ExecOptions
   ) => Stream.Stream<ExecEvent, SandboxError>
   /**
-   * Stops the sandbox, releases its mounts and attachment records, and measures its
-   * named volumes. Runs once; later calls return the same result. Also runs when the
-   * scope closes.
+   * Stops the sandbox, releases its mounts and attachment records, commits the changes in
+   * its snapshot mounts (volumes without a host directory) and measures its named volumes.
+   * Fails with `CommitFailed`, naming the volumes, when a change could not be committed
+   * (every other change is). Once it has an outcome, later calls return the same one; an
+   * interrupted call can be repeated. When the scope closes without it, a successful scope
+   * commits and a failed or interrupted one discards (docs/sandboxes.md).
    */
-  readonly stop: () => Effect.Effect<StopResult, StorageError>
+  readonly stop: () => Effect.Effect<StopResult, CommitFailed | StorageError>
 }
 
 // ---------------------------------------------------------------------------
@@ -284,20 +308,44 @@ export class SandboxBuilder {
   }
 
   /** Validates, resolves named volumes and starts the sandbox for the lifetime of the scope. */
-  create(): Effect.Effect<
-    Sandbox,
-    | InvalidConfig
-    | VolumeNotFound
-    | VolumeAlreadyExists
-    | VolumeInUse
-    | Unsupported
-    | SandboxError
-    | StorageError,
-    SandboxRuntime | VolumeBackend | Scope.Scope
-  > {
+  create(): Effect.Effect<Sandbox, CreateError, SandboxRuntime | VolumeBackend | Scope.Scope> {
     return create(this.draft)
   }
+
+  /**
+   * Creates the sandbox, runs `f` with it and stops it, without a scope of the caller's:
+   * when `f` succeeds the changes in snapshot mounts are committed and a commit failure is
+   * this effect's `CommitFailed`; when `f` fails or is interrupted they are discarded.
+   * Yields `f`'s value and the {@link StopResult}.
+   */
+  use<A, E, R>(f: (sandbox: Sandbox) => Effect.Effect<A, E, R>): Effect.Effect<
+    { readonly value: A; readonly stop: StopResult },
+    E | CreateError | CommitFailed,
+    Exclude<R, Scope.Scope> | SandboxRuntime | VolumeBackend
+  > {
+    const draft = this.draft
+    return Effect.scoped(Effect.gen(function*() {
+      const sandbox = yield* create(draft)
+      const value = yield* f(sandbox)
+      return { value, stop: yield* sandbox.stop() }
+    })).pipe(Effect.withSpan("Sandbox.use"))
+  }
 }
+
+/**
+ * Everything {@link SandboxBuilder.create} can fail with.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export type CreateError =
+  | InvalidConfig
+  | VolumeNotFound
+  | VolumeAlreadyExists
+  | VolumeInUse
+  | Unsupported
+  | SandboxError
+  | StorageError
 
 /**
  * Starts describing a sandbox named `name`.
@@ -375,8 +423,6 @@ const resolveNamed = (mount: Mount.NamedMount) =>
     return resolution
   })
 
-const snapshotFailure = (what: string, name: string, cause: { readonly message: string }) =>
-  new StorageFailure({ message: `${what} the snapshot of volume "${name}" failed: ${cause.message}`, cause })
 
 /** The source of a named volume's mount: its directory or its disk image. */
 const namedSource = (handle: Volume.VolumeHandle) =>
@@ -449,7 +495,7 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   const named: Array<string> = []
   // Directory volumes without a host directory (cloud, memory) are mounted as snapshots:
   // materialised into a local cache at start, committed back at stop (docs/cloud.md).
-  const snapshots: Array<{ readonly handle: Volume.VolumeHandle; readonly directory: string }> = []
+  const snapshots: Array<Snapshot.CommitTarget> = []
 
   const start = Effect.gen(function*() {
     const resolvedKinds = new Map<string, VolumeSpec.VolumeKind>()
@@ -478,11 +524,9 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       }
       if (!named.includes(handle.name)) named.push(handle.name)
       if (handle.kind === "directory" && Option.isNone(handle.local)) {
-        const directory = `${Snapshot.cacheDirectory(handle)}@${draft.name}`
-        yield* Snapshot.materialize(handle.fs(), directory).pipe(
-          Effect.mapError((cause) => snapshotFailure("materialising", handle.name, cause))
-        )
-        if (!mount.readonly) snapshots.push({ handle, directory })
+        // The cache is held by the outer scope: it outlives the processes until the commit is done.
+        const directory = yield* Snapshot.prepare(handle, draft.name).pipe(Scope.extend(outer))
+        if (!mount.readonly) snapshots.push({ volume: handle.name, fs: handle.fs(), directory })
         resolved.push({ mount, source: { _tag: "HostPath", hostPath: directory } })
         continue
       }
@@ -508,7 +552,7 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   )
 
   const backend = yield* Effect.context<VolumeBackend>()
-  const measure = Effect.forEach(named, (name) =>
+  const measure: Effect.Effect<ReadonlyArray<VolumeUsage>, StorageError> = Effect.forEach(named, (name) =>
     Volume.get(name).pipe(
       Effect.map((handle) => {
         const quotaBytes = Option.map(handle.quotaMib, (mib) => mib * 1024 * 1024)
@@ -524,36 +568,29 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       // Removed by someone else after the sandbox let go: nothing to report.
       Effect.catchTag("VolumeNotFound", () => Effect.succeedNone)
     )).pipe(
-      Effect.map((usages) => {
-        const volumes = usages.flatMap(Option.toArray)
-        return new StopResult({
-          sandbox: draft.name,
-          volumes,
-          overQuota: volumes.filter((v) => v.overQuota).map((v) => v.name)
-        })
-      }),
+      Effect.map((usages) => usages.flatMap(Option.toArray)),
       Effect.provide(backend)
     )
 
-  let stopped = false
-  const stop = yield* Effect.cached(
-    Effect.suspend(() => {
-      stopped = true
-      return Scope.close(scope, Exit.void).pipe(
-        // The sandbox's processes are gone, so its snapshot caches are quiescent.
-        Effect.zipRight(Effect.forEach(snapshots, ({ directory, handle }) =>
-          Snapshot.commit(handle.fs(), directory).pipe(
-            Effect.mapError((cause) => snapshotFailure("committing", handle.name, cause))
-          ), { discard: true })),
-        Effect.zipRight(measure)
-      )
-    }).pipe(Effect.uninterruptible)
-  )
-  yield* Effect.addFinalizer(() => Effect.ignore(stop))
+  const stopper = yield* SandboxStop.make({
+    sandbox: draft.name,
+    scope,
+    targets: snapshots,
+    report: (committed) =>
+      Effect.map(measure, (volumes) =>
+        new StopResult({
+          sandbox: draft.name,
+          volumes,
+          overQuota: volumes.filter((v) => v.overQuota).map((v) => v.name),
+          committed,
+          conflicts: committed.flatMap((c) => c.conflicts)
+        }))
+  })
+  yield* Effect.addFinalizer(stopper.release)
 
   const execStream = (cmd: string, args: ReadonlyArray<string> = [], options: ExecOptions = {}) =>
     Stream.suspend(() =>
-      stopped
+      stopper.isStopped()
         ? Stream.fail(new SandboxError({ sandbox: draft.name, reason: "Exec", message: `sandbox "${draft.name}" is stopped` }))
         : running.execStream(cmd, args, options)
     )
@@ -562,7 +599,7 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
     name: draft.name,
     execStream,
     exec: (cmd, args = [], options = {}) => collectExec(execStream(cmd, args, options)),
-    stop: () => stop
+    stop: () => stopper.stop
   }
   return sandbox
 })

@@ -264,3 +264,87 @@ export type VolumeFsFailure =
   | QuotaExceeded
   | VolumeFsError
   | StorageError
+
+/**
+ * Why one path of a sandbox's changes to a volume without a host directory was left as the
+ * store has it (docs/sandboxes.md, "Committing snapshot mounts"):
+ * - `ChangedInBoth`: the sandbox and another writer both changed it;
+ * - `CreatedInBoth`: both created it;
+ * - `ChangedHereRemovedThere`: the sandbox changed it, another writer removed it;
+ * - `RemovedHereChangedThere`: the sandbox removed it, another writer changed it (for a
+ *   directory: added or changed something below it, which is kept);
+ * - `PathBlocked`: the store has something else in the way (a file where the sandbox needs a
+ *   directory, or the reverse).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export const CommitConflictReason = Schema.Literal(
+  "ChangedInBoth",
+  "CreatedInBoth",
+  "ChangedHereRemovedThere",
+  "RemovedHereChangedThere",
+  "PathBlocked"
+)
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export type CommitConflictReason = typeof CommitConflictReason.Type
+
+/**
+ * A path the commit left as the store has it because another writer changed it too. The
+ * sandbox's version (a file or link) is moved to `keptAt` on the host, so nothing is lost.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export class CommitConflict extends Schema.Class<CommitConflict>("CommitConflict")({
+  volume: Schema.String,
+  path: Schema.String,
+  reason: CommitConflictReason,
+  /** Host path of the sandbox's version; `None` when it had none (it removed the path). */
+  keptAt: Schema.OptionFromNullOr(Schema.String)
+}) {}
+
+/**
+ * A path the commit could not apply: the store refused it (e.g. `QuotaExceeded`), or it was
+ * not attempted after the store failed. The sandbox's version is kept at `keptAt`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export class CommitFailure extends Schema.Class<CommitFailure>("CommitFailure")({
+  volume: Schema.String,
+  path: Schema.String,
+  /** The tag of the error, e.g. `"QuotaExceeded"` or `"StorageError"`. */
+  error: Schema.String,
+  message: Schema.String,
+  keptAt: Schema.OptionFromNullOr(Schema.String)
+}) {}
+
+/**
+ * A sandbox's changes to volumes without a host directory (cloud, memory) were not all
+ * committed. Every other change was; `failures` lists the paths that were not, with where
+ * the sandbox's versions are kept, and `conflicts` the paths left to other writers.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class CommitFailed extends Schema.TaggedError<CommitFailed>()("CommitFailed", {
+  /** The sandbox whose changes these are, when a sandbox committed them. */
+  sandbox: Schema.optional(Schema.String),
+  volumes: Schema.Array(Schema.String),
+  failures: Schema.Array(CommitFailure),
+  conflicts: Schema.Array(CommitConflict)
+}) {
+  override get message(): string {
+    const who = this.sandbox === undefined ? "the changes" : `the changes of sandbox "${this.sandbox}"`
+    const first = this.failures[0]
+    const example = first === undefined ? "" : ` (first: ${first.path}: ${first.error}: ${first.message})`
+    const kept = this.failures.flatMap((f) => f.keptAt._tag === "Some" ? [f.keptAt.value] : [])
+    return `${who} to volume ${this.volumes.map((v) => `"${v}"`).join(", ")} could not all be committed: ${this.failures.length} path(s) failed${example}` +
+      (kept.length > 0 ? `; the sandbox's versions are kept on this host, e.g. at ${kept[0]}` : "")
+  }
+}

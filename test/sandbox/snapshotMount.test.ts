@@ -3,8 +3,8 @@
  */
 import { describe } from "@effect/vitest"
 import * as MemoryBackend from "../../src/MemoryBackend.js"
-import { snapshotMountTests } from "./snapshotMount.js"
+import { snapshotMountTests, twoMachines } from "./snapshotMount.js"
 
 describe("snapshot mounts (MemoryBackend)", () => {
-  snapshotMountTests(() => MemoryBackend.layer)
+  snapshotMountTests(() => twoMachines(() => MemoryBackend.layer, "shared-by-one-layer"))
 })
