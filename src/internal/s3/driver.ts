@@ -252,18 +252,20 @@ export const make = (options: S3DriverOptions): FsDriver => {
       const range = (start: number) =>
         Stream.unwrapScoped(Effect.gen(function*() {
           const body = yield* s3.getRange(key, start, Math.min(size, start + RANGE_BYTES) - 1, etag)
-          if (Option.isNone(body)) return yield* fsError(path, "Io", "the file was removed while it was read")
+          if (body._tag === "Missing") return yield* fsError(path, "Io", "the file was removed while it was read")
+          if (body._tag === "Changed") return yield* fsError(path, "Io", "the file was replaced while it was read")
           return NodeStream.fromReadable<StorageError>(
-            () => body.value,
-            (cause) => new StorageError({ message: `reading ${Paths.format(path)} from the object store failed`, cause })
+            () => body.body,
+            (cause) =>
+              new StorageError({
+                message: `reading ${Paths.format(path)} from the object store failed`,
+                reason: "Unavailable",
+                operation: "GetObject",
+                cause
+              })
           )
         }))
       return Stream.flatMap(starts, range).pipe(
-        Stream.mapError((error): VolumeFsFailure =>
-          error._tag === "StorageError" && error.message.includes("HTTP 412")
-            ? fsError(path, "Io", "the file was replaced while it was read")
-            : error
-        ),
         // Sockets deliver what they like; consumers get at most `chunkSize` bytes at a time.
         Stream.mapConcat((chunk: Uint8Array) => {
           if (chunk.byteLength <= chunkSize) return [chunk]
