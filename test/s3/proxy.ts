@@ -4,8 +4,9 @@
  * Host header is passed on as signed, so SigV4 signatures stay valid) and lets a test force
  * interleavings by applying the first matching rule to a request:
  *
- * - `hold`: keep the request (not forwarded) until the test calls `release`; `held` waits
- *   until one is being held. This is how a test makes one machine's request arrive late.
+ * - `hold`: keep the request (not forwarded) until the test calls `release` (or `drop`, which
+ *   discards it, as if its sender died first); `held` waits until one is being held. This is
+ *   how a test makes one machine's request arrive late.
  * - `delay`: forward after `millis`.
  * - `fail`: answer `status` with an S3 error `code` without forwarding.
  * - `freeze` (or `freezeAll()`): accept and never answer, like a stopped gateway.
@@ -46,6 +47,8 @@ export interface Rule {
   readonly release: Effect.Effect<void>
   /** Stops applying the rule (held requests stay held until released). */
   readonly remove: Effect.Effect<void>
+  /** Destroys the requests held now without forwarding them (their sender died). */
+  readonly drop: Effect.Effect<void>
   /** Requests the rule matched so far. */
   readonly matched: () => number
 }
@@ -67,7 +70,7 @@ interface LiveRule {
   matched: number
   released: boolean
   removed: boolean
-  readonly holding: Array<() => void>
+  readonly holding: Array<(forward: boolean) => void>
   readonly heldWaiters: Array<() => void>
 }
 
@@ -141,9 +144,10 @@ export const make = (upstream: string): Effect.Effect<Proxy, never, Scope.Scope>
           case "hold":
             if (rule.released) return forward(req, res)
             if (!park(res)) return
-            rule.holding.push(() => {
+            rule.holding.push((go) => {
               parked.delete(res)
-              forward(req, res)
+              if (go) forward(req, res)
+              else res.destroy()
             })
             for (const wake of rule.heldWaiters.splice(0)) wake()
         }
@@ -167,7 +171,10 @@ export const make = (upstream: string): Effect.Effect<Proxy, never, Scope.Scope>
           }),
           release: Effect.sync(() => {
             live.released = true
-            for (const go of live.holding.splice(0)) go()
+            for (const go of live.holding.splice(0)) go(true)
+          }),
+          drop: Effect.sync(() => {
+            for (const go of live.holding.splice(0)) go(false)
           }),
           remove: Effect.sync(() => {
             live.removed = true
