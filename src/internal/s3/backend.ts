@@ -139,7 +139,12 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
   }).pipe(Effect.withSpan("S3Backend.list"))
 
   const remove = Effect.fn("S3Backend.remove")(function*(name: string) {
-    yield* Removal.remove(s3, layout, name, BACKEND)
+    const removed = yield* Removal.remove(s3, layout, name, BACKEND)
+    if (Option.isSome(removed)) {
+      const dataPrefix = layout.dataPrefix(name, removed.value)
+      writeLocks.forget(dataPrefix)
+      counters.forget(dataPrefix)
+    }
   })
 
   /** The default volume, created on first use by whichever process asks first. */

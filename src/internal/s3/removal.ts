@@ -94,14 +94,14 @@ export const sweep = (
 /**
  * Removes the volume `name`: tombstone first (conditional on the record read), then its
  * data. A retry after a failure finishes the deletion; `VolumeNotFound` only when there is
- * neither a live volume nor anything left to delete.
+ * neither a live volume nor anything left to delete. Returns the id tombstoned, if any.
  */
 export const remove = (
   s3: S3,
   layout: Layout,
   name: string,
   backend: string
-): Effect.Effect<void, VolumeNotFound | Unsupported | StorageError> =>
+): Effect.Effect<Option.Option<string>, VolumeNotFound | Unsupported | StorageError> =>
   Effect.gen(function*() {
     const key = layout.recordKey(name)
     let target: Option.Option<string> = Option.none()
@@ -116,7 +116,7 @@ export const remove = (
           return yield* new VolumeNotFound({ volume: name })
         }
         if (Option.isSome(target) && slot._tag === "Live") return yield* new VolumeNotFound({ volume: name })
-        return
+        return Option.none()
       }
       const { record } = slot.versioned
       if (record.isDefault) {
@@ -126,7 +126,7 @@ export const remove = (
       // Lost to a usage update: read again and retry against the newer version.
       if (Option.isSome(yield* Records.swap(s3, key, slot.versioned, "tombstone"))) {
         yield* sweep(s3, layout, nameKey(name))
-        return
+        return target
       }
     }
     return yield* new VolumeNotFound({ volume: name })

@@ -108,7 +108,10 @@ export const make = (entries: Entries, intents: Intents.Intents) => {
       const abandoned = (yield* intents.abandoned(pending)).filter((stored) => stored !== retried)
       yield* Effect.forEach(abandoned, finish, { discard: true })
       if (retried !== undefined) yield* finish(retried)
-      if (retried !== undefined || abandoned.length > 0) yield* Effect.asVoid(counter.recount)
+      // Best effort: a recount that cannot finish now is done by the next due one.
+      if (retried !== undefined || abandoned.length > 0) {
+        yield* counter.recount.pipe(Effect.asVoid, Effect.catchTag("StorageError", () => Effect.void))
+      }
       if (retried !== undefined) return
       yield* validate
       const key = yield* intents.begin(op, from, to)
