@@ -116,8 +116,9 @@ const makeCounter = (s3: S3, target: CounterTarget): Counter => {
           changes: record.changes + 1
         })
       }, known)
-      if (drifted || updated.record.changes >= RECOUNT_EVERY) {
-        // Best effort: a recount that loses to writers is retried by the next due change.
+      if (drifted || updated.record.changes % RECOUNT_EVERY === 0) {
+        // Best effort: a recount that keeps losing to writers is tried again RECOUNT_EVERY
+        // changes later (a successful one resets `changes` to 0).
         yield* Effect.ignore(Effect.catchTag(recount, "VolumeNotFound", () => Effect.void))
       }
     })

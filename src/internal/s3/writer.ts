@@ -101,12 +101,13 @@ export const open = (entries: Entries, path: Paths.NonRootSegments): Effect.Effe
           return entries.writeWhole(path, data)
         }
         return Effect.gen(function*() {
-          // Checked again now: the target or its parents may have changed while bytes arrived.
-          const { parents, target, versioned } = yield* entries.prepareWrite(path)
-          yield* entries.createMarkers(parents.missing)
           if (state.filled > 0) yield* flushPart
           yield* Effect.forEach(state.inflight.splice(0), Fiber.join, { discard: true })
           state.buffer = new Uint8Array(0)
+          // Checked again now, just before completing: the target or its parents may have
+          // changed while bytes arrived.
+          const { parents, target, versioned } = yield* entries.prepareWrite(path)
+          yield* entries.createMarkers(parents.missing)
           const parts = [...state.parts].sort((a, b) => a.PartNumber - b.PartNumber)
           const uploadId = state.uploadId.pipe(Option.getOrElse(() => ""))
           // Completion is not conditional on RGW 16: the bytes replaced are those probed just
