@@ -9,6 +9,8 @@
  *   use); removing it fails with `Unsupported`.
  * - Files have no owner or mode in the store: files report `0o644`, directories `0o755`,
  *   owned by this process.
+ * - {@link recount} recounts a volume's usage from a listing; {@link cleanup} reclaims what
+ *   failed removals and killed writers left (docs/cloud.md, "Consistency model").
  *
  * @since 0.1.0
  */

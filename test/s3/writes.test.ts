@@ -5,6 +5,7 @@
  */
 import { assert, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
+import { RECOUNT_EVERY } from "../../src/internal/s3/usage.js"
 import * as MemoryBackend from "../../src/MemoryBackend.js"
 import * as S3Backend from "../../src/S3Backend.js"
 import * as Volume from "../../src/Volume.js"
@@ -139,6 +140,17 @@ describeS3("S3Backend writes under concurrency and faults", () => {
       yield* vol.fs().remove("ghost.bin")
       assert.strictEqual(yield* usedBytes(b, "neg"), 50)
     }), { timeout: 60_000 })
+
+  it.scopedLive("a drifted counter is recounted within RECOUNT_EVERY changes (fault 5)", () =>
+    Effect.gen(function*() {
+      const { b } = yield* pair(bucket, uniquePrefix())
+      const vol = yield* b.run(Volume.builder("bounded").create())
+      yield* Effect.orDie(b.s3.put(keyOf(vol, "ghost.bin"), bytes(700, 9)))
+      // Each write changes the counter (the size alternates), none of them knows the ghost.
+      for (let i = 1; i <= RECOUNT_EVERY; i++) yield* vol.fs().write("f.txt", bytes(1 + (i % 2), 1))
+      assert.strictEqual(yield* usedBytes(b, "bounded"), yield* listedBytes(b, vol))
+      assert.strictEqual(yield* usedBytes(b, "bounded"), 701)
+    }), { timeout: 120_000 })
 
   it.scopedLive("concurrent write(x) and write(x/y.txt): never both; x is one kind (fault 8)", () =>
     Effect.gen(function*() {

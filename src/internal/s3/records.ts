@@ -15,7 +15,7 @@ import { Mebibytes } from "../../Size.js"
 import type { StorageError } from "../../VolumeError.js"
 import { VolumeAlreadyExists, VolumeNotFound } from "../../VolumeError.js"
 import type { ConditionalPut, S3 } from "./client.js"
-import { corrupt, unsettled } from "./failure.js"
+import { corrupt, reasonOf, toStorageError, unsettled } from "./failure.js"
 
 /** The stored form of a volume record. */
 export class VolumeRecord extends Schema.Class<VolumeRecord>("VolumeRecord")({
@@ -151,6 +151,11 @@ export const swap = (
       return yield* notFound
     }
     if (next !== "tombstone" && reread.versioned.record.rev === next.rev) return Option.some(reread.versioned)
+    // Not landed. A lost race (RGW answers concurrent losers with 500) is retried by the
+    // caller; a store that is throttling or not answering is reported at once.
+    if (outcome._tag === "Unknown" && reasonOf(outcome.failure) !== "Unknown") {
+      return yield* toStorageError(outcome.failure)
+    }
     return Option.none()
   })
 
