@@ -50,6 +50,16 @@ describeS3("S3Backend failures", () => {
       assert.strictEqual(yield* va.fs().readToString("f.txt"), "data")
     }), { timeout: 60_000 })
 
+  it.scopedLive("a body that stops arriving fails readStream with StorageError Unavailable (fault 9)", () =>
+    Effect.gen(function*() {
+      const { a, b, proxy } = yield* pair(bucket, uniquePrefix(), { maxAttempts: 2, requestTimeoutMillis: 300 })
+      const vb = yield* b.run(Volume.builder("stall").create())
+      yield* vb.fs().write("f.bin", new Uint8Array(256 * 1024).fill(5))
+      const va = yield* a.run(Volume.get("stall"))
+      proxy.rule({ method: "GET", path: objectPath(keyOf(va, "f.bin")), action: { _tag: "stall", afterBytes: 1000 } })
+      yield* storageFailure(Stream.runDrain(va.fs().readStream("f.bin")), "Unavailable", "stalled readStream")
+    }), { timeout: 60_000 })
+
   it.scopedLive("failures carry their kind: Busy, Unavailable, Conflict, Corrupt (issue 16, item 8)", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix()

@@ -10,6 +10,8 @@
  * - `delay`: forward after `millis`.
  * - `fail`: answer `status` with an S3 error `code` without forwarding.
  * - `freeze` (or `freezeAll()`): accept and never answer, like a stopped gateway.
+ * - `stall`: forward, pass the answer's headers and its first `afterBytes` body bytes, then
+ *   send nothing more (a gateway frozen in the middle of a response).
  *
  * Rules match on the method and a regular expression over the decoded path and query
  * (`/bucket/key?query`), and apply `times` times (default: always). Bounded: at most
@@ -29,6 +31,7 @@ export type Action =
   | { readonly _tag: "delay"; readonly millis: number }
   | { readonly _tag: "fail"; readonly status: number; readonly code: string }
   | { readonly _tag: "freeze" }
+  | { readonly _tag: "stall"; readonly afterBytes: number }
 
 export interface RuleSpec {
   /** HTTP method(s) to match (any when omitted). */
@@ -90,7 +93,7 @@ export const make = (upstream: string): Effect.Effect<Proxy, never, Scope.Scope>
       const parked = new Set<Http.ServerResponse>()
       let frozen = false
 
-      const forward = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
+      const forward = (req: Http.IncomingMessage, res: Http.ServerResponse, stallAfter?: number) => {
         const out = Http.request({
           host: target.hostname,
           port: target.port,
@@ -99,7 +102,14 @@ export const make = (upstream: string): Effect.Effect<Proxy, never, Scope.Scope>
           headers: req.headers
         }, (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers)
-          answer.pipe(res)
+          if (stallAfter === undefined) return answer.pipe(res)
+          parked.add(res)
+          let sent = 0
+          answer.on("data", (chunk: Buffer) => {
+            const room = Math.max(0, stallAfter - sent)
+            if (room > 0) res.write(chunk.subarray(0, room))
+            sent += chunk.byteLength
+          })
         })
         out.on("error", () => res.destroy())
         req.pipe(out)
@@ -140,6 +150,9 @@ export const make = (upstream: string): Effect.Effect<Proxy, never, Scope.Scope>
             return
           case "freeze":
             park(res)
+            return
+          case "stall":
+            forward(req, res, action.afterBytes)
             return
           case "hold":
             if (rule.released) return forward(req, res)

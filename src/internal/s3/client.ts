@@ -109,6 +109,8 @@ export interface S3 {
   readonly bucket: string
   /** The raw SDK client (benchmarks compare against it). */
   readonly sdk: S3Client
+  /** Longest wait for one attempt's answer (and for each piece of a streamed body). */
+  readonly requestTimeoutMillis: number
   readonly head: (key: string) => Effect.Effect<Option.Option<ObjectHead>, StorageError>
   readonly get: (key: string) => Effect.Effect<Option.Option<ObjectBody>, StorageError>
   /** A ranged GET whose body is streamed; `ifMatch` makes it answer `Changed` if the object changed. */
@@ -469,6 +471,7 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       endpoint: settings.endpoint,
       bucket,
       sdk,
+      requestTimeoutMillis: timeoutMillis,
       head,
       get,
       getRange,

@@ -10,7 +10,7 @@
  * change, so measuring the volume costs one GET instead of a listing.
  */
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { DateTime, Effect, Option, Stream } from "effect"
+import { DateTime, Duration, Effect, Option, Stream } from "effect"
 import type { Scope } from "effect"
 import { StorageError } from "../../VolumeError.js"
 import type { VolumeFsFailure } from "../../VolumeError.js"
@@ -146,15 +146,18 @@ export const make = (options: S3DriverOptions): FsDriver => {
           const body = yield* s3.getRange(key, start, Math.min(size, start + RANGE_BYTES) - 1, etag)
           if (body._tag === "Missing") return yield* fsError(path, "Io", "the file was removed while it was read")
           if (body._tag === "Changed") return yield* fsError(path, "Io", "the file was replaced while it was read")
-          return NodeStream.fromReadable<StorageError>(
-            () => body.body,
-            (cause) =>
-              new StorageError({
-                message: `reading ${Paths.format(path)} from the object store failed`,
-                reason: "Unavailable",
-                operation: "GetObject",
-                cause
-              })
+          const failed = (cause?: unknown) =>
+            new StorageError({
+              message: `reading ${Paths.format(path)} from the object store failed${
+                cause === undefined ? `: no data for ${s3.requestTimeoutMillis} ms` : ""
+              }`,
+              reason: "Unavailable",
+              operation: "GetObject",
+              cause
+            })
+          // A body that stops arriving fails like a request that is not answered.
+          return NodeStream.fromReadable<StorageError>(() => body.body, failed).pipe(
+            Stream.timeoutFail(() => failed(), Duration.millis(s3.requestTimeoutMillis))
           )
         }))
       return Stream.flatMap(starts, range).pipe(
