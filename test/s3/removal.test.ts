@@ -8,7 +8,7 @@ import { Effect, Fiber } from "effect"
 import * as S3Backend from "../../src/S3Backend.js"
 import * as Volume from "../../src/Volume.js"
 import type { Machine } from "./machines.js"
-import { objectPath, pair } from "./machines.js"
+import { machine, objectPath, pair } from "./machines.js"
 import { bucketFor, describeS3, uniquePrefix } from "./support.js"
 
 const bucket = bucketFor("removal")
@@ -90,5 +90,19 @@ describeS3("S3Backend removal under concurrency and faults", () => {
       assert.strictEqual(yield* keep.fs().readToString("k.txt"), "keep me")
       // Idempotent: a second cleanup finds nothing.
       assert.deepStrictEqual(yield* b.run(S3Backend.cleanup()), { incarnations: 0, objects: 0, uploads: 0 })
+    }), { timeout: 60_000 })
+
+  it.scopedLive("cleanup never takes another store's objects below its prefix for leftovers", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix()
+      const outer = yield* machine(bucket, prefix)
+      // A second store whose prefix lies inside the first one's data area.
+      const inner = yield* machine(bucket, `${prefix}/data/x`)
+      const vol = yield* inner.run(Volume.builder("v").create())
+      yield* vol.fs().write("f.txt", "inner store")
+      yield* outer.run(Volume.builder("x").create())
+      yield* outer.run(Volume.remove("x"))
+      yield* outer.run(S3Backend.cleanup({ uploadGrace: 0 }))
+      assert.strictEqual(yield* vol.fs().readToString("f.txt"), "inner store")
     }), { timeout: 60_000 })
 })

@@ -47,6 +47,9 @@ const decoder = new TextDecoder()
 /** A fresh random token (ids and revisions). */
 export const token = (): string => crypto.randomUUID().replace(/-/g, "").slice(0, 20)
 
+/** Whether `text` has the shape of a {@link token} (ids of incarnations). */
+export const isToken = (text: string): boolean => /^[0-9a-f]{20}$/.test(text)
+
 export const encodeRecord = (record: VolumeRecord): Uint8Array => encoder.encode(encode(record))
 
 /** A record as read, with the ETag a CAS update must match. */

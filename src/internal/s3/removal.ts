@@ -67,11 +67,13 @@ export const sweep = (
       { concurrency: 3 }
     )
     const live = yield* liveId(s3, layout, key)
-    const dead = (id: string) => Option.isNone(live) || live.value !== id
+    // Only what has the shape of an incarnation id: never another store's keys that happen
+    // to lie below this prefix.
+    const dead = (id: string) => Records.isToken(id) && (Option.isNone(live) || live.value !== id)
     const deadIds = [...new Set([...dataIds, ...metaIds])].filter(dead)
     const stale = uploads.filter((upload) => {
       const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
-      return dead(id) || (uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
+      return dead(id) || (Records.isToken(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
     })
     yield* Effect.forEach(stale, (upload) => s3.abortUpload(upload.key, upload.uploadId), { concurrency: 8, discard: true })
     const objects = yield* Effect.forEach(
