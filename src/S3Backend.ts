@@ -9,17 +9,20 @@
  *   use); removing it fails with `Unsupported`.
  * - Files have no owner or mode in the store: files report `0o644`, directories `0o755`,
  *   owned by this process.
+ * - {@link recount} recounts a volume's usage from a listing; {@link cleanup} reclaims what
+ *   failed removals and killed writers left (docs/cloud.md, "Consistency model").
  *
  * @since 0.1.0
  */
-import { Config, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { ConfigError, Scope } from "effect"
 import * as internal from "./internal/s3/backend.js"
 import * as Snapshot from "./internal/snapshot.js"
 import type { Volume } from "./Volume.js"
 import type { VolumeBackendService } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
-import type { CommitFailed, StorageError, VolumeFsFailure } from "./VolumeError.js"
+import type { CommitFailed, StorageError, VolumeFsFailure, VolumeNotFound } from "./VolumeError.js"
+import { Unsupported } from "./VolumeError.js"
 
 /**
  * Where the store is and how to sign in.
@@ -43,6 +46,12 @@ export interface S3BackendOptions {
   readonly forcePathStyle?: boolean | undefined
   /** Attempts of an idempotent request on network errors, 5xx and throttling. Default 6. */
   readonly maxAttempts?: number | undefined
+  /**
+   * Longest wait for one attempt's answer. Default 30 seconds. A call fails with
+   * `StorageError` (reason `Unavailable`) within `maxAttempts × requestTimeout` plus the
+   * backoff pauses (about 2.5 s for 6 attempts) when the store does not answer.
+   */
+  readonly requestTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -65,7 +74,10 @@ const settingsOf = (options: S3BackendOptions): internal.S3BackendSettings => ({
       : options.credentials.secretAccessKey
   },
   forcePathStyle: options.forcePathStyle ?? true,
-  ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts })
+  ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
+  ...(options.requestTimeout === undefined
+    ? {}
+    : { requestTimeoutMillis: Duration.toMillis(Duration.decode(options.requestTimeout)) })
 })
 
 /**
@@ -120,6 +132,58 @@ export const config: Config.Config<S3BackendOptions> = Config.all({
 export const layerConfig: Layer.Layer<VolumeBackend, StorageError | ConfigError.ConfigError> = Layer.unwrapEffect(
   Effect.map(config, layer)
 )
+
+/**
+ * What {@link cleanup} reclaimed: leftovers of removed volumes (incarnations and their
+ * objects) and aborted multipart uploads.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type CleanupResult = internal.Reclaimed
+
+/**
+ * A volume's usage counted from a listing of the store: `logicalBytes` (what `usedBytes`
+ * reports), `allocatedBytes` (plus the parts of unfinished multipart uploads), `files`, and
+ * the number of unfinished uploads.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type UsageReport = internal.UsageReport
+
+const extras = Effect.flatMap(VolumeBackend, (service) =>
+  Option.match(internal.extrasOf(service), {
+    onNone: () => Effect.fail(new Unsupported({ operation: "this operation", backend: service.backendKind })),
+    onSome: Effect.succeed
+  }))
+
+/**
+ * Reclaims what failed or interrupted operations left in the store: the data, bookkeeping
+ * and multipart uploads of removed volumes (a `Volume.remove` that failed after its
+ * tombstone), and multipart uploads of live volumes started more than `uploadGrace` ago
+ * (default one hour: writers killed mid-upload). Safe to run from any machine at any time.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const cleanup = (
+  options: { readonly uploadGrace?: Duration.DurationInput } = {}
+): Effect.Effect<CleanupResult, StorageError | Unsupported, VolumeBackend> =>
+  Effect.flatMap(extras, (cloud) =>
+    cloud.cleanup(options.uploadGrace === undefined ? undefined : Duration.decode(options.uploadGrace)))
+
+/**
+ * Recounts the volume's usage from a listing (the source of truth), stores the figure as its
+ * `usedBytes`, and returns what the listing found.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const recount = (
+  volume: Volume
+): Effect.Effect<UsageReport, StorageError | Unsupported | VolumeNotFound, VolumeBackend> =>
+  Effect.flatMap(extras, (cloud) => cloud.recount(volume))
 
 /**
  * What {@link commitSnapshot} did to the volume (see docs/sandboxes.md, "Committing snapshot

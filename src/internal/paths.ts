@@ -8,12 +8,17 @@ import { InvalidPath } from "../VolumeError.js"
 /** A normalised volume path: no empty, `.` or `..` segments. `[]` is the root. */
 export type Segments = ReadonlyArray<string>
 
+/** U+0001–U+001F (NUL has its own message). */
+const CONTROL_CHARACTER = /[\u0001-\u001f]/
+
 /** Longest name of one path component (ext4's and most file systems' limit, in UTF-8 bytes). */
 const MAX_SEGMENT_BYTES = 255
 
 /**
  * Parses a volume-relative path: leading `/` stripped, `.` and empty segments dropped,
- * `..` resolved lexically; climbing above the root or a NUL byte is `InvalidPath`.
+ * `..` resolved lexically; climbing above the root, a NUL byte or a control character
+ * (U+0001–U+001F, which object stores refuse in batch deletes and which no portable name
+ * needs) is `InvalidPath` on every backend.
  */
 export const parse = (path: string): Effect.Effect<Segments, InvalidPath> =>
   Effect.suspend(() => {
@@ -21,6 +26,9 @@ export const parse = (path: string): Effect.Effect<Segments, InvalidPath> =>
       return Effect.fail(new InvalidPath({ path: String(path), reason: "a path must be a string" }))
     }
     if (path.includes("\0")) return Effect.fail(new InvalidPath({ path, reason: "contains a NUL byte" }))
+    if (CONTROL_CHARACTER.test(path)) {
+      return Effect.fail(new InvalidPath({ path, reason: "contains a control character (U+0001–U+001F)" }))
+    }
     const out: Array<string> = []
     for (const segment of path.split("/")) {
       if (segment === "" || segment === ".") continue

@@ -1,5 +1,6 @@
 /**
- * SPEC §3 path rules: normalisation, traversal, NUL bytes, and where the root is allowed.
+ * SPEC §3 path rules: normalisation, traversal, NUL bytes and control characters, and where
+ * the root is allowed.
  */
 import { assert, describe } from "@effect/vitest"
 import { Effect, Stream } from "effect"
@@ -104,8 +105,8 @@ export const pathsTests = ({ test }: Context) => {
         }))
     }
 
-    for (const path of ["a\0b", "\0", "dir/inner.txt\0.png"]) {
-      test(`a NUL byte (${JSON.stringify(path)}) is InvalidPath for every operation`, () =>
+    for (const path of ["a\0b", "\0", "dir/inner.txt\0.png", "a\u0001b", "dir/tab\there", "line\nbreak", "x\u001f"]) {
+      test(`a NUL byte or control character (${JSON.stringify(path)}) is InvalidPath for every operation`, () =>
         Effect.gen(function*() {
           const fs = yield* seeded
           yield* refusedEverywhere(fs, path)

@@ -64,7 +64,10 @@ export const options = (bucket: string, prefix: string): S3Backend.S3BackendOpti
 })
 
 /** The client settings for `bucket` (internal modules take these). */
-export const settings = (bucket: string, extra: { readonly maxAttempts?: number; readonly endpoint?: string } = {}) => ({
+export const settings = (
+  bucket: string,
+  extra: { readonly maxAttempts?: number; readonly endpoint?: string; readonly requestTimeoutMillis?: number } = {}
+) => ({
   endpoint: extra.endpoint ?? server!.endpoint,
   region: server!.region,
   bucket,
@@ -73,7 +76,8 @@ export const settings = (bucket: string, extra: { readonly maxAttempts?: number;
     secretAccessKey: String(server!.credentials.secretAccessKey)
   },
   forcePathStyle: server!.forcePathStyle ?? true,
-  ...(extra.maxAttempts === undefined ? {} : { maxAttempts: extra.maxAttempts })
+  ...(extra.maxAttempts === undefined ? {} : { maxAttempts: extra.maxAttempts }),
+  ...(extra.requestTimeoutMillis === undefined ? {} : { requestTimeoutMillis: extra.requestTimeoutMillis })
 })
 
 /** A prefix no other test uses. */

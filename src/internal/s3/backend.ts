@@ -5,6 +5,7 @@
  * so every process pointing at the same bucket and prefix sees the same volumes.
  */
 import { DateTime, Effect, Option } from "effect"
+import type { Duration } from "effect"
 import type { Scope } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { Mebibytes } from "../../Size.js"
@@ -20,6 +21,11 @@ import * as Driver from "./driver.js"
 import * as Layout from "./layout.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
+import * as Removal from "./removal.js"
+import * as Usage from "./usage.js"
+
+export type { Reclaimed } from "./removal.js"
+export type { UsageReport } from "./usage.js"
 
 export interface S3BackendSettings extends S3Settings {
   /** Key prefix of everything this backend stores (default: the bucket root). */
@@ -42,10 +48,34 @@ export const make = (settings: S3BackendSettings): Effect.Effect<VolumeBackendSe
   })
 
 /** The service over an existing client (tests build several over one client). */
+/** What only the cloud backend can do (reached through `S3Backend`'s functions). */
+export interface S3Extras {
+  /** Reclaims removed volumes' leftovers and uploads abandoned longer than `uploadGrace`. */
+  readonly cleanup: (uploadGrace?: Duration.Duration) => Effect.Effect<Removal.Reclaimed, StorageError>
+  /** Recounts a volume's usage from a listing and stores it in the record. */
+  readonly recount: (volume: Bound) => Effect.Effect<Usage.UsageReport, VolumeNotFound | StorageError>
+}
+
+const extras = new WeakMap<VolumeBackendService, S3Extras>()
+
+/** The cloud-only operations of `service`, if it is a cloud backend. */
+export const extrasOf = (service: VolumeBackendService): Option.Option<S3Extras> =>
+  Option.fromNullable(extras.get(service))
+
+/** What a handle carries about where its volume lives. */
+type Bound = Pick<VolumeInfo, "name" | "cloud">
+
+/** The record key, incarnation id and data prefix a handle of `info` is bound to. */
+const bindingOf = (layout: Layout.Layout, info: Bound) => {
+  const dataPrefix = Option.match(info.cloud, { onNone: () => "", onSome: (cloud) => cloud.prefix })
+  return { dataPrefix, id: dataPrefix.split("/").at(-2) ?? "", recordKey: layout.recordKey(info.name), volume: info.name }
+}
+
 export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService => {
   /** One lock per volume incarnation, shared by every `fs()` of it in this process. */
   const writeLocks = VolumeFsImpl.makeWriteLocks()
   const writeLockOf = writeLocks.lockOf
+  const counters = Usage.makeCounters(s3)
 
   // Records were decoded by Schema already; the constructors need not validate again.
   const toInfo = (record: VolumeRecord): VolumeInfo =>
@@ -98,7 +128,8 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
   const list = Effect.gen(function*() {
     const listing = yield* s3.list(layout.recordsPrefix, { delimiter: "/" })
     const records = yield* Effect.forEach(
-      listing.objects,
+      // Empty objects are tombstones of removed volumes.
+      listing.objects.filter((object) => object.size > 0),
       // A record removed between the listing and its read is simply no longer listed.
       (object) => Records.read(s3, object.key),
       { concurrency: LIST_CONCURRENCY }
@@ -108,20 +139,12 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
   }).pipe(Effect.withSpan("S3Backend.list"))
 
   const remove = Effect.fn("S3Backend.remove")(function*(name: string) {
-    const key = layout.recordKey(name)
-    const found = yield* Records.read(s3, key)
-    if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
-    const { record } = found.value
-    if (record.isDefault) {
-      return yield* new Unsupported({ operation: `removing the default volume "${record.name}"`, backend: BACKEND })
+    const removed = yield* Removal.remove(s3, layout, name, BACKEND)
+    if (Option.isSome(removed)) {
+      const dataPrefix = layout.dataPrefix(name, removed.value)
+      writeLocks.forget(dataPrefix)
+      counters.forget(dataPrefix)
     }
-    // The record goes first: from then on the volume does not exist for anyone, and the
-    // data below its (never reused) id can be deleted at leisure.
-    yield* s3.delete(key)
-    const data = layout.dataPrefix(record.name, record.id)
-    const objects = yield* s3.list(data)
-    yield* s3.deleteMany(objects.objects.map((o) => o.key))
-    writeLocks.forget(data)
   })
 
   /** The default volume, created on first use by whichever process asks first. */
@@ -139,24 +162,29 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
         Effect.flatMap(Records.read(s3, key), (again) =>
           Option.isSome(again)
             ? Effect.succeed(again.value.record)
-            : Effect.fail(new StorageError({ message: `the default volume record "${key}" vanished while it was created` }))))
+            : Effect.fail(
+              new StorageError({
+                message: `the default volume record "${key}" vanished while it was created`,
+                reason: "Conflict",
+                operation: "getDefault"
+              })
+            )))
     )
     return toInfo(created)
   }).pipe(Effect.withSpan("S3Backend.getDefault"))
 
   const fs = (info: VolumeInfo): VolumeFs => {
     // Bound to this incarnation through its data prefix, which holds its unique id.
-    const dataPrefix = Option.match(info.cloud, { onNone: () => "", onSome: (cloud) => cloud.prefix })
-    const id = dataPrefix.split("/").at(-2) ?? ""
+    const binding = bindingOf(layout, info)
     return VolumeFsImpl.make({
       volume: info.name,
-      driver: Driver.make({ s3, volume: info.name, recordKey: layout.recordKey(info.name), id, dataPrefix }),
+      driver: Driver.make({ s3, ...binding, counter: counters.counterOf(binding) }),
       quotaBytes: Option.map(info.quotaMib, (mib) => mib * BYTES_PER_MIB),
-      writeLock: writeLockOf(dataPrefix)
+      writeLock: writeLockOf(binding.dataPrefix)
     })
   }
 
-  return {
+  const service = {
     backendKind: "cloud",
     create,
     get,
@@ -166,4 +194,9 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
     fs,
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND }))
   } satisfies VolumeBackendService
+  extras.set(service, {
+    cleanup: (uploadGrace) => Removal.cleanup(s3, layout, uploadGrace),
+    recount: (info) => counters.counterOf(bindingOf(layout, info)).recount
+  })
+  return service
 }

@@ -15,16 +15,20 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand
 } from "@aws-sdk/client-s3"
 import type { GetObjectCommandOutput } from "@aws-sdk/client-s3"
-import { Data, Duration, Effect, Option, Schedule } from "effect"
+import { Duration, Effect, Option, Schedule } from "effect"
 import type { Scope } from "effect"
 import type { Readable } from "node:stream"
 import { StorageError } from "../../VolumeError.js"
+import type { S3Failure } from "./failure.js"
+import { isNotFound, isPreconditionFailed, isTransient, timedOut, toFailure, toStorageError } from "./failure.js"
 
 /**
  * How to reach the store.
@@ -37,61 +41,12 @@ export interface S3Settings {
   readonly forcePathStyle: boolean
   /** Attempts of an idempotent request on network errors, 5xx and throttling (default 6). */
   readonly maxAttempts?: number
+  /** Longest wait for the answer of one attempt, in milliseconds (default 30,000). */
+  readonly requestTimeoutMillis?: number
 }
 
-/** A failed request, before the caller decides what it means. */
-export class S3Failure extends Data.TaggedError("S3Failure")<{
-  readonly operation: string
-  readonly key: string
-  /** HTTP status, or undefined when no response arrived (network error). */
-  readonly status: number | undefined
-  readonly code: string
-  readonly detail: string
-  readonly cause: unknown
-}> {}
-
-interface SdkError {
-  readonly name?: string
-  readonly message?: string
-  readonly Code?: string
-  readonly $metadata?: { readonly httpStatusCode?: number }
-}
-
-const toFailure = (operation: string, key: string, cause: unknown): S3Failure => {
-  const error = (cause ?? {}) as SdkError
-  return new S3Failure({
-    operation,
-    key,
-    status: error.$metadata?.httpStatusCode,
-    code: error.Code ?? error.name ?? "Unknown",
-    detail: error.message ?? String(cause),
-    cause
-  })
-}
-
-/** No answer, a server error or throttling: the same request may succeed later. */
-export const isTransient = (failure: S3Failure): boolean =>
-  failure.status === undefined ||
-  failure.status >= 500 ||
-  failure.status === 429 ||
-  failure.code === "SlowDown" ||
-  failure.code === "RequestTimeout" ||
-  failure.code === "ThrottlingException"
-
-export const isNotFound = (failure: S3Failure): boolean =>
-  failure.status === 404 || failure.code === "NoSuchKey" || failure.code === "NotFound"
-
-export const isPreconditionFailed = (failure: S3Failure): boolean =>
-  failure.status === 412 || failure.code === "PreconditionFailed"
-
-/** The `StorageError` a caller reports for a failure it does not handle itself. */
-export const toStorageError = (failure: S3Failure): StorageError =>
-  new StorageError({
-    message: `the object store refused ${failure.operation} of "${failure.key}": ${
-      failure.status === undefined ? "no response" : `HTTP ${failure.status}`
-    } ${failure.code}: ${failure.detail}`,
-    cause: failure.cause
-  })
+/** Default per-attempt timeout: a 64 MiB PUT on a slow link still fits. */
+export const DEFAULT_REQUEST_TIMEOUT_MILLIS = 30_000
 
 /** RGW 16 answers a quoted ETag in `If-Match` with 412, so conditions carry it bare. */
 export const bareEtag = (etag: string): string => etag.replace(/"/g, "")
@@ -122,11 +77,28 @@ export interface Listing {
   readonly prefixes: ReadonlyArray<string>
 }
 
-/** The outcome of a conditional PUT: written, lost the race (412), or unknown (5xx / no answer). */
+/**
+ * The outcome of a conditional PUT: written, lost the race (412), the `If-Match` object is
+ * gone (404), or unknown (5xx / no answer).
+ */
 export type ConditionalPut =
   | { readonly _tag: "Written"; readonly etag: Option.Option<string> }
   | { readonly _tag: "PreconditionFailed" }
+  | { readonly _tag: "Missing" }
   | { readonly _tag: "Unknown"; readonly failure: S3Failure }
+
+/** The answer of a pinned ranged GET. */
+export type RangeBody =
+  | { readonly _tag: "Body"; readonly body: Readable }
+  | { readonly _tag: "Missing" }
+  | { readonly _tag: "Changed" }
+
+/** A multipart upload that was started and neither completed nor aborted. */
+export interface PendingUpload {
+  readonly key: string
+  readonly uploadId: string
+  readonly initiated: Date
+}
 
 /** Most keys one DeleteObjects request may carry. */
 const DELETE_BATCH = 1000
@@ -137,21 +109,24 @@ export interface S3 {
   readonly bucket: string
   /** The raw SDK client (benchmarks compare against it). */
   readonly sdk: S3Client
+  /** Longest wait for one attempt's answer (and for each piece of a streamed body). */
+  readonly requestTimeoutMillis: number
   readonly head: (key: string) => Effect.Effect<Option.Option<ObjectHead>, StorageError>
   readonly get: (key: string) => Effect.Effect<Option.Option<ObjectBody>, StorageError>
-  /** A ranged GET whose body is streamed; `ifMatch` makes it fail if the object changed. */
+  /** A ranged GET whose body is streamed; `ifMatch` makes it answer `Changed` if the object changed. */
   readonly getRange: (
     key: string,
     start: number,
     endInclusive: number,
     ifMatch: string
-  ) => Effect.Effect<Option.Option<Readable>, StorageError, Scope.Scope>
+  ) => Effect.Effect<RangeBody, StorageError, Scope.Scope>
   readonly put: (key: string, body: Uint8Array, contentType?: string) => Effect.Effect<void, StorageError>
   /** A single, never retried, conditional PUT (`ifNoneMatch: "*"` or `ifMatch: <etag>`). */
   readonly putConditional: (
     key: string,
     body: Uint8Array,
-    condition: { readonly ifNoneMatch: "*" } | { readonly ifMatch: string }
+    condition: { readonly ifNoneMatch: "*" } | { readonly ifMatch: string },
+    contentType?: string
   ) => Effect.Effect<ConditionalPut, StorageError>
   readonly copy: (from: string, to: string) => Effect.Effect<Option.Option<void>, StorageError>
   readonly delete: (key: string) => Effect.Effect<void, StorageError>
@@ -175,6 +150,10 @@ export interface S3 {
   ) => Effect.Effect<void, StorageError>
   /** Never fails: it runs from scope finalizers. */
   readonly abortUpload: (key: string, uploadId: string) => Effect.Effect<void>
+  /** Every unfinished multipart upload below `prefix`. */
+  readonly listUploads: (prefix: string) => Effect.Effect<ReadonlyArray<PendingUpload>, StorageError>
+  /** Bytes of the parts an unfinished upload holds (0 once it is gone). */
+  readonly uploadedBytes: (upload: PendingUpload) => Effect.Effect<number, StorageError>
   /** Creates the bucket unless it exists. */
   readonly ensureBucket: Effect.Effect<void, StorageError>
 }
@@ -203,19 +182,26 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
     )
     const { bucket } = settings
     const attempts = Math.max(1, settings.maxAttempts ?? 6)
+    const timeoutMillis = Math.max(1, settings.requestTimeoutMillis ?? DEFAULT_REQUEST_TIMEOUT_MILLIS)
     const backoff = Schedule.exponential(Duration.millis(40), 2).pipe(
       Schedule.jittered,
       Schedule.intersect(Schedule.recurs(attempts - 1))
     )
 
-    /** One request; idempotent ones are retried while the failure is transient. */
+    /**
+     * One request; idempotent ones are retried while the failure is transient. Every attempt
+     * is bounded by the per-attempt timeout (the request is aborted then), so a frozen store
+     * costs at most `attempts × timeout` plus the backoff pauses.
+     */
     const request = <A>(
       operation: string,
       key: string,
       run: (signal: AbortSignal) => Promise<A>,
       idempotent = true
     ): Effect.Effect<A, S3Failure> => {
-      const once = Effect.tryPromise({ try: run, catch: (cause) => toFailure(operation, key, cause) })
+      const once = Effect.tryPromise({ try: run, catch: (cause) => toFailure(operation, key, cause) }).pipe(
+        Effect.timeoutFail({ duration: Duration.millis(timeoutMillis), onTimeout: () => timedOut(operation, key, timeoutMillis) })
+      )
       return idempotent ? Effect.retry(once, { schedule: backoff, while: isTransient }) : once
     }
 
@@ -248,17 +234,22 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
 
     const getRange: S3["getRange"] = (key, start, endInclusive, ifMatch) =>
       Effect.acquireRelease(
-        optional(request("GetObject", key, (abortSignal) =>
+        request("GetObject", key, (abortSignal) =>
           sdk.send(
             new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${endInclusive}`, IfMatch: ifMatch }),
             { abortSignal }
-          ))),
+          )).pipe(
+            Effect.map((out: GetObjectCommandOutput): RangeBody => ({ _tag: "Body", body: out.Body as Readable })),
+            Effect.catchIf(isNotFound, () => Effect.succeed<RangeBody>({ _tag: "Missing" })),
+            Effect.catchIf(isPreconditionFailed, () => Effect.succeed<RangeBody>({ _tag: "Changed" })),
+            Effect.mapError(toStorageError)
+          ),
         // An unread body holds a socket: release it when the consumer stops early.
         (out) =>
           Effect.sync(() => {
-            if (Option.isSome(out)) (out.value.Body as Readable | undefined)?.destroy()
+            if (out._tag === "Body") out.body.destroy()
           })
-      ).pipe(Effect.map(Option.map((out: GetObjectCommandOutput) => out.Body as Readable)))
+      )
 
     const putObject = (
       key: string,
@@ -279,7 +270,7 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       orStorage(request("PutObject", key, (abortSignal) =>
         sdk.send(putObject(key, body, contentType), { abortSignal }))).pipe(Effect.asVoid)
 
-    const putConditional: S3["putConditional"] = (key, body, condition) =>
+    const putConditional: S3["putConditional"] = (key, body, condition, contentType = "application/json") =>
       request(
         "PutObject (conditional)",
         key,
@@ -288,7 +279,7 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
             putObject(
               key,
               body,
-              "application/json",
+              contentType,
               "ifNoneMatch" in condition ? { IfNoneMatch: "*" } : { IfMatch: bareEtag(condition.ifMatch) }
             ),
             { abortSignal }
@@ -298,6 +289,8 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
         Effect.map((out): ConditionalPut => ({ _tag: "Written", etag: Option.fromNullable(out.ETag) })),
         Effect.catchAll((failure): Effect.Effect<ConditionalPut, StorageError> => {
           if (isPreconditionFailed(failure)) return Effect.succeed({ _tag: "PreconditionFailed" })
+          // If-Match on an object that is gone: removed meanwhile.
+          if (isNotFound(failure)) return Effect.succeed({ _tag: "Missing" })
           // RGW answers concurrent If-Match losers with 500 (and 409 is possible elsewhere):
           // the write may or may not have happened, so the caller re-reads and compares.
           if (isTransient(failure) || failure.status === 409) return Effect.succeed({ _tag: "Unknown", failure })
@@ -340,7 +333,9 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
                     new StorageError({
                       message: `the object store could not delete ${failed.length} object(s), first "${failed[0]?.Key}": ${
                         failed[0]?.Code
-                      } ${failed[0]?.Message ?? ""}`
+                      } ${failed[0]?.Message ?? ""}`,
+                      reason: failed.some((e) => e.Code === "SlowDown") ? "Busy" : "Unknown",
+                      operation: "DeleteObjects"
                     })
                   )
               })
@@ -387,7 +382,9 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
         ))).pipe(
           Effect.flatMap((out) =>
             out.UploadId === undefined
-              ? Effect.fail(new StorageError({ message: `the object store gave no upload id for "${key}"` }))
+              ? Effect.fail(
+                new StorageError({ message: `the object store gave no upload id for "${key}"`, operation: "CreateMultipartUpload" })
+              )
               : Effect.succeed(out.UploadId)
           )
         )
@@ -424,6 +421,36 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
           Effect.ignore
         )
 
+    const listUploads: S3["listUploads"] = (prefix) =>
+      Effect.gen(function*() {
+        const uploads: Array<PendingUpload> = []
+        let keyMarker: string | undefined
+        let uploadIdMarker: string | undefined
+        do {
+          const markers = { KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }
+          const page = yield* orStorage(request("ListMultipartUploads", prefix, (abortSignal) =>
+            sdk.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, ...markers }), { abortSignal })))
+          for (const upload of page.Uploads ?? []) {
+            if (upload.Key !== undefined && upload.UploadId !== undefined) {
+              uploads.push({ key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated ?? new Date(0) })
+            }
+          }
+          const more = page.IsTruncated === true && page.NextKeyMarker !== undefined
+          keyMarker = more ? page.NextKeyMarker : undefined
+          uploadIdMarker = more ? page.NextUploadIdMarker : undefined
+        } while (keyMarker !== undefined)
+        return uploads
+      })
+
+    const uploadedBytes: S3["uploadedBytes"] = (upload) =>
+      optional(request("ListParts", upload.key, (abortSignal) =>
+        sdk.send(new ListPartsCommand({ Bucket: bucket, Key: upload.key, UploadId: upload.uploadId }), { abortSignal }))).pipe(
+          Effect.map(Option.match({
+            onNone: () => 0,
+            onSome: (out) => (out.Parts ?? []).reduce((sum, part) => sum + (part.Size ?? 0), 0)
+          }))
+        )
+
     const ensureBucket: S3["ensureBucket"] = request("HeadBucket", bucket, (abortSignal) =>
       sdk.send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal })).pipe(
         Effect.asVoid,
@@ -444,6 +471,7 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       endpoint: settings.endpoint,
       bucket,
       sdk,
+      requestTimeoutMillis: timeoutMillis,
       head,
       get,
       getRange,
@@ -457,6 +485,8 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       uploadPart,
       completeUpload,
       abortUpload,
+      listUploads,
+      uploadedBytes,
       ensureBucket
     } satisfies S3
   })

@@ -5,6 +5,8 @@
  * <prefix>volumes/<name-key>                       one JSON record per volume (exclusive create, CAS updates)
  * <prefix>data/<name-key>/<id>/<path>              a regular file
  * <prefix>data/<name-key>/<id>/<path>/             an (empty) directory marker
+ * <prefix>meta/<name-key>/<id>/intent-<token>      a tree rename/copy in progress (intent.ts)
+ * <prefix>removals/<name-key>/<id>                 a removal whose data deletion is not finished (removal.ts)
  * ```
  *
  * `<name-key>` is the lowercase name, so names that differ only in case share one record.
@@ -26,6 +28,12 @@ export interface Layout {
   readonly recordKey: (name: string) => string
   /** The data prefix of one incarnation of a volume. */
   readonly dataPrefix: (name: string, id: string) => string
+  /** Bookkeeping objects (intents) of one incarnation. */
+  readonly metaPrefix: (name: string, id: string) => string
+  /** Prefix of every pending removal. */
+  readonly removalsPrefix: string
+  /** The pending-removal object of one incarnation. */
+  readonly removalKey: (name: string, id: string) => string
 }
 
 export const make = (prefix: string | undefined): Layout => {
@@ -33,7 +41,10 @@ export const make = (prefix: string | undefined): Layout => {
   return {
     recordsPrefix: `${base}volumes/`,
     recordKey: (name) => `${base}volumes/${nameKey(name)}`,
-    dataPrefix: (name, id) => `${base}data/${nameKey(name)}/${id}/`
+    dataPrefix: (name, id) => `${base}data/${nameKey(name)}/${id}/`,
+    metaPrefix: (name, id) => `${base}meta/${nameKey(name)}/${id}/`,
+    removalsPrefix: `${base}removals/`,
+    removalKey: (name, id) => `${base}removals/${nameKey(name)}/${id}`
   }
 }
 
@@ -47,3 +58,9 @@ export const directoryKey = (data: string, path: Segments): string =>
 /** Every proper ancestor directory of `path` except the root, outermost first. */
 export const ancestors = (path: Segments): ReadonlyArray<Segments> =>
   Array.from({ length: Math.max(0, path.length - 1) }, (_, i) => path.slice(0, i + 1))
+
+/** The meta prefix that belongs to a data prefix (`…data/<name-key>/<id>/` → `…meta/<name-key>/<id>/`). */
+export const metaOfData = (dataPrefix: string): string => dataPrefix.replace(/data\/([^/]*\/[^/]*\/)$/, "meta/$1")
+
+/** The longest key the store accepts, in bytes of UTF-8 (S3's limit). */
+export const MAX_KEY_BYTES = 1024

@@ -1,0 +1,161 @@
+/**
+ * Removing volumes, resumably, and reclaiming what removals and killed writers left behind.
+ *
+ * - `remove` turns the record it read into a tombstone by compare-and-swap on the ETag it
+ *   read, so a slow remover can never touch a newer volume of the same name (the store has
+ *   no conditional DELETE). From the tombstone on, the volume does not exist for anyone.
+ * - The data of an incarnation whose id is not the name's live id is garbage: `sweep` lists
+ *   the incarnations below a name (data, bookkeeping, unfinished multipart uploads), reads
+ *   the record *after* the listing (so a volume created meanwhile is never in the listing),
+ *   and deletes every incarnation that is not live. A remove that failed after its tombstone
+ *   is finished by retrying it, or by `cleanup`, which sweeps every name.
+ * - `cleanup` also aborts the multipart uploads of live volumes that were started longer ago
+ *   than a grace period (writers killed mid-upload), which hold parts but never a file.
+ */
+import { Clock, Duration, Effect, Option } from "effect"
+import type { StorageError } from "../../VolumeError.js"
+import { Unsupported, VolumeNotFound } from "../../VolumeError.js"
+import { nameKey } from "../../VolumeSpec.js"
+import type { S3 } from "./client.js"
+import type { Layout } from "./layout.js"
+import * as Records from "./records.js"
+
+/** What a sweep or a cleanup reclaimed. */
+export interface Reclaimed {
+  /** Incarnations (removed volumes) whose leftovers were deleted. */
+  readonly incarnations: number
+  readonly objects: number
+  readonly uploads: number
+}
+
+const NONE: Reclaimed = { incarnations: 0, objects: 0, uploads: 0 }
+
+const plus = (a: Reclaimed, b: Reclaimed): Reclaimed => ({
+  incarnations: a.incarnations + b.incarnations,
+  objects: a.objects + b.objects,
+  uploads: a.uploads + b.uploads
+})
+
+/** Default age after which a live volume's unfinished multipart upload is considered abandoned. */
+export const DEFAULT_UPLOAD_GRACE = Duration.hours(1)
+
+/** The id of the live incarnation of name key `key`, if any. */
+const liveId = (s3: S3, layout: Layout, key: string) =>
+  Effect.map(Records.read(s3, layout.recordKey(key)), Option.map((found) => found.record.id))
+
+/** Every incarnation id with objects below `prefix` (`…/<name-key>/`). */
+const incarnations = (s3: S3, prefix: string) =>
+  Effect.map(s3.list(prefix, { delimiter: "/" }), (listing) => listing.prefixes.map((p) => p.slice(prefix.length, -1)))
+
+/**
+ * Deletes every incarnation of name key `key` that is not live, and aborts uploads below the
+ * live one that were started before `uploadsBefore` (epoch ms; none when undefined).
+ */
+export const sweep = (
+  s3: S3,
+  layout: Layout,
+  key: string,
+  uploadsBefore?: number
+): Effect.Effect<Reclaimed, StorageError> =>
+  Effect.gen(function*() {
+    // `…/data/<name-key>/` and `…/meta/<name-key>/` (the layout with an empty id ends in `//`).
+    const dataRoot = layout.dataPrefix(key, "").slice(0, -1)
+    const metaRoot = layout.metaPrefix(key, "").slice(0, -1)
+    // Listed first, the record read after: an incarnation created meanwhile is not listed.
+    const [dataIds, metaIds, uploads] = yield* Effect.all(
+      [incarnations(s3, dataRoot), incarnations(s3, metaRoot), s3.listUploads(dataRoot)],
+      { concurrency: 3 }
+    )
+    const live = yield* liveId(s3, layout, key)
+    // Only what has the shape of an incarnation id: never another store's keys that happen
+    // to lie below this prefix.
+    const dead = (id: string) => Records.isToken(id) && (Option.isNone(live) || live.value !== id)
+    const deadIds = [...new Set([...dataIds, ...metaIds])].filter(dead)
+    const stale = uploads.filter((upload) => {
+      const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
+      return dead(id) || (Records.isToken(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
+    })
+    yield* Effect.forEach(stale, (upload) => s3.abortUpload(upload.key, upload.uploadId), { concurrency: 8, discard: true })
+    const objects = yield* Effect.forEach(
+      deadIds,
+      (id) =>
+        Effect.gen(function*() {
+          const [data, meta] = yield* Effect.all(
+            [s3.list(layout.dataPrefix(key, id)), s3.list(layout.metaPrefix(key, id))],
+            { concurrency: 2 }
+          )
+          const keys = [...data.objects, ...meta.objects].map((o) => o.key)
+          yield* s3.deleteMany(keys)
+          return keys.length
+        }),
+      { concurrency: 4 }
+    )
+    return { incarnations: deadIds.length, objects: objects.reduce((a, b) => a + b, 0), uploads: stale.length }
+  })
+
+/**
+ * Removes the volume `name`: tombstone first (conditional on the record read), then its
+ * data. A retry after a failure finishes the deletion; `VolumeNotFound` only when there is
+ * neither a live volume nor anything left to delete. Returns the id tombstoned, if any.
+ */
+export const remove = (
+  s3: S3,
+  layout: Layout,
+  name: string,
+  backend: string
+): Effect.Effect<Option.Option<string>, VolumeNotFound | Unsupported | StorageError> =>
+  Effect.gen(function*() {
+    const key = layout.recordKey(name)
+    let target: Option.Option<string> = Option.none()
+    for (let attempt = 0; attempt < 60; attempt++) {
+      const slot = yield* Records.readSlot(s3, key)
+      const sameTarget = slot._tag === "Live" &&
+        Option.match(target, { onNone: () => true, onSome: (id) => id === slot.versioned.record.id })
+      if (slot._tag !== "Live" || !sameTarget) {
+        // Ours (or someone's) tombstone, or a newer volume: finish what is left, touch nothing live.
+        const reclaimed = yield* sweep(s3, layout, nameKey(name))
+        if (Option.isNone(target) && reclaimed.incarnations + reclaimed.uploads === 0) {
+          return yield* new VolumeNotFound({ volume: name })
+        }
+        if (Option.isSome(target) && slot._tag === "Live") return yield* new VolumeNotFound({ volume: name })
+        return Option.none()
+      }
+      const { record } = slot.versioned
+      if (record.isDefault) {
+        return yield* new Unsupported({ operation: `removing the default volume "${record.name}"`, backend })
+      }
+      target = Option.some(record.id)
+      // Lost to a usage update: read again and retry against the newer version.
+      if (Option.isSome(yield* Records.swap(s3, key, slot.versioned, "tombstone"))) {
+        yield* sweep(s3, layout, nameKey(name))
+        return target
+      }
+    }
+    return yield* new VolumeNotFound({ volume: name })
+  })
+
+/**
+ * Sweeps every name below the store's prefix: leftovers of removed volumes, and uploads of
+ * live volumes started more than `uploadGrace` ago.
+ */
+export const cleanup = (
+  s3: S3,
+  layout: Layout,
+  uploadGrace: Duration.Duration = DEFAULT_UPLOAD_GRACE
+): Effect.Effect<Reclaimed, StorageError> =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    // `…/data/` and `…/meta/`, whose common prefixes are the name keys.
+    const dataRoot = layout.dataPrefix("", "").slice(0, -2)
+    const metaRoot = layout.metaPrefix("", "").slice(0, -2)
+    const [data, meta] = yield* Effect.all([incarnations(s3, dataRoot), incarnations(s3, metaRoot)], {
+      concurrency: 2
+    })
+    const keys = [...new Set([...data, ...meta])]
+    const swept = yield* Effect.forEach(
+      keys,
+      (key) => sweep(s3, layout, key, now - Duration.toMillis(uploadGrace)),
+      { concurrency: 4 }
+    )
+    return swept.reduce(plus, NONE)
+  })
