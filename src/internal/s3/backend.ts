@@ -20,6 +20,7 @@ import * as Driver from "./driver.js"
 import * as Layout from "./layout.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
+import * as Snapshots from "./snapshots.js"
 
 export interface S3BackendSettings extends S3Settings {
   /** Key prefix of everything this backend stores (default: the bucket root). */
@@ -164,6 +165,7 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
     remove,
     getDefault,
     fs,
-    path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND }))
+    path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND })),
+    snapshots: Snapshots.make(s3, layout, toInfo)
   } satisfies VolumeBackendService
 }
