@@ -9,10 +9,11 @@ import type { Duration } from "effect"
 import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
 import { LocalAttachments } from "./internal/local/attachments.js"
 import * as Snapshot from "./internal/snapshot.js"
+import * as SnapshotSource from "./internal/snapshotSource.js"
 import * as Mount from "./Mount.js"
 import * as Volume from "./Volume.js"
 import type { VolumeBackend } from "./VolumeBackend.js"
-import type { StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
+import type { SnapshotNotFound, StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import { InvalidConfig, SandboxError, StorageError as StorageFailure, Unsupported } from "./VolumeError.js"
 import * as VolumeSpec from "./VolumeSpec.js"
 
@@ -290,6 +291,7 @@ export class SandboxBuilder {
     | VolumeNotFound
     | VolumeAlreadyExists
     | VolumeInUse
+    | SnapshotNotFound
     | Unsupported
     | SandboxError
     | StorageError,
@@ -470,11 +472,17 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
         if (mount._tag !== "Named") resolved.push({ mount, source: directSource(mount) })
         continue
       }
-      if (Option.isSome(attachments)) {
+      if (Option.isSome(attachments) && Option.isNone(mount.snapshot)) {
         yield* attachments.value.acquire(VolumeSpec.nameKey(handle.name), {
           holder: `sandbox ${draft.name}`,
           mode: mount.readonly ? "ro" : "rw"
         }).pipe(Scope.extend(scope))
+      }
+      if (Option.isSome(mount.snapshot)) {
+        // A snapshot mount: read-only, from the snapshot's own files (internal/snapshotSource.ts).
+        const source = yield* SnapshotSource.resolve(handle, mount.snapshot.value, `sandbox ${draft.name}`, attachments)
+        resolved.push({ mount, source: yield* Scope.extend(source, scope) })
+        continue
       }
       if (!named.includes(handle.name)) named.push(handle.name)
       if (handle.kind === "directory" && Option.isNone(handle.local)) {
