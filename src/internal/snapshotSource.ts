@@ -1,8 +1,8 @@
 /**
  * Where a sandbox's snapshot mount (`m.snapshot(volume, snapshot)`) comes from. On the
- * local backend it is the snapshot's own directory or image, mounted read-only, while the
- * sandbox holds the volume read-only under a label that names the snapshot (so neither
- * the snapshot nor the volume is removed under it). Backends without host files
+ * local backend it is the snapshot's own directory or image, mounted read-only; for a
+ * directory snapshot the sandbox holds the volume read-only under a label that names the
+ * snapshot, so neither is removed under it. Backends without host files
  * (memory, cloud) materialise the snapshot into a private cache directory instead; it is
  * never committed back, the mount being read-only.
  */
@@ -32,7 +32,9 @@ export const resolve = (
     const found = yield* Volume.getSnapshot(handle.name, snapshot)
     const scoped: Effect.Effect<MountSource, VolumeInUse | VolumeNotFound | StorageError, Scope.Scope> = Effect.gen(
       function*() {
-        if (Option.isSome(attachments)) {
+        // Directory holders never conflict; a disk snapshot's image is its own file (the loop
+        // device keeps it open), so a disk volume's writer is not refused for it.
+        if (Option.isSome(attachments) && found.kind === "directory") {
           yield* attachments.value.acquire(nameKey(handle.name), {
             holder: snapshotHolder(holder, found.name),
             mode: "ro"
