@@ -9,7 +9,8 @@ import { BYTES_PER_MIB } from "./Size.js"
 import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
 import type { StorageError, Unsupported } from "./VolumeError.js"
-import { InvalidConfig, SnapshotNotFound, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
+import type { VolumeAlreadyExists } from "./VolumeError.js"
+import { InvalidConfig, SnapshotNotFound, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import type { VolumeFs } from "./VolumeFs.js"
 import * as VolumeSnapshot from "./VolumeSnapshot.js"
 import type { VolumeKind } from "./VolumeSpec.js"
@@ -354,24 +355,15 @@ export const fork = Effect.fn("Volume.fork")(function*(
   options: VolumeSnapshot.ForkOptions = {}
 ) {
   const backend = yield* VolumeBackend
-  const from = yield* backend.get(yield* existingName(source))
+  const from = yield* existingName(source)
   const snapshotName = options.snapshot === undefined
     ? Option.none<string>()
-    : Option.some(yield* existingSnapshot(from.name, options.snapshot))
-  const labels = options.labels === undefined ? from.labels : yield* VolumeSnapshot.validateLabels(options.labels)
-  const spec = yield* VolumeSpec.validate(
-    new VolumeSpec.VolumeSpec({
-      name: target,
-      kind: from.kind,
-      quotaMib: options.quota === undefined ? from.quotaMib : Option.some(options.quota),
-      capacityMib: from.capacityMib,
-      labels
-    }, { disableValidation: true })
-  )
-  if (VolumeSpec.nameKey(spec.name) === VolumeSpec.nameKey(from.name)) {
-    return yield* new VolumeAlreadyExists({ volume: spec.name })
-  }
-  return makeHandle(backend, yield* backend.snapshots.fork(from.name, snapshotName, spec, options.live === true))
+    : Option.some(yield* existingSnapshot(from, options.snapshot))
+  const labels = options.labels === undefined
+    ? Option.none()
+    : Option.some(yield* VolumeSnapshot.validateLabels(options.labels))
+  const request = { target, labels, quotaMib: Option.fromNullable(options.quota), live: options.live === true }
+  return makeHandle(backend, yield* backend.snapshots.fork(from, snapshotName, request))
 })
 
 /**

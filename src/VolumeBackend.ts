@@ -127,6 +127,24 @@ export interface SnapshotRequest {
 }
 
 /**
+ * What `Volume.fork` asks for; the target's spec is derived from the source by the
+ * backend (`internal/forkSpec.ts`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ForkRequest {
+  /** The new volume's name (validated by the backend with the rest of its spec). */
+  readonly target: string
+  /** Replace the source's labels. */
+  readonly labels: Option.Option<ReadonlyArray<readonly [string, string]>>
+  /** Replace the source's quota (MiB). */
+  readonly quotaMib: Option.Option<number>
+  /** Copy a source a sandbox holds read-write, file by file. */
+  readonly live: boolean
+}
+
+/**
  * Snapshots, forks and restores of one backend's volumes. Names are validated before a
  * backend sees them.
  *
@@ -153,8 +171,7 @@ export interface VolumeSnapshotsService {
   readonly fork: (
     source: string,
     snapshot: Option.Option<string>,
-    target: ValidSpec,
-    live: boolean
+    request: ForkRequest
   ) => Effect.Effect<
     VolumeInfo,
     | VolumeNotFound

@@ -264,7 +264,7 @@ export const make = (
      * Creates a volume whose files `fill` puts into the fresh staging directory (an empty
      * volume, or a fork's copy).
      */
-    const createWith = <E>(spec: ValidSpec, fill: (staging: string) => Effect.Effect<void, E>) =>
+    const createWith = <E>(spec: ValidSpec, fill: (staging: string) => Effect.Effect<Option.Option<number>, E>) =>
       Effect.gen(function*() {
       const key = nameKey(spec.name)
       const self = yield* Liveness.current
@@ -279,7 +279,10 @@ export const make = (
             fs.makeDirectory(staging, { recursive: true, mode: 0o755 }).pipe(
               Effect.mapError(fsFailure(`cannot create the staging directory ${staging}`)),
               Effect.zipRight(fill(staging)),
-              Effect.zipRight(measureAt(spec.kind, staging, spec.name))
+              Effect.flatMap(Option.match({
+                onNone: () => measureAt(spec.kind, staging, spec.name),
+                onSome: Effect.succeed
+              }))
             )
           ).pipe(
             Effect.tap((used) => publish(key, staging, self, used)),
@@ -303,7 +306,7 @@ export const make = (
     })
 
     const create = Effect.fn("LocalBackend.create")(function*(spec: ValidSpec) {
-      return yield* createWith(spec, (staging) => build(spec, staging))
+      return yield* createWith(spec, (staging) => Effect.as(build(spec, staging), Option.none<number>()))
     })
 
     // ---- get / list ------------------------------------------------------------------
@@ -419,7 +422,14 @@ export const make = (
       return dir
     })
 
-    const snapshots = yield* LocalSnapshots.make({ layout, attachments, recovery, get, measureAt, createWith })
+    /** A ready volume as recorded, usage as last measured. */
+    const find = (name: string) =>
+      Effect.flatMap(findReady(nameKey(name)), Option.match({
+        onNone: () => Effect.fail(new VolumeNotFound({ volume: name })),
+        onSome: (row) => Effect.succeed(toInfo(row, row.used_bytes))
+      }))
+
+    const snapshots = yield* LocalSnapshots.make({ layout, attachments, recovery, find, measureAt, createWith })
 
     const service: VolumeBackendService = {
       backendKind: "local",

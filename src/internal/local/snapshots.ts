@@ -24,7 +24,7 @@ import { DateTime, Effect, Option } from "effect"
 import * as NodePath from "node:path"
 import { BYTES_PER_MIB } from "../../Size.js"
 import { SnapshotInfo } from "../../VolumeBackend.js"
-import type { SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
   QuotaExceeded,
   SnapshotAlreadyExists,
@@ -37,6 +37,7 @@ import type { VolumeAlreadyExists } from "../../VolumeError.js"
 import type { VolumeKind } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
+import * as ForkSpec from "../forkSpec.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import type { Attachments } from "./attachments.js"
@@ -53,14 +54,17 @@ export interface LocalVolumes {
   readonly layout: Layout.Layout
   readonly attachments: Attachments
   readonly recovery: Recovery
-  /** The ready volume of `name`, with fresh usage. */
-  readonly get: (name: string) => Effect.Effect<VolumeInfo, VolumeNotFound | StorageError>
+  /** The ready volume of `name`, usage as last measured (no tree walk). */
+  readonly find: (name: string) => Effect.Effect<VolumeInfo, VolumeNotFound | StorageError>
   /** Usage of the content under a volume-shaped directory (`data/` or `disk.raw`). */
   readonly measureAt: (kind: VolumeKind, root: string, name: string) => Effect.Effect<number, StorageError>
-  /** Creates a volume whose content `fill` puts into the (existing, empty) staging directory. */
+  /**
+   * Creates a volume whose content `fill` puts into the (existing, empty) staging
+   * directory; `fill` may report the content's usage so it is not measured again.
+   */
   readonly createWith: <E>(
     spec: ValidSpec,
-    fill: (staging: string) => Effect.Effect<void, E>
+    fill: (staging: string) => Effect.Effect<Option.Option<number>, E>
   ) => Effect.Effect<VolumeInfo, E | VolumeAlreadyExists | StorageError>
 }
 
@@ -288,7 +292,7 @@ export const make = (
       })
 
     const create = Effect.fn("LocalBackend.snapshot")(function*(volume: string, request: SnapshotRequest) {
-      const info = yield* volumes.get(volume)
+      const info = yield* volumes.find(volume)
       const volumeKey = nameKey(info.name)
       const key = nameKey(request.name)
       const self = yield* Liveness.current
@@ -332,7 +336,7 @@ export const make = (
     /** The ready volume record's display name; abandoned snapshot records are cleaned on the way. */
     const readyRows = (volume: string) =>
       Effect.gen(function*() {
-        const info = yield* volumes.get(volume)
+        const info = yield* volumes.find(volume)
         const rows = yield* rowsOf(nameKey(info.name))
         for (const row of rows) if (row.state !== "ready") yield* takeOverAbandoned(row)
         return { info, rows: rows.filter((row) => row.state === "ready") }
@@ -376,31 +380,36 @@ export const make = (
     const fork = Effect.fn("LocalBackend.fork")(function*(
       source: string,
       snapshot: Option.Option<string>,
-      target: ValidSpec,
-      live: boolean
+      request: ForkRequest
     ) {
       return yield* Effect.scoped(Effect.gen(function*() {
-        const { content, info, usedBytes } = Option.isSome(snapshot)
+        const { content, info } = Option.isSome(snapshot)
           ? yield* Effect.map(findReady(source, snapshot.value), ({ info, row }) => ({
             info,
-            usedBytes: row.used_bytes,
             content: snapshotDir(layout, row.volume_key, row.key)
           }))
-          : yield* Effect.map(volumes.get(source), (info) => ({
+          : yield* Effect.map(volumes.find(source), (info) => ({
             info,
-            usedBytes: info.usedBytes,
             content: Layout.volumeDir(layout, nameKey(info.name))
           }))
-        if (Option.isSome(target.quotaMib) && usedBytes > target.quotaMib.value * BYTES_PER_MIB) {
-          return yield* new QuotaExceeded({
-            volume: target.name,
-            quotaBytes: target.quotaMib.value * BYTES_PER_MIB,
-            usedBytes: 0,
-            requestedBytes: usedBytes
-          })
-        }
-        if (Option.isNone(snapshot)) yield* holdForCopy(info, `fork to ${target.name}`, live && info.kind === "directory")
-        const created = yield* volumes.createWith(target, (staging) => copyContent(info.kind, content, staging, live))
+        const target = yield* ForkSpec.make(info, request)
+        const live = request.live && info.kind === "directory"
+        if (Option.isNone(snapshot)) yield* holdForCopy(info, `fork to ${target.name}`, live)
+        // The copy is measured once: for the target's quota and for its record.
+        const created = yield* volumes.createWith(target, (staging) =>
+          Effect.gen(function*() {
+            yield* copyContent(info.kind, content, staging, live)
+            const usedBytes = yield* volumes.measureAt(info.kind, staging, target.name)
+            if (Option.isSome(target.quotaMib) && usedBytes > target.quotaMib.value * BYTES_PER_MIB) {
+              return yield* new QuotaExceeded({
+                volume: target.name,
+                quotaBytes: target.quotaMib.value * BYTES_PER_MIB,
+                usedBytes: 0,
+                requestedBytes: usedBytes
+              })
+            }
+            return Option.some(usedBytes)
+          }))
         return created
       }))
     })

@@ -6,11 +6,12 @@
 import { DateTime, Effect, Either, Option } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import { SnapshotInfo } from "../../VolumeBackend.js"
-import type { SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import { QuotaExceeded, SnapshotAlreadyExists, SnapshotNotFound, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeAlreadyExists } from "../../VolumeError.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
+import * as ForkSpec from "../forkSpec.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as MemoryDriver from "./memoryDriver.js"
@@ -110,9 +111,12 @@ export const make = (volumes: MemoryVolumes): VolumeSnapshotsService => {
   const fork = Effect.fn("MemoryBackend.fork")(function*(
     source: string,
     snapshot: Option.Option<string>,
-    target: ValidSpec,
-    _live: boolean
+    request: ForkRequest
   ) {
+    const found = volumes.find(source)
+    if (found === undefined) return yield* new VolumeNotFound({ volume: source })
+    // Validation is synchronous (no yield), so the steps below stay one atomic step.
+    const target = yield* ForkSpec.make(found.info, request)
     return yield* Effect.suspend((): Effect.Effect<
       VolumeInfo,
       VolumeNotFound | SnapshotNotFound | QuotaExceeded | VolumeAlreadyExists

@@ -21,7 +21,7 @@
 import { DateTime, Effect, Option, Schema, Stream } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import { SnapshotInfo } from "../../VolumeBackend.js"
-import type { SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
   QuotaExceeded,
   SnapshotAlreadyExists,
@@ -32,9 +32,9 @@ import {
   VolumeNotFound
 } from "../../VolumeError.js"
 import { nameKey } from "../../VolumeSpec.js"
-import type { ValidSpec } from "../../VolumeSpec.js"
 import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsDriver } from "../fsDriver.js"
+import * as ForkSpec from "../forkSpec.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import type { ListedObject, S3 } from "./client.js"
@@ -230,9 +230,9 @@ export const make = (
   const fork = Effect.fn("S3Backend.fork")(function*(
     source: string,
     snapshot: Option.Option<string>,
-    target: ValidSpec,
-    _live: boolean
+    request: ForkRequest
   ) {
+    const target = yield* ForkSpec.make(toVolumeInfo(yield* loadVolume(source)), request)
     if (target.kind === "disk") {
       return yield* new Unsupported({ operation: "disk volumes (an object store has no block devices)", backend: BACKEND })
     }
