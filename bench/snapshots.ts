@@ -40,7 +40,7 @@ const tracePrimitive = (dir: string): string => {
     const ficlone = /FICLONE[^\n]*= 0/.test(out) ? "FICLONE (reflink)" : undefined
     const refused = /FICLONE[^\n]*= -1 (\w+)/.exec(out)?.[1]
     const cfr = /copy_file_range\([^\n]*= \d+/.test(out)
-    const fsType = execFileSync("stat", ["-f", "-c", "%T", dir], { encoding: "utf8" }).trim()
+    const fsType = execFileSync("findmnt", ["-no", "FSTYPE", "-T", dir], { encoding: "utf8" }).trim()
     return ficlone ?? `${fsType}: FICLONE refused (${refused ?? "?"}), ${cfr ? "copy_file_range" : "read/write"} ran`
   } catch {
     return "primitive not traced (no strace)"

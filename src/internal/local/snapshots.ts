@@ -99,6 +99,10 @@ const isNotFound = (error: PlatformError): boolean => error._tag === "SystemErro
 const contentOf = (kind: VolumeKind, root: string): string =>
   NodePath.join(root, kind === "directory" ? Layout.DATA_DIR : Layout.DISK_IMAGE)
 
+/** Usage of a fresh copy: apparent bytes of a tree, allocated bytes of an image. */
+const measureCopy = (volumes: LocalVolumes, kind: VolumeKind, root: string, name: string) =>
+  kind === "directory" ? TreeCopy.apparentBytes(contentOf(kind, root)) : volumes.measureAt(kind, root, name)
+
 const copyContent = (kind: VolumeKind, fromRoot: string, toRoot: string, live: boolean) =>
   kind === "directory"
     ? TreeCopy.copyDirectory(contentOf(kind, fromRoot), contentOf(kind, toRoot), { live })
@@ -198,14 +202,11 @@ export const make = (
 
     // ---- holders ------------------------------------------------------------------------
 
-    /** Live holders of a volume that may write to it. */
+    /** Holders of a volume that may write to it (dead ones were just forgotten by `acquire`). */
     const writers = (volumeKey: string) =>
-      Effect.zipRight(
-        attachments.forgetDead(volumeKey),
-        sql<{ readonly holder: string }>`SELECT holder FROM attachments WHERE key = ${volumeKey} AND mode = 'rw'`.pipe(
-          orStorageError("reading attachments"),
-          Effect.map((rows) => rows.map((row) => row.holder))
-        )
+      sql<{ readonly holder: string }>`SELECT holder FROM attachments WHERE key = ${volumeKey} AND mode = 'rw'`.pipe(
+        orStorageError("reading attachments"),
+        Effect.map((rows) => rows.map((row) => row.holder))
       )
 
     /**
@@ -281,15 +282,11 @@ export const make = (
         }
       })
 
-    /** A fresh, empty staging directory named after its builder. */
-    const makeStaging = (key: string, self: Liveness.ProcessId) =>
-      Effect.gen(function*() {
-        const staging = NodePath.join(layout.staging, Layout.stagingName(key, self))
-        yield* fs.makeDirectory(staging, { recursive: true, mode: 0o755 }).pipe(
-          Effect.mapError(fsFailure(`cannot create the staging directory ${staging}`))
-        )
-        return staging
-      })
+    /** Creates the staging directory `staging` (named after its builder by `Layout.stagingName`). */
+    const makeStaging = (staging: string) =>
+      fs.makeDirectory(staging, { recursive: true, mode: 0o755 }).pipe(
+        Effect.mapError(fsFailure(`cannot create the staging directory ${staging}`))
+      )
 
     const create = Effect.fn("LocalBackend.snapshot")(function*(volume: string, request: SnapshotRequest) {
       const info = yield* volumes.find(volume)
@@ -302,30 +299,23 @@ export const make = (
           yield* holdForCopy(info, `snapshot ${request.name}`, request.live)
           yield* claim(info, request, self)
           const usedBytes = yield* restore(Effect.gen(function*() {
-            yield* fs.makeDirectory(staging, { recursive: true, mode: 0o755 }).pipe(
-              Effect.mapError(fsFailure(`cannot create the staging directory ${staging}`))
-            )
+            yield* makeStaging(staging)
             yield* copyContent(info.kind, Layout.volumeDir(layout, volumeKey), staging, request.live)
-            return yield* volumes.measureAt(info.kind, staging, info.name)
+            return yield* measureCopy(volumes, info.kind, staging, info.name)
           })).pipe(
             Effect.tap((used) => publish(volumeKey, key, staging, self, used)),
             Effect.onError(() => abandon(volumeKey, key, staging, self))
           )
-          const row = yield* findRow(volumeKey, key)
-          return Option.match(row, {
-            onNone: () =>
-              new SnapshotInfo({
-                volume: info.name,
-                name: request.name,
-                kind: info.kind,
-                capacityMib: info.capacityMib,
-                labels: request.labels,
-                createdAt: request.createdAt,
-                expiresAt: request.expiresAt,
-                usedBytes,
-                hostPath: Option.some(contentOf(info.kind, snapshotDir(layout, volumeKey, key)))
-              }),
-            onSome: toInfo
+          return new SnapshotInfo({
+            volume: info.name,
+            name: request.name,
+            kind: info.kind,
+            capacityMib: info.capacityMib,
+            labels: request.labels,
+            createdAt: request.createdAt,
+            expiresAt: request.expiresAt,
+            usedBytes,
+            hostPath: Option.some(contentOf(info.kind, snapshotDir(layout, volumeKey, key)))
           })
         }))
       )
@@ -399,7 +389,7 @@ export const make = (
         const created = yield* volumes.createWith(target, (staging) =>
           Effect.gen(function*() {
             yield* copyContent(info.kind, content, staging, live)
-            const usedBytes = yield* volumes.measureAt(info.kind, staging, target.name)
+            const usedBytes = yield* measureCopy(volumes, info.kind, staging, target.name)
             if (Option.isSome(target.quotaMib) && usedBytes > target.quotaMib.value * BYTES_PER_MIB) {
               return yield* new QuotaExceeded({
                 volume: target.name,
@@ -428,7 +418,8 @@ export const make = (
         yield* attachments.acquire(volumeKey, { holder, mode: "rw" })
         const still = (yield* attachments.holders(volumeKey)).filter((h) => h !== holder)
         if (still.length > 0) return yield* new VolumeInUse({ volume: info.name, holders: still })
-        const staging = yield* makeStaging(`${volumeKey}@restore`, self)
+        const staging = NodePath.join(layout.staging, Layout.stagingName(`${volumeKey}@restore`, self))
+        yield* makeStaging(staging)
         const volumeRoot = Layout.volumeDir(layout, volumeKey)
         yield* Effect.gen(function*() {
           yield* copyContent(info.kind, snapshotDir(layout, row.volume_key, row.key), staging, false)
