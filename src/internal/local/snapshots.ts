@@ -22,11 +22,9 @@ import type { PlatformError } from "@effect/platform/Error"
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option } from "effect"
 import * as NodePath from "node:path"
-import { BYTES_PER_MIB } from "../../Size.js"
 import { SnapshotInfo } from "../../VolumeBackend.js"
 import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
-  QuotaExceeded,
   SnapshotAlreadyExists,
   SnapshotNotFound,
   StorageError,
@@ -37,7 +35,7 @@ import type { VolumeAlreadyExists } from "../../VolumeError.js"
 import type { VolumeKind } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
-import * as ForkSpec from "../forkSpec.js"
+import * as Rules from "../snapshotRules.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import type { Attachments } from "./attachments.js"
@@ -306,17 +304,7 @@ export const make = (
             Effect.tap((used) => publish(volumeKey, key, staging, self, used)),
             Effect.onError(() => abandon(volumeKey, key, staging, self))
           )
-          return new SnapshotInfo({
-            volume: info.name,
-            name: request.name,
-            kind: info.kind,
-            capacityMib: info.capacityMib,
-            labels: request.labels,
-            createdAt: request.createdAt,
-            expiresAt: request.expiresAt,
-            usedBytes,
-            hostPath: Option.some(contentOf(info.kind, snapshotDir(layout, volumeKey, key)))
-          })
+          return Rules.snapshotInfo(info, request, usedBytes, Option.some(contentOf(info.kind, snapshotDir(layout, volumeKey, key))))
         }))
       )
     })
@@ -382,7 +370,7 @@ export const make = (
             info,
             content: Layout.volumeDir(layout, nameKey(info.name))
           }))
-        const target = yield* ForkSpec.make(info, request)
+        const target = yield* Rules.forkSpec(info, request)
         const live = request.live && info.kind === "directory"
         if (Option.isNone(snapshot)) yield* holdForCopy(info, `fork to ${target.name}`, live)
         // The copy is measured once: for the target's quota and for its record.
@@ -390,14 +378,7 @@ export const make = (
           Effect.gen(function*() {
             yield* copyContent(info.kind, content, staging, live)
             const usedBytes = yield* measureCopy(volumes, info.kind, staging, target.name)
-            if (Option.isSome(target.quotaMib) && usedBytes > target.quotaMib.value * BYTES_PER_MIB) {
-              return yield* new QuotaExceeded({
-                volume: target.name,
-                quotaBytes: target.quotaMib.value * BYTES_PER_MIB,
-                usedBytes: 0,
-                requestedBytes: usedBytes
-              })
-            }
+            yield* Rules.checkTargetQuota(target, usedBytes)
             return Option.some(usedBytes)
           }))
         return created

@@ -4,14 +4,13 @@
  * so sharing is safe); each operation runs in one synchronous step, so it is atomic.
  */
 import { DateTime, Effect, Either, Option } from "effect"
-import { BYTES_PER_MIB } from "../../Size.js"
 import { SnapshotInfo } from "../../VolumeBackend.js"
 import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import { QuotaExceeded, SnapshotAlreadyExists, SnapshotNotFound, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeAlreadyExists } from "../../VolumeError.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
-import * as ForkSpec from "../forkSpec.js"
+import * as Rules from "../snapshotRules.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as MemoryDriver from "./memoryDriver.js"
@@ -71,17 +70,7 @@ export const make = (volumes: MemoryVolumes): VolumeSnapshotsService => {
       const own = snapshotsOf(info)
       const key = nameKey(request.name)
       if (own.has(key)) return Effect.fail(new SnapshotAlreadyExists({ volume: info.name, snapshot: request.name }))
-      const snapshot = new SnapshotInfo({
-        volume: info.name,
-        name: request.name,
-        kind: info.kind,
-        capacityMib: info.capacityMib,
-        labels: request.labels,
-        createdAt: request.createdAt,
-        expiresAt: request.expiresAt,
-        usedBytes: tree.usedBytes,
-        hostPath: Option.none()
-      })
+      const snapshot = Rules.snapshotInfo(info, request, tree.usedBytes, Option.none())
       own.set(key, { info: snapshot, tree: MemoryDriver.copyTree(tree), incarnation: identityOf(info) })
       return Effect.succeed(snapshot)
     })
@@ -116,7 +105,7 @@ export const make = (volumes: MemoryVolumes): VolumeSnapshotsService => {
     const found = volumes.find(source)
     if (found === undefined) return yield* new VolumeNotFound({ volume: source })
     // Validation is synchronous (no yield), so the steps below stay one atomic step.
-    const target = yield* ForkSpec.make(found.info, request)
+    const target = yield* Rules.forkSpec(found.info, request)
     return yield* Effect.suspend((): Effect.Effect<
       VolumeInfo,
       VolumeNotFound | SnapshotNotFound | QuotaExceeded | VolumeAlreadyExists
@@ -127,17 +116,11 @@ export const make = (volumes: MemoryVolumes): VolumeSnapshotsService => {
       })
       if (Either.isLeft(content)) return Effect.fail(content.left)
       const tree = content.right
-      if (Option.isSome(target.quotaMib) && tree.usedBytes > target.quotaMib.value * BYTES_PER_MIB) {
-        return Effect.fail(
-          new QuotaExceeded({
-            volume: target.name,
-            quotaBytes: target.quotaMib.value * BYTES_PER_MIB,
-            usedBytes: 0,
-            requestedBytes: tree.usedBytes
-          })
-        )
-      }
-      return volumes.insert(target, MemoryDriver.copyTree(tree))
+      // `insert` changes the map when called: only once the quota check passed.
+      return Effect.zipRight(
+        Rules.checkTargetQuota(target, tree.usedBytes),
+        Effect.suspend(() => volumes.insert(target, MemoryDriver.copyTree(tree)))
+      )
     })
   })
 

@@ -19,11 +19,9 @@
  * ids no record names; no reader ever sees them.
  */
 import { DateTime, Effect, Option, Schema, Stream } from "effect"
-import { BYTES_PER_MIB } from "../../Size.js"
 import { SnapshotInfo } from "../../VolumeBackend.js"
 import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
-  QuotaExceeded,
   SnapshotAlreadyExists,
   SnapshotNotFound,
   StorageError,
@@ -34,7 +32,7 @@ import {
 import { nameKey } from "../../VolumeSpec.js"
 import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsDriver } from "../fsDriver.js"
-import * as ForkSpec from "../forkSpec.js"
+import * as Rules from "../snapshotRules.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import type { ListedObject, S3 } from "./client.js"
@@ -232,7 +230,7 @@ export const make = (
     snapshot: Option.Option<string>,
     request: ForkRequest
   ) {
-    const target = yield* ForkSpec.make(toVolumeInfo(yield* loadVolume(source)), request)
+    const target = yield* Rules.forkSpec(toVolumeInfo(yield* loadVolume(source)), request)
     if (target.kind === "disk") {
       return yield* new Unsupported({ operation: "disk volumes (an object store has no block devices)", backend: BACKEND })
     }
@@ -245,14 +243,7 @@ export const make = (
         from: layout.dataPrefix(owner.name, owner.id),
         usedBytes: owner.usedBytes
       }))
-    if (Option.isSome(target.quotaMib) && usedBytes > target.quotaMib.value * BYTES_PER_MIB) {
-      return yield* new QuotaExceeded({
-        volume: target.name,
-        quotaBytes: target.quotaMib.value * BYTES_PER_MIB,
-        usedBytes: 0,
-        requestedBytes: usedBytes
-      })
-    }
+    yield* Rules.checkTargetQuota(target, usedBytes)
     const recordKey = layout.recordKey(target.name)
     if (Option.isSome(yield* Records.read(s3, recordKey))) return yield* new VolumeAlreadyExists({ volume: target.name })
     const id = Records.token()
