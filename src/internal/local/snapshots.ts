@@ -91,8 +91,6 @@ const snapshotDir = (layout: Layout.Layout, volumeKey: string, key: string): str
 /** The holder label of a sandbox that mounts a snapshot (removing the snapshot is refused meanwhile). */
 export const snapshotHolder = (holder: string, snapshot: string): string => `${holder} (snapshot ${nameKey(snapshot)})`
 
-const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
-
 /** The content of a volume-shaped directory: its `data/` tree or its image. */
 const contentOf = (kind: VolumeKind, root: string): string =>
   NodePath.join(root, kind === "directory" ? Layout.DATA_DIR : Layout.DISK_IMAGE)
@@ -169,13 +167,6 @@ export const make = (
         return true
       }).pipe(Effect.uninterruptible)
 
-    /** Names in a directory (none if it does not exist). */
-    const entries = (dir: string) =>
-      fs.readDirectory(dir).pipe(
-        Effect.catchIf(isNotFound, () => Effect.succeed([] as Array<string>)),
-        Effect.mapError(fsFailure(`cannot list ${dir}`))
-      )
-
     /** Finishes what crashed processes left: abandoned records, directories without records. */
     const recoverHome = Effect.gen(function*() {
       const unfinished = yield* sql<SnapshotRow>`SELECT * FROM snapshots WHERE state <> 'ready'`.pipe(
@@ -187,8 +178,8 @@ export const make = (
           orStorageError("listing snapshots")
         )).map((row) => `${row.volume_key}/${row.key}`)
       )
-      for (const volumeKey of yield* entries(snapshotsRoot(layout))) {
-        for (const key of yield* entries(NodePath.join(snapshotsRoot(layout), volumeKey))) {
+      for (const volumeKey of yield* recovery.entries(snapshotsRoot(layout))) {
+        for (const key of yield* recovery.entries(NodePath.join(snapshotsRoot(layout), volumeKey))) {
           // A directory is published only while its record exists, so one without is garbage.
           if (known.has(`${volumeKey}/${key}`)) continue
           const trashed = yield* recovery.moveToTrash(snapshotDir(layout, volumeKey, key), volumeKey)
