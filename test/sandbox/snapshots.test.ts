@@ -3,13 +3,38 @@
  * volume a sandbox holds, in-place writes in forks, and read-only snapshot mounts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Option, Schema } from "effect"
+import * as Mount from "../../src/Mount.js"
 import * as Sandbox from "../../src/Sandbox.js"
 import * as Volume from "../../src/Volume.js"
 import { expectFailure } from "../conformance/support.js"
 import { withHome } from "./support.js"
 
 const sh = (sandbox: Sandbox.Sandbox, script: string) => sandbox.exec("sh", ["-c", script])
+
+describe("m.snapshot(volume, snapshot)", () => {
+  it.effect("builds a read-only named mount of an existing volume that round-trips through JSON", () =>
+    Effect.gen(function*() {
+      const mount = yield* Mount.build("/ref", (m) => m.snapshot("workspace", "known-good"))
+      assert.strictEqual(mount._tag, "Named")
+      if (mount._tag !== "Named") return
+      assert.isTrue(mount.readonly)
+      assert.strictEqual(mount.mode, "existing")
+      assert.deepStrictEqual(mount.snapshot, Option.some("known-good"))
+      const json = yield* Schema.encode(Mount.VolumeMountFromJson)(mount)
+      assert.deepStrictEqual(yield* Schema.decodeUnknown(Mount.VolumeMountFromJson)(json), mount)
+    }))
+
+  it.effect("refuses a bad snapshot name and a writable snapshot mount", () =>
+    Effect.gen(function*() {
+      const bad = yield* Effect.flip(Mount.build("/ref", (m) => m.snapshot("workspace", "not valid")))
+      assert.include(bad.message, "snapshot")
+      const built = yield* Mount.build("/ref", (m) => m.snapshot("workspace", "s"))
+      if (built._tag !== "Named") return assert.fail("expected a named mount")
+      const writable = yield* Effect.flip(Mount.validate(new Mount.NamedMount({ ...built, readonly: false })))
+      assert.include(writable.message, "read-only")
+    }))
+})
 
 describe("snapshots with sandboxes (local backend, namespace runtime)", () => {
   it.scopedLive("a volume a running sandbox holds read-write: snapshot and fork refused unless live, restore refused", () =>
