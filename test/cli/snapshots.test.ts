@@ -71,5 +71,8 @@ describe("volumes snapshot | fork | restore", () => {
       yield* ok(["snapshot", "rm", "workspace", "known-good"])
       assert.strictEqual((yield* ok(["snapshot", "ls", "workspace", "--json"])).stdout.trim(), "[]")
       yield* ok(["rm", "workspace"])
+      yield* ok(["snapshot", "create", "run-1", "--name", "a"])
+      yield* ok(["rm", "run-1", "--with-snapshots"])
+      assert.strictEqual((yield* volumes(home, ["inspect", "run-1"])).code, 4)
     }))
 })

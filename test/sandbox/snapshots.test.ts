@@ -3,8 +3,10 @@
  * volume a sandbox holds, in-place writes in forks, and read-only snapshot mounts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Layer, Option, Schema } from "effect"
+import * as MemoryBackend from "../../src/MemoryBackend.js"
 import * as Mount from "../../src/Mount.js"
+import * as NamespaceRuntime from "../../src/NamespaceRuntime.js"
 import * as Sandbox from "../../src/Sandbox.js"
 import * as Volume from "../../src/Volume.js"
 import { expectFailure } from "../conformance/support.js"
@@ -36,7 +38,7 @@ describe("m.snapshot(volume, snapshot)", () => {
     }))
 })
 
-describe("snapshots with sandboxes (local backend, namespace runtime)", () => {
+describe("snapshots with sandboxes (namespace runtime; local backend unless said)", () => {
   it.scopedLive("a volume a running sandbox holds read-write: snapshot and fork refused unless live, restore refused", () =>
     withHome(() =>
       Effect.gen(function*() {
@@ -131,4 +133,18 @@ describe("snapshots with sandboxes (local backend, namespace runtime)", () => {
         assert.strictEqual(yield* disk.fs().readToString("data.txt"), "v2\n")
       })
     ))
+
+  it.scopedLive("on the memory backend a snapshot mount is a read-only materialised copy", () =>
+    Effect.gen(function*() {
+      const vol = yield* Volume.create(Volume.builder("workspace").build())
+      yield* vol.fs().write("repo/README.md", "v1")
+      yield* Volume.snapshot("workspace", { name: "known-good" })
+      yield* vol.fs().write("repo/README.md", "v2")
+      const sandbox = yield* Sandbox.builder("memory-ref").image("host")
+        .volume("/ref", (m) => m.snapshot("workspace", "known-good")).create()
+      assert.strictEqual((yield* sh(sandbox, "cat /ref/repo/README.md")).stdout, "v1")
+      assert.notStrictEqual((yield* sh(sandbox, "echo x > /ref/new")).exitCode, 0)
+      yield* sandbox.stop()
+      assert.deepStrictEqual((yield* (yield* Volume.getSnapshot("workspace", "known-good")).fs().list("/")).length, 1)
+    }).pipe(Effect.provide(Layer.mergeAll(MemoryBackend.layer, NamespaceRuntime.layer))))
 })
