@@ -6,6 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs"
 import * as NodePath from "node:path"
 import * as Size from "../../src/Size.js"
@@ -167,6 +168,35 @@ describe("LocalBackend snapshots across processes", () => {
         assert.isAtMost(snapImage.blocks * 512, image * 1.1, "the snapshot's image allocates ≤ 1.1x the source's")
         assert.isAtMost(diskFork.usedBytes, image * 1.1, "the fork's image allocates ≤ 1.1x the source's")
         assert.isAtLeast(diskSnap.usedBytes, 16 * MiB)
+      }).pipe(withHome(home))
+    }))
+
+  it.scopedLive("a fork that fills the disk fails and leaves no target; the name is free", () =>
+    Effect.gen(function*() {
+      const scratch = yield* makeHome
+      // A home on a 24 MiB tmpfs: the source's 14 MiB fit once, not twice.
+      const home = NodePath.join(scratch, "small-disk")
+      mkdirSync(home)
+      yield* Effect.acquireRelease(
+        Effect.sync(() => execFileSync("mount", ["-t", "tmpfs", "-o", "size=24m", "tmpfs", home])),
+        () => Effect.sync(() => execFileSync("umount", ["-l", home]))
+      )
+      yield* Effect.gen(function*() {
+        const src = yield* Volume.builder("src").create()
+        writeFileSync(NodePath.join(yield* src.path(), "big.bin"), new Uint8Array(14 * MiB).fill(1))
+        const error = yield* Effect.flip(Volume.fork("src", "copy"))
+        assert.strictEqual(error._tag, "StorageError")
+        assert.include(error.message, "No space left")
+        assert.deepStrictEqual((yield* Volume.list()).map((v) => v.name), ["src"])
+        const snapshotError = yield* Effect.flip(Volume.snapshot("src", { name: "s" }))
+        assert.strictEqual(snapshotError._tag, "StorageError")
+        assert.deepStrictEqual(yield* Volume.snapshots("src"), [])
+      }).pipe(withHome(home))
+      yield* assertSnapshotsConsistent(home, "src")
+      yield* Effect.gen(function*() {
+        writeFileSync(NodePath.join(yield* (yield* Volume.get("src")).path(), "big.bin"), "small now")
+        const copy = yield* Volume.fork("src", "copy")
+        assert.strictEqual(yield* copy.fs().readToString("big.bin"), "small now")
       }).pipe(withHome(home))
     }))
 })
