@@ -2,7 +2,7 @@
  * `npm run bench`: every area side by side with its baseline, one markdown table.
  *
  *   BENCH_SCALE=quick   small sizes and few rounds (development); default is the full run
- *   BENCH_ONLY=a,b      only these areas (lifecycle, files, streams, disk, sandbox, s3, memory, microsandbox)
+ *   BENCH_ONLY=a,b      only these areas (lifecycle, files, streams, disk, sandbox, s3, memory, microsandbox, snapshots)
  *   BENCH_OUT=path      where the table goes (default docs/benchmarks.md; full runs of every area only)
  */
 import { execFileSync } from "node:child_process"
@@ -21,7 +21,8 @@ const areas: ReadonlyArray<readonly [string, () => Promise<{ run: () => Promise<
   ["sandbox", () => import("./sandbox.js")],
   ["s3", () => import("./s3.js")],
   ["memory", () => import("./memory.js")],
-  ["microsandbox", () => import("./microsandbox.js")]
+  ["microsandbox", () => import("./microsandbox.js")],
+  ["snapshots", () => import("./snapshots.js")]
 ]
 
 const sh = (cmd: string, args: ReadonlyArray<string>): string => {

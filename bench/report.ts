@@ -20,6 +20,7 @@ const limits: ReadonlyArray<readonly [area: string, operation: string, note: str
   ["S3", "read 64", "same single GetObject"],
   ["lifecycle", "list with 10,000", "≈14 µs per row: SQLite row materialisation (≈16% of the profile), `VolumeInfo`/handle construction and GC; the first run spent ≈80 µs per row re-validating rows through Schema, now checked by hand and built without re-validation (5x faster)"],
   ["microsandbox", "create + remove", "several SQLite transactions (claim, publish, removal) and a staging dir + rename per create, rename to trash + rm per remove; ≈60% of the profile idle on the libuv thread pool (async mkdir/rename/rm); microsandbox does it in Rust in one call"],
+  ["snapshots", "small files", "a fixed cost per snapshot or fork of ≈60–140 ms on a loaded disk (four SQLite commits: hold, claim, publish, release, each an fsync) plus a `find` of the copy to measure it (≈45 ms per 10,000 files), on top of the same `cp -a`; the rest is the machine's I/O noise (see the snapshots section)"],
   ["microsandbox", "get a volume", "`get` measures real usage (walks every file) and stores it; microsandbox's `get` returns a stored usedBytes (0 here after host-side writes)"],
 ]
 

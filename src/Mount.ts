@@ -127,6 +127,8 @@ export class NamedMount extends Schema.TaggedClass<NamedMount>()("Named", {
   capacityMib: optionalOption(Mebibytes),
   quotaMib: optionalOption(Mebibytes),
   labels: Schema.optionalWith(Schema.Array(VolumeSpec.Label), { default: () => [] }),
+  /** A snapshot of the volume to mount instead of the volume (`m.snapshot`); always read-only. */
+  snapshot: optionalOption(Schema.String),
   ...flagFields,
   ...policyFields
 }) {}
@@ -280,7 +282,12 @@ export class NamedVolumeBuilder {
 
 type KindChoice =
   | { readonly _tag: "Bind"; readonly hostPath: string }
-  | { readonly _tag: "Named"; readonly volume: NamedVolumeBuilder; readonly call: string }
+  | {
+    readonly _tag: "Named"
+    readonly volume: NamedVolumeBuilder
+    readonly call: string
+    readonly snapshot?: string
+  }
   | { readonly _tag: "Tmpfs" }
   | { readonly _tag: "Disk"; readonly hostPath: string }
 
@@ -340,6 +347,16 @@ export class MountBuilder {
   /** An existing named volume. */
   named(name: string): MountBuilder {
     return this.kind({ _tag: "Named", volume: NamedVolumeBuilder.make(name), call: `named(${validation.show(name)})` })
+  }
+
+  /** A snapshot of an existing named volume, mounted read-only (`Volume.snapshot` takes them). */
+  snapshot(volume: string, snapshot: string): MountBuilder {
+    return this.kind({
+      _tag: "Named",
+      volume: NamedVolumeBuilder.make(volume),
+      call: `snapshot(${validation.show(volume)}, ${validation.show(snapshot)})`,
+      snapshot
+    }).readonly()
   }
 
   /** A named volume with a mode (`existing`, `create`, `ensureExists`) and what to create. */
@@ -525,6 +542,7 @@ const toVolumeMount = (draft: MountDraft, choice: KindChoice, guestPath: string)
         capacityMib: capacityMib as Option.Option<Mebibytes>,
         quotaMib: quotaMib as Option.Option<Mebibytes>,
         labels: mode === "existing" ? labels : VolumeSpec.dedupeLabels(labels),
+        snapshot: Option.fromNullable(choice.snapshot),
         ...draft.flags,
         statVirtualization: draft.statVirtualization,
         hostPermissions: draft.hostPermissions
@@ -588,6 +606,15 @@ const namedProblem = (mount: NamedMount, kind: Option.Option<VolumeSpec.VolumeKi
   return firstProblem(
     () => prefixed(call, VolumeSpec.nameProblem(mount.name)),
     () => prefixed(call, validation.modeProblem(mount.mode)),
+    () =>
+      Option.flatMap(mount.snapshot, (snapshot) =>
+        Option.orElse(
+          prefixed(`${call}: snapshot ${validation.show(snapshot)}`, VolumeSpec.nameProblem(snapshot)),
+          () =>
+            mount.mode !== "existing" || !mount.readonly
+              ? Option.some(`${call}: a snapshot is mounted read-only from an existing volume`)
+              : Option.none()
+        )),
     () => {
       if (mount.mode !== "existing") return Option.none()
       const calls = validation.specOptionsInExistingMode(mount)

@@ -10,10 +10,11 @@ import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, 
 import { LocalAttachments } from "./internal/local/attachments.js"
 import * as SandboxStop from "./internal/sandboxStop.js"
 import * as Snapshot from "./internal/snapshot.js"
+import * as SnapshotSource from "./internal/snapshotSource.js"
 import * as Mount from "./Mount.js"
 import * as Volume from "./Volume.js"
 import type { VolumeBackend } from "./VolumeBackend.js"
-import type { CommitFailed, StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
+import type { CommitFailed, SnapshotNotFound, StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import { CommitConflict, InvalidConfig, SandboxError, Unsupported } from "./VolumeError.js"
 import * as VolumeSpec from "./VolumeSpec.js"
 
@@ -343,6 +344,7 @@ export type CreateError =
   | VolumeNotFound
   | VolumeAlreadyExists
   | VolumeInUse
+  | SnapshotNotFound
   | Unsupported
   | SandboxError
   | StorageError
@@ -516,11 +518,17 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
         if (mount._tag !== "Named") resolved.push({ mount, source: directSource(mount) })
         continue
       }
-      if (Option.isSome(attachments)) {
+      if (Option.isSome(attachments) && Option.isNone(mount.snapshot)) {
         yield* attachments.value.acquire(VolumeSpec.nameKey(handle.name), {
           holder: `sandbox ${draft.name}`,
           mode: mount.readonly ? "ro" : "rw"
         }).pipe(Scope.extend(scope))
+      }
+      if (Option.isSome(mount.snapshot)) {
+        // A snapshot mount: read-only, from the snapshot's own files (internal/snapshotSource.ts).
+        const source = yield* SnapshotSource.resolve(handle, mount.snapshot.value, `sandbox ${draft.name}`, attachments)
+        resolved.push({ mount, source: yield* Scope.extend(source, scope) })
+        continue
       }
       if (!named.includes(handle.name)) named.push(handle.name)
       if (handle.kind === "directory" && Option.isNone(handle.local)) {

@@ -3,14 +3,16 @@
  *
  * @since 0.1.0
  */
-import { DateTime, Effect, Option } from "effect"
+import { DateTime, Duration, Effect, Option } from "effect"
 import type { Mebibytes } from "./Size.js"
 import { BYTES_PER_MIB } from "./Size.js"
 import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
-import type { InvalidConfig, StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse } from "./VolumeError.js"
-import { VolumeNotFound } from "./VolumeError.js"
+import type { StorageError, Unsupported } from "./VolumeError.js"
+import type { VolumeAlreadyExists } from "./VolumeError.js"
+import { InvalidConfig, SnapshotNotFound, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import type { VolumeFs } from "./VolumeFs.js"
+import * as VolumeSnapshot from "./VolumeSnapshot.js"
 import type { VolumeKind } from "./VolumeSpec.js"
 import * as VolumeSpec from "./VolumeSpec.js"
 
@@ -77,7 +79,7 @@ const makeHandle = (backend: VolumeBackendService, info: VolumeInfo): VolumeHand
     info,
     fs: () => (fs ??= backend.fs(info)),
     path: () => backend.path(info),
-    remove: () => backend.remove(info.name)
+    remove: () => removeWith(backend, info.name, {})
   }
 }
 
@@ -208,16 +210,34 @@ export const list = Effect.fn("Volume.list")(function*(filter: ListFilter = {}) 
     .map((info) => makeHandle(backend, info))
 })
 
+/** A volume with snapshots is in use by them unless they go too. */
+const removeWith = (backend: VolumeBackendService, name: string, options: VolumeSnapshot.RemoveOptions) =>
+  Effect.gen(function*() {
+    // A volume that is gone may still have a removal to finish (the S3 backend's tombstones):
+    // the backend's own remove decides between finishing it and VolumeNotFound.
+    const snapshots = yield* backend.snapshots.list(name).pipe(
+      Effect.catchTag("VolumeNotFound", () => Effect.succeed([]))
+    )
+    if (snapshots.length > 0 && options.withSnapshots !== true) {
+      return yield* new VolumeInUse({ volume: name, holders: snapshots.map((snapshot) => `snapshot ${snapshot.name}`) })
+    }
+    for (const snapshot of snapshots) {
+      yield* backend.snapshots.remove(name, snapshot.name).pipe(Effect.catchTag("SnapshotNotFound", () => Effect.void))
+    }
+    yield* backend.remove(name)
+  })
+
 /**
  * Removes a volume: the record and the data go together. Refused while a running
- * sandbox has it mounted.
+ * sandbox has it mounted, and while it has snapshots unless `withSnapshots` is set
+ * (then they are removed first).
  *
  * @since 0.1.0
  * @category destructors
  */
-export const remove = Effect.fn("Volume.remove")(function*(name: string) {
+export const remove = Effect.fn("Volume.remove")(function*(name: string, options: VolumeSnapshot.RemoveOptions = {}) {
   const backend = yield* VolumeBackend
-  yield* backend.remove(yield* existingName(name))
+  yield* removeWith(backend, yield* existingName(name), options)
 })
 
 /**
@@ -229,4 +249,136 @@ export const remove = Effect.fn("Volume.remove")(function*(name: string) {
 export const getDefault = Effect.fn("Volume.getDefault")(function*() {
   const backend = yield* VolumeBackend
   return makeHandle(backend, yield* backend.getDefault)
+})
+
+// ---------------------------------------------------------------------------
+// snapshots and forks (SPEC §9)
+// ---------------------------------------------------------------------------
+
+/** Snapshot names that break the naming rule cannot exist. */
+const existingSnapshot = (volume: string, snapshot: string) =>
+  Option.isSome(VolumeSpec.nameProblem(snapshot))
+    ? Effect.fail(new SnapshotNotFound({ volume, snapshot: String(snapshot) }))
+    : Effect.succeed(snapshot)
+
+/** How many later default names `snapshot` tries when two snapshots share a millisecond. */
+const DEFAULT_NAME_ATTEMPTS = 5
+
+/**
+ * Takes a read-only, point-in-time snapshot of the volume's content. It appears whole or
+ * not at all; a volume a running sandbox holds read-write is refused with `VolumeInUse`
+ * unless `live` asks for a file-by-file copy (directory volumes).
+ *
+ * @since 0.2.0
+ * @category snapshots
+ */
+export const snapshot = Effect.fn("Volume.snapshot")(function*(name: string, options: VolumeSnapshot.SnapshotOptions = {}) {
+  const backend = yield* VolumeBackend
+  const volume = yield* existingName(name)
+  const labels = yield* VolumeSnapshot.validateLabels(options.labels)
+  if (options.name !== undefined) yield* VolumeSnapshot.validateName(options.name)
+  if (options.live === true && (yield* backend.get(volume)).kind === "disk") {
+    return yield* new InvalidConfig({
+      message: `volume "${volume}": live snapshots are for directory volumes; stop the sandbox holding the disk volume first`
+    })
+  }
+  const expiresIn = options.expiresIn === undefined ? Option.none() : Option.some(Duration.decode(options.expiresIn))
+  for (let attempt = 0;; attempt++) {
+    const now = yield* DateTime.now
+    const createdAt = DateTime.add(now, { millis: attempt })
+    const request = {
+      name: options.name ?? VolumeSnapshot.defaultName(createdAt),
+      labels,
+      createdAt,
+      expiresAt: Option.map(expiresIn, (duration) => DateTime.addDuration(createdAt, duration)),
+      live: options.live === true
+    }
+    const created = yield* backend.snapshots.create(volume, request).pipe(
+      Effect.map(Option.some),
+      // A default name taken by a snapshot of the same millisecond: take the next one.
+      Effect.catchTag("SnapshotAlreadyExists", (error) =>
+        options.name === undefined && attempt < DEFAULT_NAME_ATTEMPTS ? Effect.succeedNone : Effect.fail(error))
+    )
+    if (Option.isSome(created)) return VolumeSnapshot.make(backend, created.value)
+  }
+})
+
+/**
+ * The volume's snapshots, newest first.
+ *
+ * @since 0.2.0
+ * @category snapshots
+ */
+export const snapshots = Effect.fn("Volume.snapshots")(function*(name: string) {
+  const backend = yield* VolumeBackend
+  const infos = yield* backend.snapshots.list(yield* existingName(name))
+  return [...infos]
+    .sort((a, b) =>
+      DateTime.toEpochMillis(b.createdAt) - DateTime.toEpochMillis(a.createdAt) || b.name.localeCompare(a.name)
+    )
+    .map((info) => VolumeSnapshot.make(backend, info))
+})
+
+/**
+ * One snapshot of a volume.
+ *
+ * @since 0.2.0
+ * @category snapshots
+ */
+export const getSnapshot = Effect.fn("Volume.getSnapshot")(function*(name: string, snapshot: string) {
+  const backend = yield* VolumeBackend
+  const volume = yield* existingName(name)
+  return VolumeSnapshot.make(backend, yield* backend.snapshots.get(volume, yield* existingSnapshot(volume, snapshot)))
+})
+
+/**
+ * Removes one snapshot.
+ *
+ * @since 0.2.0
+ * @category snapshots
+ */
+export const removeSnapshot = Effect.fn("Volume.removeSnapshot")(function*(name: string, snapshot: string) {
+  const backend = yield* VolumeBackend
+  const volume = yield* existingName(name)
+  yield* backend.snapshots.remove(volume, yield* existingSnapshot(volume, snapshot))
+})
+
+/**
+ * Creates `target`, a new volume of the source's kind, capacity, quota and labels
+ * (`labels` and `quota` override them) whose content is the source's (or its snapshot's)
+ * at the moment of the call. The two never affect each other afterwards. A target that
+ * exists fails with `VolumeAlreadyExists` and nothing changes; a fork that fails half way
+ * leaves no target.
+ *
+ * @since 0.2.0
+ * @category snapshots
+ */
+export const fork = Effect.fn("Volume.fork")(function*(
+  source: string,
+  target: string,
+  options: VolumeSnapshot.ForkOptions = {}
+) {
+  const backend = yield* VolumeBackend
+  const from = yield* existingName(source)
+  const snapshotName = options.snapshot === undefined
+    ? Option.none<string>()
+    : Option.some(yield* existingSnapshot(from, options.snapshot))
+  const labels = options.labels === undefined
+    ? Option.none()
+    : Option.some(yield* VolumeSnapshot.validateLabels(options.labels))
+  const request = { target, labels, quotaMib: Option.fromNullable(options.quota), live: options.live === true }
+  return makeHandle(backend, yield* backend.snapshots.fork(from, snapshotName, request))
+})
+
+/**
+ * Makes the volume's content the snapshot's, atomically where the backend can (see
+ * docs/snapshots.md). Refused with `VolumeInUse` while any sandbox holds the volume.
+ *
+ * @since 0.2.0
+ * @category snapshots
+ */
+export const restore = Effect.fn("Volume.restore")(function*(name: string, snapshot: string) {
+  const backend = yield* VolumeBackend
+  const volume = yield* existingName(name)
+  yield* backend.snapshots.restore(volume, yield* existingSnapshot(volume, snapshot))
 })

@@ -6,10 +6,20 @@
  *
  * @since 0.1.0
  */
-import type { Effect } from "effect"
+import type { DateTime, Effect, Option } from "effect"
 import { Context, Schema } from "effect"
 import { Mebibytes } from "./Size.js"
-import type { StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
+import type {
+  InvalidConfig,
+  QuotaExceeded,
+  SnapshotAlreadyExists,
+  SnapshotNotFound,
+  StorageError,
+  Unsupported,
+  VolumeAlreadyExists,
+  VolumeInUse,
+  VolumeNotFound
+} from "./VolumeError.js"
 import type { VolumeFs } from "./VolumeFs.js"
 import { Label, VolumeKind } from "./VolumeSpec.js"
 import type { ValidSpec } from "./VolumeSpec.js"
@@ -79,6 +89,110 @@ export class VolumeInfo extends Schema.Class<VolumeInfo>("VolumeInfo")({
 }) {}
 
 /**
+ * What a backend reports about one snapshot of a volume (SPEC §9).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export class SnapshotInfo extends Schema.Class<SnapshotInfo>("SnapshotInfo")({
+  /** Display name of the volume the snapshot was taken of. */
+  volume: Schema.String,
+  /** The snapshot's name (volume-name rules, compared case-insensitively). */
+  name: Schema.String,
+  kind: VolumeKind,
+  /** Size of a disk volume's image, for forks. */
+  capacityMib: Schema.OptionFromNullOr(Mebibytes),
+  labels: Schema.Array(Label),
+  createdAt: Schema.DateTimeUtc,
+  expiresAt: Schema.OptionFromNullOr(Schema.DateTimeUtc),
+  /** Usage of the content, measured as for volumes. */
+  usedBytes: Schema.Number,
+  /** The host directory or image holding the content (local backend). */
+  hostPath: Schema.OptionFromNullOr(Schema.String)
+}) {}
+
+/**
+ * A validated request to snapshot a volume.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SnapshotRequest {
+  readonly name: string
+  readonly labels: ReadonlyArray<readonly [string, string]>
+  readonly createdAt: DateTime.Utc
+  readonly expiresAt: Option.Option<DateTime.Utc>
+  /** Copy a directory volume that a sandbox holds read-write, file by file. */
+  readonly live: boolean
+}
+
+/**
+ * What `Volume.fork` asks for; the target's spec is derived from the source by the
+ * backend (`internal/forkSpec.ts`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ForkRequest {
+  /** The new volume's name (validated by the backend with the rest of its spec). */
+  readonly target: string
+  /** Replace the source's labels. */
+  readonly labels: Option.Option<ReadonlyArray<readonly [string, string]>>
+  /** Replace the source's quota (MiB). */
+  readonly quotaMib: Option.Option<number>
+  /** Copy a source a sandbox holds read-write, file by file. */
+  readonly live: boolean
+}
+
+/**
+ * Snapshots, forks and restores of one backend's volumes. Names are validated before a
+ * backend sees them.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface VolumeSnapshotsService {
+  /** Copies the volume's content into a new snapshot, visible whole or not at all. */
+  readonly create: (
+    volume: string,
+    request: SnapshotRequest
+  ) => Effect.Effect<SnapshotInfo, VolumeNotFound | SnapshotAlreadyExists | VolumeInUse | InvalidConfig | StorageError>
+  /** The volume's snapshots, newest first. */
+  readonly list: (volume: string) => Effect.Effect<ReadonlyArray<SnapshotInfo>, VolumeNotFound | StorageError>
+  readonly get: (volume: string, snapshot: string) => Effect.Effect<SnapshotInfo, VolumeNotFound | SnapshotNotFound | StorageError>
+  readonly remove: (
+    volume: string,
+    snapshot: string
+  ) => Effect.Effect<void, VolumeNotFound | SnapshotNotFound | VolumeInUse | StorageError>
+  /**
+   * Creates `target` with the content of `source` (or of its snapshot): whole, or not at
+   * all; `VolumeAlreadyExists` changes nothing.
+   */
+  readonly fork: (
+    source: string,
+    snapshot: Option.Option<string>,
+    request: ForkRequest
+  ) => Effect.Effect<
+    VolumeInfo,
+    | VolumeNotFound
+    | SnapshotNotFound
+    | VolumeAlreadyExists
+    | VolumeInUse
+    | QuotaExceeded
+    | InvalidConfig
+    | Unsupported
+    | StorageError
+  >
+  /** Replaces the volume's content with the snapshot's. Refused while anyone holds it. */
+  readonly restore: (
+    volume: string,
+    snapshot: string
+  ) => Effect.Effect<void, VolumeNotFound | SnapshotNotFound | VolumeInUse | QuotaExceeded | StorageError>
+  /** Read-only file access to a snapshot. */
+  readonly fs: (snapshot: SnapshotInfo) => VolumeFs
+}
+
+/**
  * The backend operations `Volume` builds on. Names are validated and specs checked
  * before a backend sees them; names compare case-insensitively.
  *
@@ -101,6 +215,8 @@ export interface VolumeBackendService {
   readonly fs: (volume: VolumeInfo) => VolumeFs
   /** The host directory holding a directory volume's files. */
   readonly path: (volume: VolumeInfo) => Effect.Effect<string, Unsupported | VolumeNotFound | StorageError>
+  /** Snapshots, forks and restores (SPEC §9). */
+  readonly snapshots: VolumeSnapshotsService
 }
 
 /**

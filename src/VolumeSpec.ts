@@ -156,7 +156,13 @@ const sizeProblem = (field: string, value: number, min: number, max: number): Op
   return Option.none()
 }
 
-const labelsProblem = (labels: ReadonlyArray<readonly [string, string]>): Option.Option<string> => {
+/**
+ * Checks labels against the label rules; `None` when they are valid.
+ *
+ * @since 0.2.0
+ * @category validation
+ */
+export const labelsProblem = (labels: ReadonlyArray<readonly [string, string]>): Option.Option<string> => {
   for (const [key, value] of labels) {
     if (typeof key !== "string" || key.length === 0) return Option.some("label key must not be empty")
     if (key.length > MAX_LABEL_KEY_LENGTH) {

@@ -26,6 +26,8 @@ export * as Volume from "./Volume.js"
 export * as VolumeBackend from "./VolumeBackend.js"
 /** @since 0.1.0 */
 export * as VolumeFs from "./VolumeFs.js"
+/** @since 0.2.0 */
+export * as VolumeSnapshot from "./VolumeSnapshot.js"
 /** @since 0.1.0 */
 export * as VolumeSpec from "./VolumeSpec.js"
 /** @since 0.1.0 */

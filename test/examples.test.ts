@@ -43,4 +43,15 @@ describe("examples", () => {
     assert.include(stdout, "exit=0 stdout=shared cache")
     assert.include(stdout, "out.txt=done")
   })
+
+  it("snapshots and forks (docs/snapshots.md): snapshot, forks, a snapshot mount, restore", async () => {
+    const stdout = await runExample("snapshots.ts")
+    assert.include(stdout, "snapshot reads: v1")
+    assert.include(stdout, "snapshot write: VolumeFsError ReadOnly")
+    assert.include(stdout, "sandbox sees the snapshot: v1")
+    assert.include(stdout, 'run-1: "v1x\\n"')
+    assert.include(stdout, 'run-2: "v1"')
+    assert.include(stdout, "after restore: v1")
+    assert.include(stdout, "snapshots: known-good")
+  }, 120_000)
 })

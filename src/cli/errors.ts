@@ -25,7 +25,10 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   StorageError: 12,
   SandboxError: 13,
   ArchiveError: 14,
-  HostFileError: 15
+  HostFileError: 15,
+  // Snapshots share the codes of the volume errors they mirror.
+  SnapshotNotFound: 4,
+  SnapshotAlreadyExists: 5
 }
 
 /** Something this program did not expect (a bug, or a failure without a typed error). */

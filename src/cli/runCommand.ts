@@ -20,12 +20,20 @@ interface MountRequest {
 
 const invalid = (message: string) => Effect.fail(new InvalidConfig({ message }))
 
-/** `-v NAME:/guest[:ro]` (a named volume, created when missing) or `-v /host:/guest[:ro]` (a bind mount). */
+/**
+ * `-v NAME:/guest[:ro]` (a named volume, created when missing), `-v NAME@SNAPSHOT:/guest`
+ * (a snapshot, read-only) or `-v /host:/guest[:ro]` (a bind mount).
+ */
 const parseVolumeFlag = (text: string): Effect.Effect<MountRequest, InvalidConfig> => {
   const parts = text.split(":")
   const [source, guest, flag] = parts
   if (parts.length < 2 || parts.length > 3 || !source || !guest || (flag !== undefined && flag !== "ro" && flag !== "rw")) {
     return invalid(`-v ${JSON.stringify(text)}: expected NAME:/guest/path[:ro] or /host/path:/guest/path[:ro]`)
+  }
+  const at = source.startsWith("/") ? -1 : source.indexOf("@")
+  if (at >= 0) {
+    if (flag === "rw") return invalid(`-v ${JSON.stringify(text)}: a snapshot (NAME@SNAPSHOT) is mounted read-only`)
+    return Effect.succeed({ guest, describe: (m) => m.snapshot(source.slice(0, at), source.slice(at + 1)) })
   }
   const ro = (m: Mount.MountBuilder) => (flag === "ro" ? m.readonly() : m)
   const describe: Describe = source.startsWith("/")
@@ -77,7 +85,9 @@ export const runCommand = Command.make("run", {
   ),
   volume: Options.text("volume").pipe(
     Options.withAlias("v"),
-    Options.withDescription("NAME:/guest[:ro] (named volume, created if missing) or /host:/guest[:ro]; repeatable"),
+    Options.withDescription(
+      "NAME:/guest[:ro] (named volume, created if missing), NAME@SNAPSHOT:/guest (read-only) or /host:/guest[:ro]; repeatable"
+    ),
     Options.repeated
   ),
   mount: Options.text("mount").pipe(

@@ -78,10 +78,13 @@ export const rm = Command.make("rm", {
   force: Options.boolean("force").pipe(
     Options.withAlias("f"),
     Options.withDescription("skip names that do not exist (volumes in use are still refused)")
+  ),
+  withSnapshots: Options.boolean("with-snapshots").pipe(
+    Options.withDescription("remove the volumes' snapshots too (otherwise they keep a volume in use)")
   )
 }, (args) =>
   withBackend(Effect.forEach(args.names, (name) =>
-    Volume.remove(name).pipe(
+    Volume.remove(name, { withSnapshots: args.withSnapshots }).pipe(
       Effect.zipRight(Output.line(name)),
       Effect.catchTag("VolumeNotFound", (error) => args.force ? Effect.void : Effect.fail(error))
     ), { discard: true }))).pipe(Command.withDescription("remove volumes and their data"))

@@ -17,6 +17,7 @@ import { filesTests } from "./files.js"
 import { lifecycleTests } from "./lifecycle.js"
 import { pathsTests } from "./paths.js"
 import { quotaTests } from "./quota.js"
+import { snapshotsTests } from "./snapshots.js"
 import { streamsTests } from "./streams.js"
 import type { ConformanceOptions } from "./support.js"
 import { makeContext } from "./support.js"
@@ -39,5 +40,6 @@ export const conformanceSuite = (
     containmentTests(context)
     diskTests(context)
     errorsTests(context)
+    snapshotsTests(context)
   })
 }

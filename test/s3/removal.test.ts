@@ -105,4 +105,30 @@ describeS3("S3Backend removal under concurrency and faults", () => {
       yield* outer.run(S3Backend.cleanup({ uploadGrace: 0 }))
       assert.strictEqual(yield* vol.fs().readToString("f.txt"), "inner store")
     }), { timeout: 60_000 })
+
+  it.scopedLive("a sweep running while a fork copies never takes the fork's objects (its record comes last)", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix()
+      const { a, b, proxy } = yield* pair(bucket, prefix)
+      const source = yield* b.run(Volume.builder("src").create())
+      yield* source.fs().write("seed.txt", "seed")
+      // A forks; its record write (the last step) arrives late. Meanwhile B sweeps everything.
+      const late = proxy.rule({
+        method: "PUT",
+        path: objectPath(a.layout.recordKey("copy")),
+        action: { _tag: "hold" },
+        times: 1
+      })
+      const forking = yield* Effect.fork(a.run(Volume.fork("src", "copy")))
+      yield* late.held
+      const reclaimed = yield* b.run(S3Backend.cleanup({ uploadGrace: 0 }))
+      assert.strictEqual(reclaimed.incarnations, 0)
+      yield* late.release
+      yield* Fiber.join(forking)
+      const copy = yield* b.run(Volume.get("copy"))
+      assert.strictEqual(yield* copy.fs().readToString("seed.txt"), "seed")
+      // The marker goes with the fork's success: a later sweep finds nothing to protect or take.
+      assert.deepStrictEqual(yield* b.run(S3Backend.cleanup({ uploadGrace: 0 })), { incarnations: 0, objects: 0, uploads: 0 })
+      assert.isFalse((yield* objectsBelow(b, `${prefix}/meta/`)).some((key) => key.endsWith("/pending")))
+    }), { timeout: 60_000 })
 })

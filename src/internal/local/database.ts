@@ -45,6 +45,34 @@ const migrations = {
       created_at INTEGER NOT NULL
     )`
     yield* sql`CREATE INDEX attachments_by_key ON attachments (key)`
+  }),
+  "2_create_snapshots": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // One record per snapshot (internal/local/snapshots.ts), driven like a volume record:
+    // `creating` → `ready` → `removing`, with the driving process in `owner_*`.
+    yield* sql`CREATE TABLE snapshots (
+      volume_key TEXT NOT NULL,
+      key TEXT NOT NULL,
+      volume TEXT NOT NULL,
+      name TEXT NOT NULL,
+      kind TEXT NOT NULL CHECK (kind IN ('directory', 'disk')),
+      capacity_mib INTEGER,
+      labels TEXT NOT NULL DEFAULT '[]',
+      created_at INTEGER NOT NULL,
+      expires_at INTEGER,
+      used_bytes INTEGER NOT NULL DEFAULT 0,
+      state TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'removing')),
+      owner_pid INTEGER,
+      owner_start INTEGER,
+      PRIMARY KEY (volume_key, key)
+    )`
+    // A volume keeps its snapshots: the claim that starts a removal (ready → removing)
+    // matches no row while any snapshot record exists, so a snapshot made between
+    // Volume.remove's check and the claim cannot be orphaned, whichever process made it.
+    yield* sql`CREATE TRIGGER volumes_keep_snapshots BEFORE UPDATE OF state ON volumes
+      WHEN OLD.state = 'ready' AND NEW.state = 'removing'
+        AND EXISTS (SELECT 1 FROM snapshots WHERE volume_key = NEW.key)
+      BEGIN SELECT RAISE(IGNORE); END`
   })
 }
 

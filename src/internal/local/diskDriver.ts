@@ -101,6 +101,8 @@ export interface DiskDriverOptions {
   readonly runDir: string
   /** The backend's exclusive attachment of the image, held while it is mounted. */
   readonly acquireExclusive: Effect.Effect<void, VolumeInUse | VolumeNotFound | StorageError, Scope.Scope>
+  /** Mount the image read-only (snapshots): nothing, not even ext4's bookkeeping, writes to it. */
+  readonly readOnly?: boolean
 }
 
 /**
@@ -120,7 +122,7 @@ export const makeDiskDriver = (options: DiskDriverOptions): FsDriver => {
 
   const open = acquireExclusive.pipe(
     Effect.zipRight(imagePresent),
-    Effect.zipRight(mountImage({ image, runDir }))
+    Effect.zipRight(mountImage({ image, runDir, readOnly: options.readOnly === true }))
   )
 
   /** The directory driver over the mounted image, for the current scope. */

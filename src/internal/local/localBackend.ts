@@ -33,6 +33,7 @@ import { allocatedBytes, formatDiskImage } from "./diskImage.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
 import * as Recovery from "./recovery.js"
+import * as LocalSnapshots from "./snapshots.js"
 
 /** One record of the `volumes` table, as this version writes it. */
 interface VolumeRow {
@@ -212,12 +213,9 @@ export const make = (
         }
       })
 
-    /** Builds the volume's files under `staging` (slow for disks: mkfs runs here). */
+    /** Builds an empty volume's files under `staging` (slow for disks: mkfs runs here). */
     const build = (spec: ValidSpec, staging: string) =>
       Effect.gen(function*() {
-        yield* fs.makeDirectory(staging, { recursive: true, mode: 0o755 }).pipe(
-          Effect.mapError(fsFailure(`cannot create the staging directory ${staging}`))
-        )
         if (spec.kind === "directory") {
           const data = NodePath.join(staging, Layout.DATA_DIR)
           yield* fs.makeDirectory(data, { mode: 0o755 }).pipe(
@@ -228,7 +226,6 @@ export const make = (
           const capacity = Option.getOrThrowWith(spec.capacityMib, () => new Error("validated disk spec without a size"))
           yield* formatDiskImage(NodePath.join(staging, Layout.DISK_IMAGE), capacity)
         }
-        return yield* measureAt(spec.kind, staging, spec.name)
       })
 
     /** Makes the staged volume visible: rename into place, then mark the record ready. */
@@ -263,7 +260,12 @@ export const make = (
         )
       )
 
-    const create = Effect.fn("LocalBackend.create")(function*(spec: ValidSpec) {
+    /**
+     * Creates a volume whose files `fill` puts into the fresh staging directory (an empty
+     * volume, or a fork's copy).
+     */
+    const createWith = <E>(spec: ValidSpec, fill: (staging: string) => Effect.Effect<Option.Option<number>, E>) =>
+      Effect.gen(function*() {
       const key = nameKey(spec.name)
       const self = yield* Liveness.current
       const staging = NodePath.join(layout.staging, Layout.stagingName(key, self))
@@ -273,7 +275,16 @@ export const make = (
       return yield* Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           yield* claimName(spec, key, self, createdAt, restore)
-          const usedBytes = yield* restore(build(spec, staging)).pipe(
+          const usedBytes = yield* restore(
+            fs.makeDirectory(staging, { recursive: true, mode: 0o755 }).pipe(
+              Effect.mapError(fsFailure(`cannot create the staging directory ${staging}`)),
+              Effect.zipRight(fill(staging)),
+              Effect.flatMap(Option.match({
+                onNone: () => measureAt(spec.kind, staging, spec.name),
+                onSome: Effect.succeed
+              }))
+            )
+          ).pipe(
             Effect.tap((used) => publish(key, staging, self, used)),
             Effect.onError(() => abandon(key, staging, self))
           )
@@ -292,6 +303,10 @@ export const make = (
           }, usedBytes)
         })
       )
+    })
+
+    const create = Effect.fn("LocalBackend.create")(function*(spec: ValidSpec) {
+      return yield* createWith(spec, (staging) => Effect.as(build(spec, staging), Option.none<number>()))
     })
 
     // ---- get / list ------------------------------------------------------------------
@@ -407,6 +422,15 @@ export const make = (
       return dir
     })
 
+    /** A ready volume as recorded, usage as last measured. */
+    const find = (name: string) =>
+      Effect.flatMap(findReady(nameKey(name)), Option.match({
+        onNone: () => Effect.fail(new VolumeNotFound({ volume: name })),
+        onSome: (row) => Effect.succeed(toInfo(row, row.used_bytes))
+      }))
+
+    const snapshots = yield* LocalSnapshots.make({ layout, attachments, recovery, find, measureAt, createWith })
+
     const service: VolumeBackendService = {
       backendKind: "local",
       create,
@@ -415,7 +439,8 @@ export const make = (
       remove,
       getDefault: Effect.fail(new Unsupported({ operation: "getDefault", backend: "local" })),
       fs: volumeFs,
-      path
+      path,
+      snapshots
     }
     return { service, attachments }
   })

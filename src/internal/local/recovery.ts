@@ -46,6 +46,8 @@ export interface Recovery {
   readonly takeOverAbandoned: (row: OwnedRow) => Effect.Effect<boolean, StorageError>
   /** Brings a home back to a consistent state (run when the backend opens). */
   readonly recoverHome: Effect.Effect<void, StorageError>
+  /** Names in a bookkeeping directory (none if it does not exist yet). */
+  readonly entries: (dir: string) => Effect.Effect<ReadonlyArray<string>, StorageError>
 }
 
 const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
@@ -161,7 +163,7 @@ export const make = (
       yield* attachments.forgetDead()
     })
 
-    return { moveToTrash, discardTrash, finishRemoval, takeOverAbandoned, recoverHome }
+    return { moveToTrash, discardTrash, finishRemoval, takeOverAbandoned, recoverHome, entries }
   })
 
 /**

@@ -5,7 +5,7 @@
  * operation is atomic (JavaScript runs one of them at a time) without a `Ref`; a plain map
  * also lets the synchronous `fs(info)` find the volume's write lock.
  */
-import { DateTime, Effect, Option } from "effect"
+import { DateTime, Effect, Either, Option } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { VolumeInfo } from "../../VolumeBackend.js"
@@ -16,6 +16,7 @@ import { nameKey } from "../../VolumeSpec.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as MemoryDriver from "./memoryDriver.js"
 import type { MemoryTree } from "./memoryDriver.js"
+import * as MemorySnapshots from "./snapshots.js"
 
 interface MemoryVolume {
   /** What `create` reported (usage 0); `createdAt` doubles as the identity of this incarnation. */
@@ -54,26 +55,29 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     return volume !== undefined && identityOf(volume.info) === identityOf(info) ? volume : undefined
   }
 
-  const create = Effect.fn("MemoryBackend.create")(function*(spec: ValidSpec) {
-    return yield* Effect.suspend(() => {
-      const key = nameKey(spec.name)
-      if (volumes.has(key)) return Effect.fail(new VolumeAlreadyExists({ volume: spec.name }))
-      const info = new VolumeInfo({
-        name: spec.name,
-        kind: spec.kind,
-        backendKind: "memory",
-        quotaMib: spec.kind === "directory" ? spec.quotaMib : Option.none(),
-        capacityMib: spec.kind === "disk" ? spec.capacityMib : Option.none(),
-        labels: spec.labels,
-        createdAt: nextCreatedAt(),
-        usedBytes: 0,
-        diskPath: Option.none(),
-        local: Option.none(),
-        cloud: Option.none()
-      })
-      volumes.set(key, { info, tree: MemoryDriver.makeTree(), writeLock: Effect.unsafeMakeSemaphore(1) })
-      return Effect.succeed(info)
+  /** Adds a volume holding `tree`, unless the name is taken (one synchronous step). */
+  const insert = (spec: ValidSpec, tree: MemoryTree): Either.Either<VolumeInfo, VolumeAlreadyExists> => {
+    const key = nameKey(spec.name)
+    if (volumes.has(key)) return Either.left(new VolumeAlreadyExists({ volume: spec.name }))
+    const info = new VolumeInfo({
+      name: spec.name,
+      kind: spec.kind,
+      backendKind: "memory",
+      quotaMib: spec.kind === "directory" ? spec.quotaMib : Option.none(),
+      capacityMib: spec.kind === "disk" ? spec.capacityMib : Option.none(),
+      labels: spec.labels,
+      createdAt: nextCreatedAt(),
+      usedBytes: 0,
+      diskPath: Option.none(),
+      local: Option.none(),
+      cloud: Option.none()
     })
+    volumes.set(key, { info, tree, writeLock: Effect.unsafeMakeSemaphore(1) })
+    return Either.right(info)
+  }
+
+  const create = Effect.fn("MemoryBackend.create")(function*(spec: ValidSpec) {
+    return yield* Effect.suspend(() => insert(spec, MemoryDriver.makeTree()))
   })
 
   const get = Effect.fn("MemoryBackend.get")(function*(name: string) {
@@ -118,6 +122,10 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     remove,
     getDefault: Effect.fail(unsupported("getDefault")),
     fs,
-    path: () => Effect.fail(unsupported("path"))
+    path: () => Effect.fail(unsupported("path")),
+    snapshots: MemorySnapshots.make({
+      find: (name) => volumes.get(nameKey(name)),
+      insert: (spec, tree) => Either.map(insert(spec, tree), (info) => new VolumeInfo({ ...info, usedBytes: tree.usedBytes }))
+    })
   } satisfies VolumeBackendService
 })

@@ -87,6 +87,32 @@ const cloneNode = (node: Node, at: DateTime.Utc): Node => {
   return copy
 }
 
+/** A copy of a node with its times kept; file buffers are shared (they are never mutated). */
+const copyNode = (node: Node): Node => {
+  if (node._tag === "file") return { _tag: "file", data: node.data, times: { ...node.times } }
+  const children = new Map<string, Node>()
+  for (const [name, child] of node.children) children.set(name, copyNode(child))
+  return { _tag: "directory", children, times: { ...node.times } }
+}
+
+/**
+ * A point-in-time copy of a tree for snapshots and forks: directories are copied, file
+ * buffers shared (structural sharing; later writes to either tree replace nodes, never bytes).
+ */
+export const copyTree = (tree: MemoryTree): MemoryTree => ({
+  root: copyNode(tree.root) as DirectoryNode,
+  usedBytes: tree.usedBytes
+})
+
+/** Makes `target`'s content a copy of `source`'s in one synchronous step (restore). */
+export const replaceTree = (target: MemoryTree, source: MemoryTree): void => {
+  const copy = copyTree(source)
+  target.root.children.clear()
+  for (const [name, child] of copy.root.children) target.root.children.set(name, child)
+  target.root.times.modified = DateTime.unsafeNow()
+  target.usedBytes = copy.usedBytes
+}
+
 const attach = (parent: DirectoryNode, name: string, node: Node, at: DateTime.Utc): void => {
   parent.children.set(name, node)
   parent.times.modified = at

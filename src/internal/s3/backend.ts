@@ -22,6 +22,7 @@ import * as Layout from "./layout.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
 import * as Removal from "./removal.js"
+import * as Snapshots from "./snapshots.js"
 import * as Usage from "./usage.js"
 
 export type { Reclaimed } from "./removal.js"
@@ -192,7 +193,8 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
     remove,
     getDefault,
     fs,
-    path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND }))
+    path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND })),
+    snapshots: Snapshots.make(s3, layout, toInfo)
   } satisfies VolumeBackendService
   extras.set(service, {
     cleanup: (uploadGrace) => Removal.cleanup(s3, layout, uploadGrace),

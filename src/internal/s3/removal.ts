@@ -39,6 +39,26 @@ const plus = (a: Reclaimed, b: Reclaimed): Reclaimed => ({
 /** Default age after which a live volume's unfinished multipart upload is considered abandoned. */
 export const DEFAULT_UPLOAD_GRACE = Duration.hours(1)
 
+/**
+ * How long a pending marker protects an incarnation whose record is not written yet (a fork
+ * copying its objects writes the record last). A marker older than this belongs to a writer
+ * that died: its incarnation is garbage like any other.
+ */
+export const PENDING_GRACE = Duration.hours(1)
+
+/** The marker of an incarnation being built before its record exists (see {@link PENDING_GRACE}). */
+export const pendingKey = (layout: Layout, name: string, id: string): string => `${layout.metaPrefix(name, id)}pending`
+
+/** Whether incarnation `id` of name key `key` is still being built by a live writer. */
+const isPending = (s3: S3, layout: Layout, key: string, id: string, now: number) =>
+  Effect.map(
+    s3.head(pendingKey(layout, key, id)),
+    Option.match({
+      onNone: () => false,
+      onSome: (head) => now - head.modified.getTime() < Duration.toMillis(PENDING_GRACE)
+    })
+  )
+
 /** The id of the live incarnation of name key `key`, if any. */
 const liveId = (s3: S3, layout: Layout, key: string) =>
   Effect.map(Records.read(s3, layout.recordKey(key)), Option.map((found) => found.record.id))
@@ -70,7 +90,12 @@ export const sweep = (
     // Only what has the shape of an incarnation id: never another store's keys that happen
     // to lie below this prefix.
     const dead = (id: string) => Records.isToken(id) && (Option.isNone(live) || live.value !== id)
-    const deadIds = [...new Set([...dataIds, ...metaIds])].filter(dead)
+    const now = yield* Clock.currentTimeMillis
+    const deadIds = yield* Effect.filter(
+      [...new Set([...dataIds, ...metaIds])].filter(dead),
+      (id) => Effect.map(isPending(s3, layout, key, id, now), (pending) => !pending),
+      { concurrency: 8 }
+    )
     const stale = uploads.filter((upload) => {
       const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
       return dead(id) || (Records.isToken(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)

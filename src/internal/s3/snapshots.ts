@@ -1,0 +1,324 @@
+/**
+ * Snapshots, forks and restores of the cloud backend (SPEC §9). Every copy is a
+ * server-side CopyObject: no file data passes through this process.
+ *
+ * ```
+ * <prefix>snapshots/<volume-key>/<snapshot-key>      the snapshot's record (written last, If-None-Match: *)
+ * <prefix>snapdata/<volume-key>/<id>/<path>          its objects, copied before the record exists
+ * ```
+ *
+ * A snapshot becomes visible when its record is written, after every object is in place,
+ * so a reader on any machine sees it whole or not at all, and of concurrent snapshotters
+ * of one name the one whose conditional write lands wins (the others delete their copies).
+ * The record carries the fields of a volume record, so the ordinary driver reads the
+ * snapshot's objects (behind a read-only view). A fork copies the objects below a fresh
+ * volume id and then creates the volume's record exclusively, so it too appears whole or
+ * not at all. A restore copies the snapshot's objects over the volume's and deletes the
+ * rest: each object changes in one step, but a reader during the restore may see some
+ * files restored and others not yet (docs/snapshots.md). Copies left by a crash sit below
+ * ids no record names; no reader ever sees them.
+ */
+import { DateTime, Effect, Option, Schema, Stream } from "effect"
+import { SnapshotInfo } from "../../VolumeBackend.js"
+import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import {
+  SnapshotAlreadyExists,
+  SnapshotNotFound,
+  StorageError,
+  Unsupported,
+  VolumeAlreadyExists,
+  VolumeNotFound
+} from "../../VolumeError.js"
+import { nameKey } from "../../VolumeSpec.js"
+import type { VolumeFsFailure } from "../../VolumeError.js"
+import type { FsDriver } from "../fsDriver.js"
+import * as Rules from "../snapshotRules.js"
+import * as ReadOnlyDriver from "../readOnlyDriver.js"
+import * as VolumeFsImpl from "../volumeFs.js"
+import type { ListedObject, S3 } from "./client.js"
+import * as Driver from "./driver.js"
+import * as Usage from "./usage.js"
+import type { Layout } from "./layout.js"
+import * as Records from "./records.js"
+import * as Removal from "./removal.js"
+import { VolumeRecord } from "./records.js"
+
+/** Parallel CopyObject / GET requests of one operation. */
+const COPY_CONCURRENCY = 32
+
+const BACKEND = "cloud (S3)"
+
+/**
+ * The stored form of a snapshot: a volume record (so the driver can serve its files) plus
+ * what makes it a snapshot.
+ */
+class SnapshotRecord extends Schema.Class<SnapshotRecord>("SnapshotRecord")({
+  ...VolumeRecord.fields,
+  /** Display name of the volume. */
+  volume: Schema.String,
+  /** The volume incarnation it was taken of (a re-created volume starts without snapshots). */
+  volumeId: Schema.String,
+  /** Epoch milliseconds. */
+  expiresAt: Schema.NullOr(Schema.Number)
+}) {}
+
+const SnapshotJson = Schema.parseJson(SnapshotRecord)
+const decodeSnapshot = Schema.decodeUnknownEither(SnapshotJson)
+const encodeSnapshot = Schema.encodeSync(SnapshotJson)
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** A driver found anew for every operation (the snapshot's objects live below an id read from its record). */
+const lazyDriver = <E>(resolve: Effect.Effect<FsDriver, E>): FsDriver => {
+  const use = <A>(f: (driver: FsDriver) => Effect.Effect<A, VolumeFsFailure>) =>
+    Effect.flatMap(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, f)
+  return {
+    stat: (path) => use((driver) => driver.stat(path)),
+    list: (path) => use((driver) => driver.list(path)),
+    read: (path) => use((driver) => driver.read(path)),
+    readStream: (path, chunkSize) =>
+      Stream.unwrap(Effect.map(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.readStream(path, chunkSize))),
+    openWriter: (path) => Effect.flatMap(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.openWriter(path)),
+    write: (path, data) => use((driver) => driver.write(path, data)),
+    mkdir: (path) => use((driver) => driver.mkdir(path)),
+    remove: (path) => use((driver) => driver.remove(path)),
+    removeDir: (path) => use((driver) => driver.removeDir(path)),
+    rename: (from, to) => use((driver) => driver.rename(from, to)),
+    copy: (from, to) => use((driver) => driver.copy(from, to)),
+    measure: (path) => use((driver) => driver.measure(path))
+  }
+}
+
+export const make = (
+  s3: S3,
+  layout: Layout,
+  toVolumeInfo: (record: VolumeRecord) => VolumeInfo
+): VolumeSnapshotsService => {
+  // The store-wide prefix the layout was made with ("" or "<prefix>/").
+  const base = layout.recordsPrefix.slice(0, -"volumes/".length)
+  const snapshotKey = (volume: string, snapshot: string) => `${base}snapshots/${nameKey(volume)}/${nameKey(snapshot)}`
+  const snapshotsPrefix = (volume: string) => `${base}snapshots/${nameKey(volume)}/`
+  const snapshotData = (volume: string, id: string) => `${base}snapdata/${nameKey(volume)}/${id}/`
+  const snapshotCounters = Usage.makeCounters(s3)
+
+  const loadVolume = (name: string) =>
+    Effect.flatMap(Records.read(s3, layout.recordKey(name)), (found) =>
+      Option.isSome(found)
+        ? Effect.succeed(found.value.record)
+        : Effect.fail(new VolumeNotFound({ volume: name })))
+
+  const readSnapshot = (key: string): Effect.Effect<Option.Option<SnapshotRecord>, StorageError> =>
+    Effect.flatMap(s3.get(key), (body) => {
+      if (Option.isNone(body)) return Effect.succeed(Option.none())
+      const decoded = decodeSnapshot(decoder.decode(body.value.bytes))
+      return decoded._tag === "Right"
+        ? Effect.succeed(Option.some(decoded.right))
+        : Effect.fail(new StorageError({ message: `the snapshot record "${key}" is not valid: ${decoded.left.message}` }))
+    })
+
+  const toInfo = (record: SnapshotRecord): SnapshotInfo =>
+    new SnapshotInfo({
+      volume: record.volume,
+      name: record.name,
+      kind: "directory",
+      capacityMib: Option.none(),
+      labels: record.labels,
+      createdAt: DateTime.unsafeMake(record.createdAt),
+      expiresAt: Option.map(Option.fromNullable(record.expiresAt), DateTime.unsafeMake),
+      usedBytes: record.usedBytes,
+      hostPath: Option.none()
+    }, { disableValidation: true })
+
+  /** Copies every object below `from` to the same place below `to`; the total file bytes. */
+  const copyPrefix = (from: string, to: string) =>
+    Effect.gen(function*() {
+      const { objects } = yield* s3.list(from)
+      yield* Effect.forEach(
+        objects,
+        // An object deleted meanwhile (None) is not part of the copy.
+        (object) => Effect.asVoid(s3.copy(object.key, to + object.key.slice(from.length))),
+        { concurrency: COPY_CONCURRENCY, discard: true }
+      )
+      // The root marker, so the copy lists as a directory even if the source had none.
+      yield* s3.put(to, new Uint8Array(0), "application/x-directory")
+      return { objects, bytes: bytesOf(objects) }
+    })
+
+  const bytesOf = (objects: ReadonlyArray<ListedObject>) =>
+    objects.reduce((sum, object) => (object.key.endsWith("/") ? sum : sum + object.size), 0)
+
+  const deletePrefix = (prefix: string) =>
+    Effect.flatMap(s3.list(prefix), (listing) => s3.deleteMany(listing.objects.map((o) => o.key))).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`could not delete the objects below ${prefix}`, error))
+    )
+
+  /** The volume's snapshot `name`, of its current incarnation. */
+  const findSnapshot = (volume: string, snapshot: string) =>
+    Effect.gen(function*() {
+      const owner = yield* loadVolume(volume)
+      const found = yield* readSnapshot(snapshotKey(owner.name, snapshot))
+      if (Option.isNone(found) || found.value.volumeId !== owner.id) {
+        return yield* new SnapshotNotFound({ volume: owner.name, snapshot })
+      }
+      return { owner, record: found.value }
+    })
+
+  const create = Effect.fn("S3Backend.snapshot")(function*(volume: string, request: SnapshotRequest) {
+    const owner = yield* loadVolume(volume)
+    const key = snapshotKey(owner.name, request.name)
+    const taken = () => new SnapshotAlreadyExists({ volume: owner.name, snapshot: request.name })
+    const existing = yield* readSnapshot(key)
+    if (Option.isSome(existing) && existing.value.volumeId === owner.id) return yield* taken()
+    const id = Records.token()
+    const data = snapshotData(owner.name, id)
+    return yield* Effect.gen(function*() {
+      const { bytes } = yield* copyPrefix(layout.dataPrefix(owner.name, owner.id), data)
+      const record = new SnapshotRecord({
+        version: 1,
+        name: request.name,
+        id,
+        rev: Records.token(),
+        quotaMib: null,
+        labels: request.labels,
+        createdAt: DateTime.toEpochMillis(request.createdAt),
+        usedBytes: bytes,
+        isDefault: false,
+        volume: owner.name,
+        volumeId: owner.id,
+        expiresAt: Option.getOrNull(Option.map(request.expiresAt, DateTime.toEpochMillis))
+      })
+      const body = encoder.encode(encodeSnapshot(record))
+      // A leftover of a removed incarnation of the volume may hold the name: replace it.
+      const outcome = yield* s3.putConditional(
+        key,
+        body,
+        Option.isSome(existing) ? { ifMatch: yield* currentEtag(key) } : { ifNoneMatch: "*" }
+      )
+      if (outcome._tag !== "Written") {
+        const now = yield* readSnapshot(key)
+        // The answer was lost but our record is there: it landed.
+        if (!(Option.isSome(now) && now.value.id === id)) return yield* taken()
+      }
+      return toInfo(record)
+    }).pipe(Effect.onError(() => deletePrefix(data)))
+  })
+
+  const currentEtag = (key: string) =>
+    Effect.map(s3.head(key), Option.match({ onNone: () => "\"none\"", onSome: (head) => head.etag }))
+
+  const list = Effect.fn("S3Backend.snapshots")(function*(volume: string) {
+    const owner = yield* loadVolume(volume)
+    const listing = yield* s3.list(snapshotsPrefix(owner.name))
+    const records = yield* Effect.forEach(listing.objects, (object) => readSnapshot(object.key), {
+      concurrency: COPY_CONCURRENCY
+    })
+    return records.flatMap((found) =>
+      Option.isSome(found) && found.value.volumeId === owner.id ? [toInfo(found.value)] : []
+    )
+  })
+
+  const get = Effect.fn("S3Backend.getSnapshot")(function*(volume: string, snapshot: string) {
+    return toInfo((yield* findSnapshot(volume, snapshot)).record)
+  })
+
+  const remove = Effect.fn("S3Backend.removeSnapshot")(function*(volume: string, snapshot: string) {
+    const { owner, record } = yield* findSnapshot(volume, snapshot)
+    // The record goes first: from then on the snapshot does not exist for anyone.
+    yield* s3.delete(snapshotKey(owner.name, snapshot))
+    yield* deletePrefix(snapshotData(owner.name, record.id))
+  })
+
+  const fork = Effect.fn("S3Backend.fork")(function*(
+    source: string,
+    snapshot: Option.Option<string>,
+    request: ForkRequest
+  ) {
+    const target = yield* Rules.forkSpec(toVolumeInfo(yield* loadVolume(source)), request)
+    if (target.kind === "disk") {
+      return yield* new Unsupported({ operation: "disk volumes (an object store has no block devices)", backend: BACKEND })
+    }
+    const { from, usedBytes } = Option.isSome(snapshot)
+      ? yield* Effect.map(findSnapshot(source, snapshot.value), ({ owner, record }) => ({
+        from: snapshotData(owner.name, record.id),
+        usedBytes: record.usedBytes
+      }))
+      : yield* Effect.map(loadVolume(source), (owner) => ({
+        from: layout.dataPrefix(owner.name, owner.id),
+        usedBytes: owner.usedBytes
+      }))
+    yield* Rules.checkTargetQuota(target, usedBytes)
+    const recordKey = layout.recordKey(target.name)
+    if (Option.isSome(yield* Records.read(s3, recordKey))) return yield* new VolumeAlreadyExists({ volume: target.name })
+    const id = Records.token()
+    const data = layout.dataPrefix(target.name, id)
+    // The record comes last, so until then the copy is an incarnation without a live record:
+    // the pending marker keeps a concurrent sweep (a retried remove, `cleanup`) off it.
+    const pending = Removal.pendingKey(layout, target.name, id)
+    yield* s3.put(pending, new Uint8Array())
+    return yield* Effect.gen(function*() {
+      const { bytes } = yield* copyPrefix(from, data)
+      const { record } = yield* Records.create(
+        s3,
+        recordKey,
+        new VolumeRecord({
+          version: 1,
+          name: target.name,
+          id,
+          rev: Records.token(),
+          quotaMib: Option.getOrNull(target.quotaMib),
+          labels: target.labels,
+          createdAt: DateTime.toEpochMillis(yield* DateTime.now),
+          usedBytes: bytes,
+          isDefault: false
+        })
+      )
+      yield* s3.delete(pending).pipe(Effect.ignore)
+      return record
+    }).pipe(
+      Effect.onError(() => Effect.zipRight(deletePrefix(data), s3.delete(pending).pipe(Effect.ignore))),
+      Effect.map((record) => toVolumeInfo(record))
+    )
+  })
+
+  const restore = Effect.fn("S3Backend.restore")(function*(volume: string, snapshot: string) {
+    const { owner, record } = yield* findSnapshot(volume, snapshot)
+    const live = layout.dataPrefix(owner.name, owner.id)
+    const { objects } = yield* copyPrefix(snapshotData(owner.name, record.id), live)
+    const kept = new Set(objects.map((object) => object.key.slice(snapshotData(owner.name, record.id).length)))
+    const current = yield* s3.list(live)
+    yield* s3.deleteMany(
+      current.objects.filter((object) => object.key !== live && !kept.has(object.key.slice(live.length))).map((o) => o.key)
+    )
+    yield* Records.update(
+      s3,
+      layout.recordKey(owner.name),
+      owner.id,
+      owner.name,
+      (current) => new VolumeRecord({ ...current, usedBytes: record.usedBytes })
+    )
+  })
+
+  const fs = (info: SnapshotInfo) => {
+    const display = `${info.volume}@${info.name}`
+    const key = snapshotKey(info.volume, info.name)
+    // `fs()` is synchronous, so the id below which the objects live is read per operation.
+    const driverOf: Effect.Effect<FsDriver, StorageError> = Effect.map(readSnapshot(key), (found) => {
+      const target = {
+        volume: display,
+        recordKey: key,
+        id: Option.match(found, { onNone: () => "", onSome: (record) => record.id }),
+        dataPrefix: Option.match(found, { onNone: () => "", onSome: (record) => snapshotData(info.volume, record.id) })
+      }
+      // The driver is wrapped read-only below, so its usage counter is never moved.
+      return Driver.make({ s3, ...target, counter: snapshotCounters.counterOf(target) })
+    })
+    return VolumeFsImpl.make({
+      volume: display,
+      driver: ReadOnlyDriver.make(lazyDriver(driverOf)),
+      quotaBytes: Option.none(),
+      writeLock: Effect.unsafeMakeSemaphore(1)
+    })
+  }
+
+  return { create, list, get, remove, fork, restore, fs }
+}
