@@ -38,7 +38,8 @@ export const writeScript = (path: string, text: string): void => {
   chmodSync(path, 0o755)
 }
 
-const STAGING = "effect-volumes-sandbox-"
+/** The staging prefix of the sandboxes of process `owner` (other processes' sandboxes are theirs to check). */
+export const stagingPrefix = (owner: number = process.pid): string => `effect-volumes-sandbox-${owner}-`
 
 /** Processes whose command line mentions `needle` (not us). */
 export const processesMentioning = (needle: string): ReadonlyArray<string> =>
@@ -51,9 +52,10 @@ export const processesMentioning = (needle: string): ReadonlyArray<string> =>
     }
   })
 
-/** No mount, loop device, FUSE export or process of a sandbox in `dir` is left. */
-export const assertNothingLeft = (dir: string, marker?: string) =>
+/** No mount, loop device, FUSE export or process of a sandbox in `dir` (of process `owner`) is left. */
+export const assertNothingLeft = (dir: string, marker?: string, owner?: number) =>
   Effect.sync(() => {
+    const STAGING = stagingPrefix(owner)
     const mountinfo = readFileSync("/proc/self/mountinfo", "utf8")
     assert.notInclude(mountinfo, dir, "a mount from the test dir is left")
     assert.notInclude(mountinfo, STAGING, "a staged sandbox mount is left")
