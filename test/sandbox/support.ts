@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process"
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as Cgroups from "../../src/internal/namespace/cgroups.js"
 import * as LocalBackend from "../../src/LocalBackend.js"
 import * as NamespaceRuntime from "../../src/NamespaceRuntime.js"
 import type { SandboxRuntime } from "../../src/Sandbox.js"
@@ -52,6 +53,12 @@ export const processesMentioning = (needle: string): ReadonlyArray<string> =>
     }
   })
 
+/** Sandbox cgroups of process `owner` that still exist. */
+export const leftoverCgroups = (owner: number = process.pid): ReadonlyArray<string> =>
+  Cgroups.parents().flatMap((parent) =>
+    readdirSync(parent).filter((name) => name.startsWith(Cgroups.leafPrefix(owner))).map((name) => join(parent, name))
+  )
+
 /** No mount, loop device, FUSE export or process of a sandbox in `dir` (of process `owner`) is left. */
 export const assertNothingLeft = (dir: string, marker?: string, owner?: number) =>
   Effect.sync(() => {
@@ -69,4 +76,5 @@ export const assertNothingLeft = (dir: string, marker?: string, owner?: number) 
       [],
       "a staging directory is left"
     )
+    assert.deepStrictEqual(leftoverCgroups(owner), [], "a sandbox cgroup is left")
   })

@@ -93,6 +93,12 @@ const enable = (parent: string, controller: Controller): boolean => {
 let detected: ReadonlyMap<Controller, Hierarchy> | undefined
 const hierarchies = (): ReadonlyMap<Controller, Hierarchy> => (detected ??= detect())
 
+/** Sandbox cgroups are named after the process that started them, like their staging directories. */
+export const leafPrefix = (owner: number): string => `effect-volumes-${owner}-`
+
+/** The directories sandbox cgroups are created in (for checks that none is left). */
+export const parents = (): ReadonlyArray<string> => [...new Set([...hierarchies().values()].map((h) => h.parent))]
+
 /** The limits a sandbox gets: the requested ones, else the defaults the host can enforce. */
 export interface Resolved {
   readonly memoryMib: Option.Option<number>
@@ -206,7 +212,7 @@ export const make = (name: string, resolved: Resolved) =>
     Effect.try({
       try: (): SandboxCgroups => {
         const available = hierarchies()
-        const leaf = `effect-volumes-${name}-${randomBytes(4).toString("hex")}`
+        const leaf = `${leafPrefix(process.pid)}${name}-${randomBytes(4).toString("hex")}`
         const directories: Array<string> = []
         let oomKills = () => 0
         try {

@@ -5,6 +5,7 @@
  * is). `passwd` and `group` are generated: the host's entries for the ids the sandbox maps,
  * with any password field replaced by "x". docs/sandboxes.md lists the same entries.
  */
+import type { Dirent } from "node:fs"
 import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { MAPPED_IDS } from "./idmap.js"
@@ -32,28 +33,36 @@ const MAX_ENTRIES = 4096
 
 type Exposure =
   | { readonly _tag: "Bind"; readonly path: string }
-  | { readonly _tag: "Symlink"; readonly path: string; readonly target: string }
+  | { readonly _tag: "Symlink"; readonly path: string }
   | { readonly _tag: "Dir"; readonly path: string }
 
 const worldReadable = (mode: number, isDirectory: boolean): boolean =>
   isDirectory ? (mode & 0o005) === 0o005 : (mode & 0o004) === 0o004
 
 /**
- * What of `path` may be shown: itself when everything in it is world-readable, else the
- * readable parts one by one (the directory recreated empty, the rest bound into it).
+ * What of `root/path` may be shown: itself when everything in it is world-readable, else
+ * the readable parts one by one (the directory recreated empty, the rest bound into it).
+ * Paths in the result are relative to `root`.
  */
-const expose = (path: string, budget: { left: number }): ReadonlyArray<Exposure> => {
+const expose = (
+  root: string,
+  path: string,
+  budget: { left: number },
+  type: Dirent | undefined = undefined
+): ReadonlyArray<Exposure> => {
   if (--budget.left < 0) return []
-  const stat = lstatSync(path, { throwIfNoEntry: false })
+  const host = join(root, path)
+  // The link itself; what it points to is resolved inside the sandbox, where only exposed
+  // paths exist. (A directory listing tells links apart without a stat: most of ssl/certs.)
+  if (type?.isSymbolicLink()) return [{ _tag: "Symlink", path }]
+  const stat = lstatSync(host, { throwIfNoEntry: false })
   if (stat === undefined) return []
-  if (stat.isSymbolicLink()) {
-    // The link itself; what it points to is resolved inside the sandbox, where only
-    // exposed paths exist.
-    return [{ _tag: "Symlink", path, target: readlinkSync(path) }]
-  }
+  if (stat.isSymbolicLink()) return [{ _tag: "Symlink", path }]
   if (stat.isFile()) return worldReadable(stat.mode, false) ? [{ _tag: "Bind", path }] : []
   if (!stat.isDirectory() || !worldReadable(stat.mode, true)) return []
-  const children = readdirSync(path).map((name) => expose(join(path, name), budget))
+  const children = readdirSync(host, { withFileTypes: true }).map((child) =>
+    expose(root, join(path, child.name), budget, child)
+  )
   if (budget.left < 0) return []
   return children.every(isWhole) ? [{ _tag: "Bind", path }] : [{ _tag: "Dir", path }, ...children.flat()]
 }
@@ -96,36 +105,34 @@ export const passwd = (): string =>
 export const group = (): string => mappedEntries("/etc/group", ["root:x:0:", "nogroup:x:65534:"])
 
 /**
- * bubblewrap arguments for the curated `/etc`, with `passwd` and `group` bound from the
- * given generated files.
+ * bubblewrap arguments for the curated `/etc` (taken from `root`, the host's `/etc`), with
+ * `passwd` and `group` bound from the given generated files.
  */
-export const bwrapArgs = (generated: { readonly passwd: string; readonly group: string }): ReadonlyArray<string> => {
+export const bwrapArgs = (
+  generated: { readonly passwd: string; readonly group: string },
+  root: string = "/etc"
+): ReadonlyArray<string> => {
   const args: Array<string> = ["--dir", "/etc"]
   const budget = { left: MAX_ENTRIES }
-  const parentsMade = new Set<string>()
   for (const entry of ETC_ALLOWLIST) {
-    const path = join("/etc", entry)
-    // Every parent on the way must itself be world-readable (e.g. not /etc/ssl/private's).
-    const parents = entry.split("/").slice(0, -1)
-    let parent = "/etc"
-    let reachable = true
-    for (const segment of parents) {
-      parent = join(parent, segment)
-      const stat = statSync(parent, { throwIfNoEntry: false })
-      if (stat === undefined || !stat.isDirectory() || !worldReadable(stat.mode, true)) reachable = false
-    }
+    // Every directory on the way must itself be world-searchable (e.g. not /etc/ssl/private).
+    const segments = entry.split("/").slice(0, -1)
+    const reachable = segments.every((_, i) => {
+      const stat = statSync(join(root, ...segments.slice(0, i + 1)), { throwIfNoEntry: false })
+      return stat !== undefined && stat.isDirectory() && worldReadable(stat.mode, true)
+    })
     if (!reachable) continue
-    for (const exposure of expose(path, budget)) {
+    for (const exposure of expose(root, entry, budget)) {
+      const guest = join("/etc", exposure.path)
       switch (exposure._tag) {
         case "Bind":
-          args.push("--ro-bind", exposure.path, exposure.path)
+          args.push("--ro-bind", join(root, exposure.path), guest)
           break
         case "Symlink":
-          args.push("--symlink", exposure.target, exposure.path)
+          args.push("--symlink", readlinkSync(join(root, exposure.path)), guest)
           break
         case "Dir":
-          if (!parentsMade.has(exposure.path)) args.push("--dir", exposure.path)
-          parentsMade.add(exposure.path)
+          args.push("--dir", guest)
       }
     }
   }
