@@ -4,14 +4,15 @@
  * cgroup or load a seccomp filter). Built by scripts/build-sandbox-helper.sh.
  *
  *   ev-sandbox-helper launch [--cgroup PROCS]... --map BASE:COUNT [--idmap PATH]...
- *                            -- PROGRAM ARGS...
+ *                            [--bind SOURCE TARGET FLAGS]... -- PROGRAM ARGS...
  *     Joins the cgroups, creates a user namespace mapping ids 0..COUNT-1 to host ids
- *     BASE..BASE+COUNT-1, replaces the mount on each PATH by an idmapped clone of it (so
- *     ids inside the namespace equal ids on disk), enters the namespace as its root and
- *     execs PROGRAM (bubblewrap).
+ *     BASE..BASE+COUNT-1, stacks an idmapped clone of the mount on each PATH over it and
+ *     bind-mounts each SOURCE idmapped on TARGET with FLAGS (ro,nosuid,nodev,noexec or -),
+ *     so ids inside the namespace equal ids on disk; then enters the namespace as its
+ *     root and execs PROGRAM (bubblewrap).
  *
- *   ev-sandbox-helper idmap --map BASE:COUNT [--idmap PATH]...
- *     Only the idmapping of launch (for the layers of an overlay mounted afterwards).
+ *   ev-sandbox-helper idmap --map BASE:COUNT [--idmap PATH]... [--bind SOURCE TARGET FLAGS]...
+ *     Only the mounts of launch (for the layers of an overlay mounted afterwards).
  *
  *   ev-sandbox-helper exec --target PID [--cgroup PROCS]... [--seccomp BPF] --cwd DIR
  *                          -- CMD ARGS...
@@ -103,32 +104,53 @@ static int make_userns(const char *map) {
   return fd;
 }
 
-/* Stacks an idmapped clone of the mount on path over it. */
-static void idmap(const char *path, int userns) {
-  int tree = syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-  if (tree < 0) die("open_tree", path);
-  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = userns};
-  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) die("idmap (mount_setattr)", path);
-  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("move_mount", path);
+/* Mount flags from "ro,nosuid,nodev,noexec" (any subset; "-" for none). */
+static uint64_t parse_attrs(const char *text) {
+  uint64_t attrs = 0;
+  char copy[64];
+  snprintf(copy, sizeof copy, "%s", text);
+  for (char *word = strtok(copy, ","); word != NULL; word = strtok(NULL, ",")) {
+    if (!strcmp(word, "ro")) attrs |= MOUNT_ATTR_RDONLY;
+    else if (!strcmp(word, "nosuid")) attrs |= MOUNT_ATTR_NOSUID;
+    else if (!strcmp(word, "nodev")) attrs |= MOUNT_ATTR_NODEV;
+    else if (!strcmp(word, "noexec")) attrs |= MOUNT_ATTR_NOEXEC;
+    else if (strcmp(word, "-")) usage();
+  }
+  return attrs;
+}
+
+/* Mounts an idmapped clone of the mount at source (a bind mount, not recursive) on target,
+ * with the given flags. With source == target the clone is stacked over the original. */
+static void bind_idmapped(const char *source, const char *target, const char *attrs, int userns) {
+  int tree = syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) die("open_tree", source);
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | parse_attrs(attrs), .userns_fd = userns};
+  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) die("idmap (mount_setattr)", source);
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("move_mount", target);
   close(tree);
 }
 
 /* launch (run != 0) or idmap (run == 0: no cgroups, no command). */
 static int launch(int argc, char **argv, int run) {
-  char *cgroups[MAX_LIST], *paths[MAX_LIST];
-  int ncg = 0, npaths = 0, i = 0;
+  char *cgroups[MAX_LIST], *binds[MAX_LIST][3];
+  int ncg = 0, nbinds = 0, i = 0;
   const char *map = NULL;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     if (i + 1 >= argc) usage();
     if (!strcmp(argv[i], "--cgroup") && ncg < MAX_LIST) cgroups[ncg++] = argv[++i];
-    else if (!strcmp(argv[i], "--idmap") && npaths < MAX_LIST) paths[npaths++] = argv[++i];
-    else if (!strcmp(argv[i], "--map")) map = argv[++i];
+    else if (!strcmp(argv[i], "--idmap") && nbinds < MAX_LIST) {
+      binds[nbinds][0] = binds[nbinds][1] = argv[++i];
+      binds[nbinds++][2] = "-";
+    } else if (!strcmp(argv[i], "--bind") && nbinds < MAX_LIST && i + 3 < argc) {
+      for (int k = 0; k < 3; k++) binds[nbinds][k] = argv[++i];
+      nbinds++;
+    } else if (!strcmp(argv[i], "--map")) map = argv[++i];
     else usage();
   }
   if (map == NULL || (run ? i + 1 >= argc : i < argc || ncg > 0)) usage();
   join_cgroups(cgroups, ncg);
   int userns = make_userns(map);
-  for (int p = 0; p < npaths; p++) idmap(paths[p], userns);
+  for (int b = 0; b < nbinds; b++) bind_idmapped(binds[b][0], binds[b][1], binds[b][2], userns);
   if (!run) return 0;
   /* Become root of the namespace before bubblewrap runs: it creates its tmpfs root as
    * us, and an id that the namespace does not map could not own it (EOVERFLOW). */

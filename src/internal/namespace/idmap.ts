@@ -13,31 +13,39 @@ export const HOST_ID_BASE = 0x70000000
 /** How many ids the sandbox has (0..65535, as a classic container). */
 export const MAPPED_IDS = 65536
 
-const mapArgs = (paths: ReadonlyArray<string>): ReadonlyArray<string> => [
+/** A mount the helper makes idmapped: `source` bound on `target` (the same path: stacked over it). */
+export interface IdmappedMount {
+  readonly source: string
+  readonly target: string
+  /** Mount flags: any of ro, nosuid, nodev, noexec. */
+  readonly flags: ReadonlyArray<string>
+}
+
+const mapArgs = (mounts: ReadonlyArray<IdmappedMount>): ReadonlyArray<string> => [
   "--map",
   `${HOST_ID_BASE}:${MAPPED_IDS}`,
-  ...paths.flatMap((path) => ["--idmap", path])
+  ...mounts.flatMap((m) => ["--bind", m.source, m.target, m.flags.length === 0 ? "-" : m.flags.join(",")])
 ]
 
-/** The helper command that idmaps `paths` (each the root of a mount) and exits. */
-export const idmapCommand = (helper: string, paths: ReadonlyArray<string>): ReadonlyArray<string> => [
+/** The helper command that makes `mounts` and exits. */
+export const idmapCommand = (helper: string, mounts: ReadonlyArray<IdmappedMount>): ReadonlyArray<string> => [
   helper,
   "idmap",
-  ...mapArgs(paths)
+  ...mapArgs(mounts)
 ]
 
 /**
- * The helper command that joins the sandbox's cgroups, creates its user namespace,
- * idmaps `paths` (each the root of a mount) and runs what follows `--` as the namespace's root.
+ * The helper command that joins the sandbox's cgroups, creates its user namespace, makes
+ * `mounts` and runs what follows `--` as the namespace's root.
  */
 export const launchCommand = (
   helper: string,
   cgroupProcs: ReadonlyArray<string>,
-  paths: ReadonlyArray<string>
+  mounts: ReadonlyArray<IdmappedMount>
 ): ReadonlyArray<string> => [
   helper,
   "launch",
   ...cgroupProcs.flatMap((file) => ["--cgroup", file]),
-  ...mapArgs(paths),
+  ...mapArgs(mounts),
   "--"
 ]

@@ -44,16 +44,27 @@ export interface Plan {
 /** The descriptor bubblewrap reads the seccomp profile from (dash redirects fds 0-9 only). */
 const SECCOMP_FD = 5
 
+const mountFlags = (mount: ResolvedMount["mount"]): ReadonlyArray<string> => [
+  // bubblewrap binds everything nosuid,nodev anyway; ask for them explicitly so the
+  // staged mount already carries them.
+  "nosuid",
+  "nodev",
+  ...(mount.readonly ? ["ro"] : []),
+  ...(mount.noexec ? ["noexec"] : [])
+]
+
 const mountOptions = (mount: ResolvedMount["mount"], base: ReadonlyArray<string>): string =>
-  [
-    ...base,
-    // bubblewrap binds everything nosuid,nodev anyway; ask for them explicitly so the
-    // staged mount already carries them.
-    "nosuid",
-    "nodev",
-    ...(mount.readonly ? ["ro"] : []),
-    ...(mount.noexec ? ["noexec"] : [])
-  ].join(",")
+  [...base, ...mountFlags(mount)].join(",")
+
+/**
+ * How each staged mount gets the sandbox's ids: a host path is bound idmapped straight
+ * from its source (one mount, no `mount` process); the others, mounted by the keeper, get
+ * an idmapped clone stacked over them.
+ */
+const idmapped = (staged: StagedMount): Idmap.IdmappedMount =>
+  staged.resolved.source._tag === "HostPath"
+    ? { source: staged.resolved.source.hostPath, target: staged.stage, flags: mountFlags(staged.resolved.mount) }
+    : { source: staged.stage, target: staged.stage, flags: [] }
 
 /** QEMU option values escape "," by doubling it. */
 const qemuValue = (value: string): string => value.replaceAll(",", ",,")
@@ -63,8 +74,7 @@ const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string
   const stage = quote(staged.stage)
   switch (source._tag) {
     case "HostPath":
-      // util-linux does the bind and the flag-setting remount in one process.
-      return [`mount --bind -o ${mountOptions(mount, [])} ${quote(source.hostPath)} ${stage}`]
+      return [] // bound by the launch helper, see idmapped()
     case "Memory":
       return [
         `mount -t tmpfs -o ${
@@ -145,7 +155,14 @@ const prelude = (
   `  rmdir ${quote(runDir)} 2>/dev/null || true`,
   // The sandbox's cgroups, once its last process has left them (when our process died,
   // nobody else would remove them).
-  ...cgroups.map((dir) => `  n=0; while [ -d ${quote(dir)} ] && ! rmdir ${quote(dir)} 2>/dev/null && [ "$n" -lt 500 ]; do n=$((n + 1)); sleep 0.01; done`),
+  ...(cgroups.length === 0 ? [] : [
+    `  n=0`,
+    `  while [ "$n" -lt 500 ]; do`,
+    `    rmdir ${cgroups.map(quote).join(" ")} 2>/dev/null || true`,
+    `    ${cgroups.map((dir) => `[ -d ${quote(dir)} ]`).join(" || ")} || break`,
+    `    n=$((n + 1)); sleep 0.01`,
+    `  done`
+  ]),
   `}`,
   "trap cleanup EXIT",
   // Waits until the FUSE export of file $1 (served by pid $2) is mounted.
@@ -182,8 +199,8 @@ const rootCommands = (plan: Plan): {
   const owner = `${Idmap.HOST_ID_BASE}:${Idmap.HOST_ID_BASE}`
   return {
     staging: [
-      `mount --bind ${quote(plan.image)} ${quote(lower)}`,
-      Idmap.idmapCommand(plan.helper, [lower]).map(quote).join(" "),
+      Idmap.idmapCommand(plan.helper, [{ source: plan.image, target: lower, flags: ["nosuid", "nodev"] }])
+        .map(quote).join(" "),
       `mount -t tmpfs -o mode=0755,uid=${Idmap.HOST_ID_BASE},gid=${Idmap.HOST_ID_BASE} tmpfs ${quote(ovl)}`,
       `mkdir ${quote(`${ovl}/upper`)} ${quote(`${ovl}/work`)}`,
       `chown ${owner} ${quote(`${ovl}/upper`)} ${quote(`${ovl}/work`)}`,
@@ -243,7 +260,7 @@ export const bwrapArgs = (plan: Plan, rootArgs: ReadonlyArray<string>): Readonly
 export const script = (plan: Plan): string => {
   const root = rootCommands(plan)
   const init = `echo ${READY}; while read -r _; do :; done`
-  const launch = Idmap.launchCommand(plan.helper, plan.cgroups.procs, plan.mounts.map((m) => m.stage))
+  const launch = Idmap.launchCommand(plan.helper, plan.cgroups.procs, plan.mounts.map(idmapped))
   const bwrap = [...launch, "bwrap", ...bwrapArgs(plan, root.bwrap), "--", "/bin/sh", "-c", init].map(quote).join(" ")
   return [
     ...prelude(
