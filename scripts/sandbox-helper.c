@@ -7,7 +7,8 @@
  *                            [--bind SOURCE TARGET FLAGS]... -- PROGRAM ARGS...
  *     Joins the cgroups, creates a user namespace mapping ids 0..COUNT-1 to host ids
  *     BASE..BASE+COUNT-1, stacks an idmapped clone of the mount on each PATH over it and
- *     bind-mounts each SOURCE idmapped on TARGET with FLAGS (ro,nosuid,nodev,noexec or -),
+ *     bind-mounts each SOURCE idmapped on TARGET with FLAGS (ro,nosuid,nodev,noexec or -;
+ *     noidmap: as it is),
  *     so ids inside the namespace equal ids on disk; then enters the namespace as its
  *     root and execs PROGRAM (bubblewrap).
  *
@@ -104,9 +105,9 @@ static int make_userns(const char *map) {
   return fd;
 }
 
-/* Mount flags from "ro,nosuid,nodev,noexec" (any subset; "-" for none). */
+/* Mount flags from "ro,nosuid,nodev,noexec,noidmap" (any subset; "-" for none). */
 static uint64_t parse_attrs(const char *text) {
-  uint64_t attrs = 0;
+  uint64_t attrs = MOUNT_ATTR_IDMAP;
   char copy[64];
   snprintf(copy, sizeof copy, "%s", text);
   for (char *word = strtok(copy, ","); word != NULL; word = strtok(NULL, ",")) {
@@ -114,18 +115,23 @@ static uint64_t parse_attrs(const char *text) {
     else if (!strcmp(word, "nosuid")) attrs |= MOUNT_ATTR_NOSUID;
     else if (!strcmp(word, "nodev")) attrs |= MOUNT_ATTR_NODEV;
     else if (!strcmp(word, "noexec")) attrs |= MOUNT_ATTR_NOEXEC;
+    else if (!strcmp(word, "noidmap")) attrs &= ~(uint64_t)MOUNT_ATTR_IDMAP;
     else if (strcmp(word, "-")) usage();
   }
   return attrs;
 }
 
-/* Mounts an idmapped clone of the mount at source (a bind mount, not recursive) on target,
- * with the given flags. With source == target the clone is stacked over the original. */
+/* Mounts an idmapped (unless "noidmap") clone of the mount at source (a bind mount, not
+ * recursive) on target, with the given flags. With source == target the clone is stacked
+ * over the original. */
 static void bind_idmapped(const char *source, const char *target, const char *attrs, int userns) {
   int tree = syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
   if (tree < 0) die("open_tree", source);
-  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | parse_attrs(attrs), .userns_fd = userns};
-  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) die("idmap (mount_setattr)", source);
+  struct mount_attr attr = {.attr_set = parse_attrs(attrs)};
+  if (attr.attr_set & MOUNT_ATTR_IDMAP) attr.userns_fd = userns;
+  if (attr.attr_set != 0 && syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+    die("idmap (mount_setattr)", source);
+  }
   if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("move_mount", target);
   close(tree);
 }

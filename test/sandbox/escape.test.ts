@@ -6,7 +6,20 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schedule, Stream } from "effect"
 import { execFileSync } from "node:child_process"
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs"
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync
+} from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Etc from "../../src/internal/namespace/etc.js"
 import { HOST_ID_BASE } from "../../src/internal/namespace/idmap.js"
@@ -84,36 +97,56 @@ describe("escape suite: host secrets through image host", () => {
         writeFileSync(extra, "added on purpose\n")
         yield* Effect.scoped(Effect.gen(function*() {
           const sb = yield* Sandbox.builder("etcbind").volume("/etc/extra.conf", (m) => m.bind(extra).readonly()).create()
-          const out = yield* sb.exec("cat", ["/etc/extra.conf"])
-          assert.strictEqual(out.stdout, "added on purpose\n", out.stderr)
+          const out = yield* sh(sb, "cat /etc/extra.conf && test -s /etc/ld.so.cache && cat /etc/os-release >/dev/null && echo rest")
+          assert.strictEqual(out.stdout, "added on purpose\nrest\n", out.stderr)
+          assert.strictEqual((yield* sb.exec("test", ["-e", "/etc/shadow"])).exitCode, 1)
+          assert.include((yield* sh(sb, "echo x > /etc/planted")).stderr, "Read-only file system")
         }))
       })
     ))
 
-  it("an owner-only file inside an allowlisted directory is left out, the rest of the directory is shown", () => {
-    const root = execFileSync("mktemp", ["-d"], { encoding: "utf8" }).trim()
-    mkdirSync(join(root, "ssl/certs"), { recursive: true })
-    mkdirSync(join(root, "ssl/private"), { mode: 0o700 })
-    writeFileSync(join(root, "ssl/certs/ca.pem"), "cert")
-    writeFileSync(join(root, "ssl/certs/leaked.key"), "secret", { mode: 0o600 })
-    chmodSync(join(root, "ssl/certs/leaked.key"), 0o600)
-    symlinkSync("ca.pem", join(root, "ssl/certs/1234.0"))
-    writeFileSync(join(root, "ssl/private/server.key"), "secret")
-    writeFileSync(join(root, "hosts"), "127.0.0.1 localhost\n")
-    writeFileSync(join(root, "resolv.conf"), "nameserver 10.0.0.1\n", { mode: 0o600 })
-    chmodSync(join(root, "resolv.conf"), 0o600)
-    writeFileSync(join(root, "shadow"), "root:$6$hash:1::::::\n")
-    const args = Etc.bwrapArgs({ passwd: "/gen/passwd", group: "/gen/group" }, root).join(" ")
-    execFileSync("rm", ["-rf", root])
-    assert.include(args, `--ro-bind ${root}/hosts /etc/hosts`)
-    assert.include(args, `--dir /etc/ssl/certs`, "the directory is recreated instead of bound whole")
-    assert.include(args, `--ro-bind ${root}/ssl/certs/ca.pem /etc/ssl/certs/ca.pem`)
-    assert.include(args, `--symlink ca.pem /etc/ssl/certs/1234.0`)
-    assert.notInclude(args, "leaked.key")
-    assert.notInclude(args, "resolv.conf", "an owner-only allowlisted file")
-    assert.notInclude(args, "private")
-    assert.notInclude(args, "shadow")
-    assert.include(args, "--ro-bind /gen/passwd /etc/passwd")
+  it("the copy leaves out owner-only files (also inside allowlisted directories) and follows host changes", () => {
+    const work = mkdtempSync(join(tmpdir(), "ev-etc-test-"))
+    try {
+      const root = join(work, "etc")
+      mkdirSync(join(root, "ssl/certs"), { recursive: true })
+      mkdirSync(join(root, "ssl/private"), { mode: 0o700 })
+      writeFileSync(join(root, "ssl/certs/ca.pem"), "cert")
+      writeFileSync(join(root, "ssl/certs/leaked.key"), "secret", { mode: 0o600 })
+      symlinkSync("ca.pem", join(root, "ssl/certs/1234.0"))
+      writeFileSync(join(root, "ssl/private/server.key"), "secret")
+      writeFileSync(join(root, "hosts"), "127.0.0.1 localhost\n")
+      writeFileSync(join(root, "resolv.conf"), "nameserver 10.0.0.1\n", { mode: 0o600 })
+      writeFileSync(join(root, "shadow"), "root:$6$hash:1::::::\n")
+      writeFileSync(join(root, "passwd"), "root:$6$inline:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\nfar:x:70000:70000::/:/bin/sh\n")
+      const cache = join(work, "cache")
+      const copy = Etc.curated(cache, root)
+      const files = execFileSync("find", [".", "-printf", "%p %y\n"], { cwd: copy, encoding: "utf8" }).trim().split("\n").sort()
+      assert.deepStrictEqual(files, [
+        ". d",
+        "./group f",
+        "./hosts f",
+        "./passwd f",
+        "./ssl d",
+        "./ssl/certs d",
+        "./ssl/certs/1234.0 l",
+        "./ssl/certs/ca.pem f"
+      ])
+      assert.strictEqual(
+        readFileSync(join(copy, "passwd"), "utf8"),
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nroot:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+        "no password hash, no unmapped id"
+      )
+      assert.strictEqual(Etc.curated(cache, root), copy, "unchanged host: the same copy")
+      writeFileSync(join(root, "hosts"), "127.0.0.1 localhost changed\n")
+      const changed = Etc.curated(cache, root)
+      assert.notStrictEqual(changed, copy)
+      assert.strictEqual(readFileSync(join(changed, "hosts"), "utf8"), "127.0.0.1 localhost changed\n")
+      chmodSync(join(root, "hosts"), 0o600)
+      assert.isFalse(existsSync(join(Etc.curated(cache, root), "hosts")), "a file made owner-only disappears")
+    } finally {
+      rmSync(work, { recursive: true, force: true })
+    }
   })
 })
 

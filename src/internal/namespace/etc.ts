@@ -1,12 +1,31 @@
 /**
  * The curated `/etc` of image "host": what programs need to run, never the host's secrets.
- * Only allowlisted entries are exposed, read-only, and of those only what every user of the
+ * Only allowlisted entries are shown, read-only, and of those only what every user of the
  * host may read (a file readable by its owner alone is a secret by its mode, wherever it
  * is). `passwd` and `group` are generated: the host's entries for the ids the sandbox maps,
  * with any password field replaced by "x". docs/sandboxes.md lists the same entries.
+ *
+ * It is a copy, kept in the cache directory under a name derived from the metadata of every
+ * entry it was made from, so a change on the host (a file edited, chmod-ed, added to or
+ * removed from a directory) makes a new copy at the next start, and a sandbox binds one
+ * directory instead of mounting each file.
  */
+import { createHash, randomBytes } from "node:crypto"
 import type { Dirent } from "node:fs"
-import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs"
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync
+} from "node:fs"
 import { join } from "node:path"
 import { MAPPED_IDS } from "./idmap.js"
 
@@ -28,48 +47,63 @@ export const ETC_ALLOWLIST: ReadonlyArray<string> = [
   "magic.mime", "xattr.conf", "mke2fs.conf", "python3", "python3.11", "mtab"
 ]
 
-/** The most entries a directory tree may have to be walked; beyond, it is left out. */
+/** The most entries the allowlisted trees may have together; beyond, the rest is left out. */
 const MAX_ENTRIES = 4096
 
-type Exposure =
-  | { readonly _tag: "Bind"; readonly path: string }
-  | { readonly _tag: "Symlink"; readonly path: string }
-  | { readonly _tag: "Dir"; readonly path: string }
+/** One entry to show, relative to /etc. */
+interface Entry {
+  readonly kind: "file" | "dir" | "link"
+  readonly path: string
+}
 
 const worldReadable = (mode: number, isDirectory: boolean): boolean =>
   isDirectory ? (mode & 0o005) === 0o005 : (mode & 0o004) === 0o004
 
 /**
- * What of `root/path` may be shown: itself when everything in it is world-readable, else
- * the readable parts one by one (the directory recreated empty, the rest bound into it).
- * Paths in the result are relative to `root`.
+ * The entries of `root/path` anybody may read, with a stamp of the metadata they were
+ * chosen by (a link is re-created as a link: its change shows in its directory's stamp).
  */
-const expose = (
+const walk = (
   root: string,
   path: string,
-  budget: { left: number },
+  out: { readonly entries: Array<Entry>; readonly stamp: Array<string>; left: number },
   type: Dirent | undefined = undefined
-): ReadonlyArray<Exposure> => {
-  if (--budget.left < 0) return []
+): void => {
+  if (--out.left < 0) return
   const host = join(root, path)
-  // The link itself; what it points to is resolved inside the sandbox, where only exposed
-  // paths exist. (A directory listing tells links apart without a stat: most of ssl/certs.)
-  if (type?.isSymbolicLink()) return [{ _tag: "Symlink", path }]
+  if (type?.isSymbolicLink()) {
+    out.entries.push({ kind: "link", path })
+    return
+  }
   const stat = lstatSync(host, { throwIfNoEntry: false })
-  if (stat === undefined) return []
-  if (stat.isSymbolicLink()) return [{ _tag: "Symlink", path }]
-  if (stat.isFile()) return worldReadable(stat.mode, false) ? [{ _tag: "Bind", path }] : []
-  if (!stat.isDirectory() || !worldReadable(stat.mode, true)) return []
-  const children = readdirSync(host, { withFileTypes: true }).map((child) =>
-    expose(root, join(path, child.name), budget, child)
-  )
-  if (budget.left < 0) return []
-  return children.every(isWhole) ? [{ _tag: "Bind", path }] : [{ _tag: "Dir", path }, ...children.flat()]
+  if (stat === undefined) return
+  out.stamp.push(`${path}:${stat.mode}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`)
+  if (stat.isSymbolicLink()) out.entries.push({ kind: "link", path })
+  else if (stat.isFile() && worldReadable(stat.mode, false)) out.entries.push({ kind: "file", path })
+  else if (stat.isDirectory() && worldReadable(stat.mode, true)) {
+    out.entries.push({ kind: "dir", path })
+    for (const child of readdirSync(host, { withFileTypes: true })) walk(root, join(path, child.name), out, child)
+  }
 }
 
-/** Whether `expose` showed a path entirely (rather than in parts, or not at all). */
-const isWhole = (exposures: ReadonlyArray<Exposure>): boolean =>
-  exposures.length === 1 && exposures[0]!._tag !== "Dir"
+/** What of the allowlist `root` (the host's /etc) shows, and its stamp. */
+export const survey = (root: string = "/etc"): { readonly entries: ReadonlyArray<Entry>; readonly stamp: string } => {
+  const out = { entries: [] as Array<Entry>, stamp: [] as Array<string>, left: MAX_ENTRIES }
+  for (const entry of ETC_ALLOWLIST) {
+    // Every directory on the way must itself be world-searchable (e.g. not /etc/ssl/private).
+    const segments = entry.split("/").slice(0, -1)
+    const reachable = segments.every((_, i) => {
+      const stat = statSync(join(root, ...segments.slice(0, i + 1)), { throwIfNoEntry: false })
+      return stat !== undefined && stat.isDirectory() && worldReadable(stat.mode, true)
+    })
+    if (reachable) walk(root, entry, out)
+  }
+  for (const file of ["passwd", "group"]) {
+    const stat = statSync(join(root, file), { throwIfNoEntry: false })
+    out.stamp.push(`${file}:${stat?.size}:${stat?.mtimeMs}:${stat?.ctimeMs}`)
+  }
+  return { entries: out.entries, stamp: out.stamp.join("\n") }
+}
 
 /** The host's `name:x:id:...` lines whose id the sandbox maps, with password fields blanked. */
 const mappedEntries = (file: string, defaults: ReadonlyArray<string>): string => {
@@ -95,47 +129,54 @@ const mappedEntries = (file: string, defaults: ReadonlyArray<string>): string =>
 }
 
 /** The generated `/etc/passwd`: root, nobody, and the host's users the sandbox maps. */
-export const passwd = (): string =>
-  mappedEntries("/etc/passwd", [
+const passwd = (root: string): string =>
+  mappedEntries(join(root, "passwd"), [
     "root:x:0:0:root:/root:/bin/sh",
     "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin"
   ])
 
 /** The generated `/etc/group`. */
-export const group = (): string => mappedEntries("/etc/group", ["root:x:0:", "nogroup:x:65534:"])
+const group = (root: string): string => mappedEntries(join(root, "group"), ["root:x:0:", "nogroup:x:65534:"])
 
-/**
- * bubblewrap arguments for the curated `/etc` (taken from `root`, the host's `/etc`), with
- * `passwd` and `group` bound from the given generated files.
- */
-export const bwrapArgs = (
-  generated: { readonly passwd: string; readonly group: string },
-  root: string = "/etc"
-): ReadonlyArray<string> => {
-  const args: Array<string> = ["--dir", "/etc"]
-  const budget = { left: MAX_ENTRIES }
-  for (const entry of ETC_ALLOWLIST) {
-    // Every directory on the way must itself be world-searchable (e.g. not /etc/ssl/private).
-    const segments = entry.split("/").slice(0, -1)
-    const reachable = segments.every((_, i) => {
-      const stat = statSync(join(root, ...segments.slice(0, i + 1)), { throwIfNoEntry: false })
-      return stat !== undefined && stat.isDirectory() && worldReadable(stat.mode, true)
-    })
-    if (!reachable) continue
-    for (const exposure of expose(root, entry, budget)) {
-      const guest = join("/etc", exposure.path)
-      switch (exposure._tag) {
-        case "Bind":
-          args.push("--ro-bind", join(root, exposure.path), guest)
-          break
-        case "Symlink":
-          args.push("--symlink", readlinkSync(join(root, exposure.path)), guest)
-          break
-        case "Dir":
-          args.push("--dir", guest)
-      }
+/** Writes the curated copy of `root` into `dest` (which must not exist). */
+const copy = (root: string, entries: ReadonlyArray<Entry>, dest: string): void => {
+  mkdirSync(dest, { mode: 0o755 })
+  for (const entry of entries) {
+    const target = join(dest, entry.path)
+    // Parents of a nested allowlist entry (ssl/ of ssl/certs) are made bare.
+    mkdirSync(join(target, ".."), { recursive: true, mode: 0o755 })
+    switch (entry.kind) {
+      case "dir":
+        mkdirSync(target, { recursive: true, mode: 0o755 })
+        break
+      case "file":
+        copyFileSync(join(root, entry.path), target)
+        break
+      case "link":
+        symlinkSync(readlinkSync(join(root, entry.path)), target)
     }
   }
-  args.push("--ro-bind", generated.passwd, "/etc/passwd", "--ro-bind", generated.group, "/etc/group")
-  return args
+  writeFileSync(join(dest, "passwd"), passwd(root), { mode: 0o644 })
+  writeFileSync(join(dest, "group"), group(root), { mode: 0o644 })
+}
+
+/**
+ * The directory holding the curated copy of `root` (the host's /etc) as it is now, made
+ * under `cache` if it is not there yet (built aside, then renamed into place, so
+ * concurrent starts never see half a copy).
+ */
+export const curated = (cache: string, root: string = "/etc"): string => {
+  const { entries, stamp } = survey(root)
+  const dir = join(cache, `etc-${createHash("sha256").update(root).update(stamp).digest("hex").slice(0, 16)}`)
+  if (existsSync(dir)) return dir
+  mkdirSync(cache, { recursive: true })
+  const building = `${dir}.tmp-${randomBytes(4).toString("hex")}`
+  try {
+    copy(root, entries, building)
+    renameSync(building, dir)
+  } catch (error) {
+    rmSync(building, { recursive: true, force: true })
+    if (!existsSync(dir)) throw error // else another start won the race with the same content
+  }
+  return dir
 }

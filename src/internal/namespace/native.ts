@@ -25,7 +25,7 @@ export interface Artifacts {
 }
 
 /** `$EFFECT_VOLUMES_CACHE_DIR`, else `$XDG_CACHE_HOME/effect-volumes`, else `~/.cache/effect-volumes`. */
-const cacheRoot = (): string =>
+export const cacheRoot = (): string =>
   process.env["EFFECT_VOLUMES_CACHE_DIR"] ??
     join(process.env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "effect-volumes")
 

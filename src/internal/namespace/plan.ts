@@ -30,15 +30,19 @@ export interface Plan {
   readonly mounts: ReadonlyArray<StagedMount>
   /** How the host's system directories look: symlinks (merged /usr) are recreated as such. */
   readonly hostLinks: ReadonlyArray<{ readonly path: string; readonly target: Option.Option<string> }>
-  /** For image "host": bubblewrap's arguments for the curated /etc (see etc.ts). */
-  readonly etc: ReadonlyArray<string>
-  /** Files the runtime wrote into `runDir` (the generated passwd and group). */
-  readonly generated: ReadonlyArray<string>
+  /** For image "host": the curated copy of the host's /etc (see etc.ts). */
+  readonly etc: Option.Option<EtcCopy>
   /** ev-sandbox-helper and the compiled seccomp profile (see native.ts). */
   readonly helper: string
   readonly seccomp: string
   /** The sandbox's cgroup directories, and the files that join them. */
   readonly cgroups: { readonly directories: ReadonlyArray<string>; readonly procs: ReadonlyArray<string> }
+}
+
+/** The curated /etc: its directory and its top-level entries (`link`: a symlink's target). */
+export interface EtcCopy {
+  readonly dir: string
+  readonly entries: ReadonlyArray<{ readonly name: string; readonly link: Option.Option<string> }>
 }
 
 /** The descriptor bubblewrap reads the seccomp profile from (dash redirects fds 0-9 only). */
@@ -120,7 +124,7 @@ const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string
 const prelude = (
   runDir: string,
   stages: ReadonlyArray<string>,
-  /** FUSE export files and generated files (passwd, group). */
+  /** FUSE export files. */
   files: ReadonlyArray<string>,
   cgroups: ReadonlyArray<string>
 ): ReadonlyArray<string> => [
@@ -182,7 +186,10 @@ const rootCommands = (plan: Plan): {
   readonly bwrap: ReadonlyArray<string>
 } => {
   if (plan.image === "host") {
-    const bwrap: Array<string> = ["--ro-bind", "/usr", "/usr", ...plan.etc]
+    const bwrap: Array<string> = ["--ro-bind", "/usr", "/usr", ...Option.match(plan.etc, {
+      onNone: () => [],
+      onSome: (etc) => etcArgs(plan, etc)
+    })]
     for (const link of plan.hostLinks) {
       if (Option.isSome(link.target)) bwrap.push("--symlink", link.target.value, link.path)
       else bwrap.push("--ro-bind", link.path, link.path)
@@ -211,6 +218,33 @@ const rootCommands = (plan: Plan): {
     bwrap: ["--bind", root, "/"]
   }
 }
+
+/**
+ * Where the launch helper binds the curated /etc: it may live where the sandbox's root
+ * cannot search (under /root/.cache), so it is bound as root first.
+ */
+const etcStage = (plan: Plan): string => `${plan.runDir}/etc`
+
+/**
+ * One read-only bind of the copy; but when a mount goes under /etc, bubblewrap needs to
+ * create its mount point: then /etc is a tmpfs with the copy's entries bound in, made
+ * read-only after the mounts (see bwrapArgs).
+ */
+const etcArgs = (plan: Plan, etc: EtcCopy): ReadonlyArray<string> =>
+  plan.mounts.some((m) => underEtc(m.resolved.mount.guestPath))
+    ? [
+      "--tmpfs",
+      "/etc",
+      ...etc.entries.flatMap(({ link, name }) =>
+        Option.match(link, {
+          onNone: () => ["--ro-bind", `${etcStage(plan)}/${name}`, `/etc/${name}`],
+          onSome: (target) => ["--symlink", target, `/etc/${name}`]
+        })
+      )
+    ]
+    : ["--ro-bind", etcStage(plan), "/etc"]
+
+const underEtc = (guestPath: string): boolean => guestPath.startsWith("/etc/")
 
 const depth = (guestPath: string): number => guestPath.split("/").filter((s) => s.length > 0).length
 
@@ -243,6 +277,9 @@ export const bwrapArgs = (plan: Plan, rootArgs: ReadonlyArray<string>): Readonly
     args.push(staged.resolved.mount.readonly ? "--ro-bind" : "--bind", staged.stage, staged.resolved.mount.guestPath)
   }
   if (Option.isSome(plan.workdir)) args.push("--dir", plan.workdir.value)
+  if (Option.isSome(plan.etc) && plan.mounts.some((m) => underEtc(m.resolved.mount.guestPath))) {
+    args.push("--remount-ro", "/etc")
+  }
   args.push(
     "--remount-ro",
     "/",
@@ -260,21 +297,27 @@ export const bwrapArgs = (plan: Plan, rootArgs: ReadonlyArray<string>): Readonly
 export const script = (plan: Plan): string => {
   const root = rootCommands(plan)
   const init = `echo ${READY}; while read -r _; do :; done`
-  const launch = Idmap.launchCommand(plan.helper, plan.cgroups.procs, plan.mounts.map(idmapped))
+  const launch = Idmap.launchCommand(plan.helper, plan.cgroups.procs, [
+    // Host files outside the mounts stay the host's: not idmapped.
+    ...Option.toArray(plan.etc).map((etc) => ({
+      source: etc.dir,
+      target: etcStage(plan),
+      flags: ["ro", "nosuid", "nodev", "noidmap"]
+    })),
+    ...plan.mounts.map(idmapped)
+  ])
   const bwrap = [...launch, "bwrap", ...bwrapArgs(plan, root.bwrap), "--", "/bin/sh", "-c", init].map(quote).join(" ")
   return [
     ...prelude(
       plan.runDir,
       [
         ...(plan.image === "host" ? [] : [`${plan.runDir}/lower`, `${plan.runDir}/overlay`, `${plan.runDir}/root`]),
+        ...(Option.isSome(plan.etc) ? [etcStage(plan)] : []),
         ...plan.mounts.map((m) => m.stage)
       ],
-      [
-        ...plan.mounts.filter((m) => m.resolved.source._tag === "Image" && m.resolved.source.format !== "raw").map((m) =>
-          m.exportFile
-        ),
-        ...plan.generated
-      ],
+      plan.mounts.filter((m) => m.resolved.source._tag === "Image" && m.resolved.source.format !== "raw").map((m) =>
+        m.exportFile
+      ),
       plan.cgroups.directories
     ),
     ...root.staging,

@@ -14,7 +14,7 @@
  */
 import type { ChildProcess } from "node:child_process"
 import { spawn } from "node:child_process"
-import { accessSync, constants, existsSync, lstatSync, readlinkSync, statSync } from "node:fs"
+import { accessSync, constants, existsSync, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs"
 import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { delimiter, join } from "node:path"
@@ -243,13 +243,17 @@ const execEnv = (spec: StartSpec, options: ExecOptions): Record<string, string> 
   ...options.env
 })
 
-/** The curated /etc of image "host", with its generated passwd and group in `runDir`. */
+/** The curated /etc of image "host" (made on first use and whenever the host's changed). */
 const hostEtc = (runDir: string) =>
   Effect.tryPromise({
     try: async () => {
-      const generated = { passwd: join(runDir, "passwd"), group: join(runDir, "group") }
-      await Promise.all([writeFile(generated.passwd, Etc.passwd()), writeFile(generated.group, Etc.group())])
-      return { etc: Etc.bwrapArgs(generated), generated: [generated.passwd, generated.group] }
+      await mkdir(join(runDir, "etc"))
+      const dir = Etc.curated(join(Native.cacheRoot(), "etc"))
+      const entries = readdirSync(dir, { withFileTypes: true }).map((entry) => ({
+        name: entry.name,
+        link: entry.isSymbolicLink() ? Option.some(readlinkSync(join(dir, entry.name))) : Option.none()
+      }))
+      return { dir, entries } satisfies Plan.EtcCopy
     },
     catch: (error) => startError("", `cannot prepare /etc: ${String(error)}`)
   })
@@ -322,7 +326,7 @@ const start = (spec: StartSpec) =>
       workdir: spec.workdir,
       mounts,
       hostLinks: hostLinks(),
-      ...(spec.image === "host" ? yield* hostEtc(runDir) : { etc: [], generated: [] }),
+      etc: spec.image === "host" ? Option.some(yield* hostEtc(runDir)) : Option.none(),
       helper: native.helper,
       seccomp: native.seccomp,
       cgroups
