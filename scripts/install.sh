@@ -37,3 +37,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+
+# The namespace runtime's helper and seccomp profile (otherwise built by the first sandbox).
+scripts/build-sandbox-helper.sh

@@ -12,6 +12,7 @@ import * as SandboxStop from "./internal/sandboxStop.js"
 import * as Snapshot from "./internal/snapshot.js"
 import * as SnapshotSource from "./internal/snapshotSource.js"
 import * as Mount from "./Mount.js"
+import type * as Size from "./Size.js"
 import * as Volume from "./Volume.js"
 import type { VolumeBackend } from "./VolumeBackend.js"
 import type { CommitFailed, SnapshotNotFound, StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
@@ -196,6 +197,19 @@ export interface ResolvedMount {
 }
 
 /**
+ * Resource limits asked for with {@link SandboxBuilder.memory}, {@link SandboxBuilder.cpus}
+ * and {@link SandboxBuilder.pids}; `None` leaves the runtime's default.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SandboxLimits {
+  readonly memoryMib: Option.Option<number>
+  readonly cpus: Option.Option<number>
+  readonly pids: Option.Option<number>
+}
+
+/**
  * What a runtime is asked to start.
  *
  * @since 0.1.0
@@ -207,6 +221,8 @@ export interface StartSpec {
   readonly env: ReadonlyArray<readonly [string, string]>
   readonly workdir: Option.Option<string>
   readonly mounts: ReadonlyArray<ResolvedMount>
+  /** A limit the runtime cannot enforce fails the start with `Unsupported`. */
+  readonly limits: SandboxLimits
 }
 
 /**
@@ -263,6 +279,7 @@ interface SandboxDraft {
   readonly mounts: ReadonlyArray<MountEntry>
   readonly env: ReadonlyArray<readonly [string, string]>
   readonly workdir: Option.Option<string>
+  readonly limits: SandboxLimits
 }
 
 /**
@@ -276,7 +293,14 @@ export class SandboxBuilder {
 
   /** A builder for the sandbox `name` on the host image, without mounts. */
   static make(name: string): SandboxBuilder {
-    return new SandboxBuilder({ name, image: "host", mounts: [], env: [], workdir: Option.none() })
+    return new SandboxBuilder({
+      name,
+      image: "host",
+      mounts: [],
+      env: [],
+      workdir: Option.none(),
+      limits: { memoryMib: Option.none(), cpus: Option.none(), pids: Option.none() }
+    })
   }
 
   private with(patch: Partial<SandboxDraft>): SandboxBuilder {
@@ -306,6 +330,32 @@ export class SandboxBuilder {
   /** The default working directory of commands (created when missing). */
   workdir(dir: string): SandboxBuilder {
     return this.with({ workdir: Option.some(dir) })
+  }
+
+  /**
+   * The most memory (and swap) the sandbox's processes may use together; past it the
+   * kernel kills one of them, and its exec fails with `SandboxError` reason
+   * `OutOfMemory`. At least 16 MiB. Namespace runtime default: half the host's memory, at
+   * most 2 GiB.
+   */
+  memory(size: Size.Mebibytes): SandboxBuilder {
+    return this.with({ limits: { ...this.draft.limits, memoryMib: Option.some(size) } })
+  }
+
+  /**
+   * How many CPUs' worth of time the sandbox may use (e.g. `0.5`, `2`), at least 0.01.
+   * Namespace runtime default: no cap, but the sandbox shares CPU time fairly with the host.
+   */
+  cpus(n: number): SandboxBuilder {
+    return this.with({ limits: { ...this.draft.limits, cpus: Option.some(n) } })
+  }
+
+  /**
+   * How many processes and threads the sandbox may have at once (a fork fails with
+   * `EAGAIN` past it), at least 8. Namespace runtime default: 1024.
+   */
+  pids(n: number): SandboxBuilder {
+    return this.with({ limits: { ...this.draft.limits, pids: Option.some(n) } })
   }
 
   /** Validates, resolves named volumes and starts the sandbox for the lifetime of the scope. */
@@ -363,6 +413,13 @@ export const builder = (name: string): SandboxBuilder => SandboxBuilder.make(nam
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/
 
+/** Less than this cannot even start a shell in the sandbox. */
+const MIN_MEMORY_MIB = 16
+/** The sandbox's own init and a command's helper need a few. */
+const MIN_PIDS = 8
+/** The kernel's largest pid space. */
+const MAX_PIDS = 4_194_304
+
 const draftProblem = (draft: SandboxDraft): Option.Option<string> => {
   const name = VolumeSpec.nameProblem(draft.name)
   if (Option.isSome(name)) return Option.some(`sandbox ${name.value}`)
@@ -375,6 +432,16 @@ const draftProblem = (draft: SandboxDraft): Option.Option<string> => {
   for (const [key, value] of draft.env) {
     if (!ENV_KEY.test(key)) return Option.some(`env(${JSON.stringify(key)}, ...): not a valid variable name`)
     if (value.includes("\0")) return Option.some(`env(${JSON.stringify(key)}, ...): value contains NUL`)
+  }
+  const { cpus, memoryMib, pids } = draft.limits
+  if (Option.isSome(memoryMib) && !(Number.isInteger(memoryMib.value) && memoryMib.value >= MIN_MEMORY_MIB)) {
+    return Option.some(`memory(${memoryMib.value}): must be a whole number of MiB, at least ${MIN_MEMORY_MIB}`)
+  }
+  if (Option.isSome(cpus) && !(Number.isFinite(cpus.value) && cpus.value >= 0.01)) {
+    return Option.some(`cpus(${cpus.value}): must be a number of CPUs, at least 0.01`)
+  }
+  if (Option.isSome(pids) && !(Number.isInteger(pids.value) && pids.value >= MIN_PIDS && pids.value <= MAX_PIDS)) {
+    return Option.some(`pids(${pids.value}): must be a whole number from ${MIN_PIDS} to ${MAX_PIDS}`)
   }
   if (Option.isSome(draft.workdir)) {
     const dir = draft.workdir.value
@@ -545,7 +612,8 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       image: draft.image,
       env: draft.env,
       workdir: draft.workdir,
-      mounts: resolved
+      mounts: resolved,
+      limits: draft.limits
     }).pipe(Scope.extend(scope))
   })
 

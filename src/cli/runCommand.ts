@@ -97,6 +97,12 @@ export const runCommand = Command.make("run", {
   env: Options.text("env").pipe(Options.withAlias("e"), Options.withDescription("KEY=VALUE; repeatable"), Options.repeated),
   workdir: Options.text("workdir").pipe(Options.withAlias("w"), Options.optional),
   name: Options.text("name").pipe(Options.withDescription("sandbox name (default run-<pid>)"), Options.optional),
+  memory: Options.text("memory").pipe(
+    Options.withDescription("memory limit, e.g. 512M or 2G (default: half the host's memory, at most 2G)"),
+    Options.optional
+  ),
+  cpus: Options.float("cpus").pipe(Options.withDescription("CPU time limit in CPUs, e.g. 0.5 (default: no cap)"), Options.optional),
+  pids: Options.integer("pids").pipe(Options.withDescription("process and thread limit (default 1024)"), Options.optional),
   interactive: Options.boolean("interactive").pipe(
     Options.withAlias("i"),
     Options.withDescription("pass this process's stdin (read to its end first) to the command")
@@ -124,6 +130,15 @@ export const runCommand = Command.make("run", {
       builder = builder.env(text.slice(0, at), text.slice(at + 1))
     }
     if (Option.isSome(args.workdir)) builder = builder.workdir(args.workdir.value)
+    if (Option.isSome(args.memory)) {
+      const text = args.memory.value
+      builder = builder.memory(yield* Either.match(Size.parse(text), {
+        onLeft: (error) => invalid(`--memory ${JSON.stringify(text)}: ${error.message}`),
+        onRight: Effect.succeed
+      }))
+    }
+    if (Option.isSome(args.cpus)) builder = builder.cpus(args.cpus.value)
+    if (Option.isSome(args.pids)) builder = builder.pids(args.pids.value)
     const sandbox = yield* builder.create().pipe(Effect.provide(NamespaceRuntime.layer))
     const [cmd, ...rest] = args.command
     const input = args.interactive

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url"
 import * as Sandbox from "../../src/Sandbox.js"
 import * as Size from "../../src/Size.js"
 import * as Volume from "../../src/Volume.js"
-import { assertNothingLeft, processesMentioning, tempDir, withHome, writeScript } from "./support.js"
+import { assertNothingLeft, processesMentioning, stagingPrefix, tempDir, withHome, writeScript } from "./support.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 
@@ -437,9 +437,10 @@ describe("NamespaceRuntime when its process dies", () => {
       child.kill("SIGKILL")
       yield* gone
       // The teardown runs in other processes now: wait (bounded) until it is over.
-      yield* Effect.sync(() => processesMentioning("effect-volumes-sandbox-").length + processesMentioning("sleep 4444").length)
+      const owner = child.pid!
+      yield* Effect.sync(() => processesMentioning(stagingPrefix(owner)).length + processesMentioning("sleep 4444").length)
         .pipe(Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("20 millis"), times: 500 }))
-      yield* assertNothingLeft(dir, "sleep 4444")
+      yield* assertNothingLeft(dir, "sleep 4444", owner)
       execFileSync("e2fsck", ["-n", image])
       assert.strictEqual(execFileSync("debugfs", ["-R", "cat /alive", image], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }), "alive\n")
     }))

@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process"
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as Cgroups from "../../src/internal/namespace/cgroups.js"
 import * as LocalBackend from "../../src/LocalBackend.js"
 import * as NamespaceRuntime from "../../src/NamespaceRuntime.js"
 import type { SandboxRuntime } from "../../src/Sandbox.js"
@@ -38,7 +39,8 @@ export const writeScript = (path: string, text: string): void => {
   chmodSync(path, 0o755)
 }
 
-const STAGING = "effect-volumes-sandbox-"
+/** The staging prefix of the sandboxes of process `owner` (other processes' sandboxes are theirs to check). */
+export const stagingPrefix = (owner: number = process.pid): string => `effect-volumes-sandbox-${owner}-`
 
 /** Processes whose command line mentions `needle` (not us). */
 export const processesMentioning = (needle: string): ReadonlyArray<string> =>
@@ -51,9 +53,16 @@ export const processesMentioning = (needle: string): ReadonlyArray<string> =>
     }
   })
 
-/** No mount, loop device, FUSE export or process of a sandbox in `dir` is left. */
-export const assertNothingLeft = (dir: string, marker?: string) =>
+/** Sandbox cgroups of process `owner` that still exist. */
+export const leftoverCgroups = (owner: number = process.pid): ReadonlyArray<string> =>
+  Cgroups.parents().flatMap((parent) =>
+    readdirSync(parent).filter((name) => name.startsWith(Cgroups.leafPrefix(owner))).map((name) => join(parent, name))
+  )
+
+/** No mount, loop device, FUSE export or process of a sandbox in `dir` (of process `owner`) is left. */
+export const assertNothingLeft = (dir: string, marker?: string, owner?: number) =>
   Effect.sync(() => {
+    const STAGING = stagingPrefix(owner)
     const mountinfo = readFileSync("/proc/self/mountinfo", "utf8")
     assert.notInclude(mountinfo, dir, "a mount from the test dir is left")
     assert.notInclude(mountinfo, STAGING, "a staged sandbox mount is left")
@@ -67,4 +76,5 @@ export const assertNothingLeft = (dir: string, marker?: string) =>
       [],
       "a staging directory is left"
     )
+    assert.deepStrictEqual(leftoverCgroups(owner), [], "a sandbox cgroup is left")
   })

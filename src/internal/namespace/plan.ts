@@ -5,6 +5,7 @@
  */
 import { Option } from "effect"
 import type { ResolvedMount, SandboxImage } from "../../Sandbox.js"
+import * as Idmap from "./idmap.js"
 
 /** The line the sandbox's init prints once the sandbox is fully set up. */
 export const READY = "effect-volumes-ready"
@@ -29,18 +30,45 @@ export interface Plan {
   readonly mounts: ReadonlyArray<StagedMount>
   /** How the host's system directories look: symlinks (merged /usr) are recreated as such. */
   readonly hostLinks: ReadonlyArray<{ readonly path: string; readonly target: Option.Option<string> }>
+  /** For image "host": the curated copy of the host's /etc (see etc.ts). */
+  readonly etc: Option.Option<EtcCopy>
+  /** ev-sandbox-helper and the compiled seccomp profile (see native.ts). */
+  readonly helper: string
+  readonly seccomp: string
+  /** The sandbox's cgroup directories, and the files that join them. */
+  readonly cgroups: { readonly directories: ReadonlyArray<string>; readonly procs: ReadonlyArray<string> }
 }
 
+/** The curated /etc: its directory and its top-level entries (`link`: a symlink's target). */
+export interface EtcCopy {
+  readonly dir: string
+  readonly entries: ReadonlyArray<{ readonly name: string; readonly link: Option.Option<string> }>
+}
+
+/** The descriptor bubblewrap reads the seccomp profile from (dash redirects fds 0-9 only). */
+const SECCOMP_FD = 5
+
+const mountFlags = (mount: ResolvedMount["mount"]): ReadonlyArray<string> => [
+  // bubblewrap binds everything nosuid,nodev anyway; ask for them explicitly so the
+  // staged mount already carries them.
+  "nosuid",
+  "nodev",
+  ...(mount.readonly ? ["ro"] : []),
+  ...(mount.noexec ? ["noexec"] : [])
+]
+
 const mountOptions = (mount: ResolvedMount["mount"], base: ReadonlyArray<string>): string =>
-  [
-    ...base,
-    // bubblewrap binds everything nosuid,nodev anyway; ask for them explicitly so the
-    // staged mount already carries them.
-    "nosuid",
-    "nodev",
-    ...(mount.readonly ? ["ro"] : []),
-    ...(mount.noexec ? ["noexec"] : [])
-  ].join(",")
+  [...base, ...mountFlags(mount)].join(",")
+
+/**
+ * How each staged mount gets the sandbox's ids: a host path is bound idmapped straight
+ * from its source (one mount, no `mount` process); the others, mounted by the keeper, get
+ * an idmapped clone stacked over them.
+ */
+const idmapped = (staged: StagedMount): Idmap.IdmappedMount =>
+  staged.resolved.source._tag === "HostPath"
+    ? { source: staged.resolved.source.hostPath, target: staged.stage, flags: mountFlags(staged.resolved.mount) }
+    : { source: staged.stage, target: staged.stage, flags: [] }
 
 /** QEMU option values escape "," by doubling it. */
 const qemuValue = (value: string): string => value.replaceAll(",", ",,")
@@ -50,8 +78,7 @@ const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string
   const stage = quote(staged.stage)
   switch (source._tag) {
     case "HostPath":
-      // util-linux does the bind and the flag-setting remount in one process.
-      return [`mount --bind -o ${mountOptions(mount, [])} ${quote(source.hostPath)} ${stage}`]
+      return [] // bound by the launch helper, see idmapped()
     case "Memory":
       return [
         `mount -t tmpfs -o ${
@@ -94,7 +121,13 @@ const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string
  * Unmounts the staged mounts (newest first) before stopping the qemu-storage-daemons,
  * so ext4 on a FUSE export is unmounted cleanly while its daemon can still write.
  */
-const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: ReadonlyArray<string>): ReadonlyArray<string> => [
+const prelude = (
+  runDir: string,
+  stages: ReadonlyArray<string>,
+  /** FUSE export files. */
+  files: ReadonlyArray<string>,
+  cgroups: ReadonlyArray<string>
+): ReadonlyArray<string> => [
   "set -eu",
   `qsd_pids=""`,
   `loops=""`,
@@ -107,7 +140,10 @@ const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: Rea
   `  done`,
   `}`,
   `cleanup() {`,
-  ...(stages.length === 0 ? [] : [`  umount ${[...stages].reverse().map(quote).join(" ")} 2>/dev/null || true`]),
+  // Twice: the idmapped clone (idmap.ts) is stacked on each staged mount.
+  ...(stages.length === 0 ? [] : [
+    `  for _ in 1 2; do umount ${[...stages].reverse().map(quote).join(" ")} 2>/dev/null || true; done`
+  ]),
   // Unmounting is finished when the loop device is released (the file system may still
   // be flushing through it after umount returns); only then may a qemu-storage-daemon go.
   `  for l in $loops; do await_gone "/sys/block/\${l#/dev/}/loop/backing_file"; done`,
@@ -116,11 +152,21 @@ const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: Rea
   `  wait 2>/dev/null || true`,
   // Never recursive: rmdir and unlink refuse anything still mounted or not empty, so
   // this can never reach into a volume; it also cleans up when our process was killed.
-  ...([...stages, ...exportFiles].length === 0 ? [] : [
-    `  rmdir ${[...stages, ...exportFiles].map(quote).join(" ")} 2>/dev/null || true`,
-    `  rm -f ${[...stages, ...exportFiles].map(quote).join(" ")} 2>/dev/null || true`
+  ...([...stages, ...files].length === 0 ? [] : [
+    `  rmdir ${[...stages, ...files].map(quote).join(" ")} 2>/dev/null || true`,
+    `  rm -f ${[...stages, ...files].map(quote).join(" ")} 2>/dev/null || true`
   ]),
   `  rmdir ${quote(runDir)} 2>/dev/null || true`,
+  // The sandbox's cgroups, once its last process has left them (when our process died,
+  // nobody else would remove them).
+  ...(cgroups.length === 0 ? [] : [
+    `  n=0`,
+    `  while [ "$n" -lt 500 ]; do`,
+    `    rmdir ${cgroups.map(quote).join(" ")} 2>/dev/null || true`,
+    `    ${cgroups.map((dir) => `[ -d ${quote(dir)} ]`).join(" || ")} || break`,
+    `    n=$((n + 1)); sleep 0.01`,
+    `  done`
+  ]),
   `}`,
   "trap cleanup EXIT",
   // Waits until the FUSE export of file $1 (served by pid $2) is mounted.
@@ -135,9 +181,15 @@ const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: Rea
 ]
 
 /** The root of the sandbox: the host's system read-only, or an overlay of a root fs dir. */
-const rootCommands = (plan: Plan): { readonly staging: ReadonlyArray<string>; readonly bwrap: ReadonlyArray<string> } => {
+const rootCommands = (plan: Plan): {
+  readonly staging: ReadonlyArray<string>
+  readonly bwrap: ReadonlyArray<string>
+} => {
   if (plan.image === "host") {
-    const bwrap: Array<string> = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    const bwrap: Array<string> = ["--ro-bind", "/usr", "/usr", ...Option.match(plan.etc, {
+      onNone: () => [],
+      onSome: (etc) => etcArgs(plan, etc)
+    })]
     for (const link of plan.hostLinks) {
       if (Option.isSome(link.target)) bwrap.push("--symlink", link.target.value, link.path)
       else bwrap.push("--ro-bind", link.path, link.path)
@@ -145,20 +197,54 @@ const rootCommands = (plan: Plan): { readonly staging: ReadonlyArray<string>; re
     return { staging: [], bwrap }
   }
   // An overlay with a tmpfs upper layer: bubblewrap can create mount points, and the
-  // image directory itself is never written.
+  // image directory itself is never written. Overlays cannot be idmapped, their layers
+  // can: the image through an idmapped bind, the upper layer by belonging to the
+  // sandbox's root (its files then are the sandbox's, on a tmpfs nobody else sees).
   const ovl = `${plan.runDir}/overlay`
   const root = `${plan.runDir}/root`
+  const lower = `${plan.runDir}/lower`
+  const owner = `${Idmap.HOST_ID_BASE}:${Idmap.HOST_ID_BASE}`
   return {
     staging: [
-      `mount -t tmpfs -o mode=0755 tmpfs ${quote(ovl)}`,
+      Idmap.idmapCommand(plan.helper, [{ source: plan.image, target: lower, flags: ["nosuid", "nodev"] }])
+        .map(quote).join(" "),
+      `mount -t tmpfs -o mode=0755,uid=${Idmap.HOST_ID_BASE},gid=${Idmap.HOST_ID_BASE} tmpfs ${quote(ovl)}`,
       `mkdir ${quote(`${ovl}/upper`)} ${quote(`${ovl}/work`)}`,
+      `chown ${owner} ${quote(`${ovl}/upper`)} ${quote(`${ovl}/work`)}`,
       `mount -t overlay overlay -o ${
-        quote(`lowerdir=${plan.image},upperdir=${ovl}/upper,workdir=${ovl}/work`)
+        quote(`lowerdir=${lower},upperdir=${ovl}/upper,workdir=${ovl}/work`)
       } ${quote(root)}`
     ],
     bwrap: ["--bind", root, "/"]
   }
 }
+
+/**
+ * Where the launch helper binds the curated /etc: it may live where the sandbox's root
+ * cannot search (under /root/.cache), so it is bound as root first.
+ */
+const etcStage = (plan: Plan): string => `${plan.runDir}/etc`
+
+/**
+ * One read-only bind of the copy; but when a mount goes under /etc, bubblewrap needs to
+ * create its mount point: then /etc is a tmpfs with the copy's entries bound in, made
+ * read-only after the mounts (see bwrapArgs).
+ */
+const etcArgs = (plan: Plan, etc: EtcCopy): ReadonlyArray<string> =>
+  plan.mounts.some((m) => underEtc(m.resolved.mount.guestPath))
+    ? [
+      "--tmpfs",
+      "/etc",
+      ...etc.entries.flatMap(({ link, name }) =>
+        Option.match(link, {
+          onNone: () => ["--ro-bind", `${etcStage(plan)}/${name}`, `/etc/${name}`],
+          onSome: (target) => ["--symlink", target, `/etc/${name}`]
+        })
+      )
+    ]
+    : ["--ro-bind", etcStage(plan), "/etc"]
+
+const underEtc = (guestPath: string): boolean => guestPath.startsWith("/etc/")
 
 const depth = (guestPath: string): number => guestPath.split("/").filter((s) => s.length > 0).length
 
@@ -172,7 +258,7 @@ export const bwrapArgs = (plan: Plan, rootArgs: ReadonlyArray<string>): Readonly
     "/proc",
     "--tmpfs",
     "/tmp",
-    // Listed one by one: --unshare-all would add a user namespace as root (see the runtime docs).
+    // Listed one by one: the user namespace is the launch helper's (idmap.ts), already entered.
     "--unshare-pid",
     "--unshare-net",
     "--unshare-ipc",
@@ -191,7 +277,19 @@ export const bwrapArgs = (plan: Plan, rootArgs: ReadonlyArray<string>): Readonly
     args.push(staged.resolved.mount.readonly ? "--ro-bind" : "--bind", staged.stage, staged.resolved.mount.guestPath)
   }
   if (Option.isSome(plan.workdir)) args.push("--dir", plan.workdir.value)
-  args.push("--remount-ro", "/", "--chdir", Option.getOrElse(plan.workdir, () => "/"), "--info-fd", "3")
+  if (Option.isSome(plan.etc) && plan.mounts.some((m) => underEtc(m.resolved.mount.guestPath))) {
+    args.push("--remount-ro", "/etc")
+  }
+  args.push(
+    "--remount-ro",
+    "/",
+    "--chdir",
+    Option.getOrElse(plan.workdir, () => "/"),
+    "--seccomp",
+    String(SECCOMP_FD),
+    "--info-fd",
+    "3"
+  )
   return args
 }
 
@@ -199,17 +297,31 @@ export const bwrapArgs = (plan: Plan, rootArgs: ReadonlyArray<string>): Readonly
 export const script = (plan: Plan): string => {
   const root = rootCommands(plan)
   const init = `echo ${READY}; while read -r _; do :; done`
-  const bwrap = ["bwrap", ...bwrapArgs(plan, root.bwrap), "--", "/bin/sh", "-c", init].map(quote).join(" ")
+  const launch = Idmap.launchCommand(plan.helper, plan.cgroups.procs, [
+    // Host files outside the mounts stay the host's: not idmapped.
+    ...Option.toArray(plan.etc).map((etc) => ({
+      source: etc.dir,
+      target: etcStage(plan),
+      flags: ["ro", "nosuid", "nodev", "noidmap"]
+    })),
+    ...plan.mounts.map(idmapped)
+  ])
+  const bwrap = [...launch, "bwrap", ...bwrapArgs(plan, root.bwrap), "--", "/bin/sh", "-c", init].map(quote).join(" ")
   return [
     ...prelude(
       plan.runDir,
-      [...(plan.image === "host" ? [] : [`${plan.runDir}/overlay`, `${plan.runDir}/root`]), ...plan.mounts.map((m) => m.stage)],
+      [
+        ...(plan.image === "host" ? [] : [`${plan.runDir}/lower`, `${plan.runDir}/overlay`, `${plan.runDir}/root`]),
+        ...(Option.isSome(plan.etc) ? [etcStage(plan)] : []),
+        ...plan.mounts.map((m) => m.stage)
+      ],
       plan.mounts.filter((m) => m.resolved.source._tag === "Image" && m.resolved.source.format !== "raw").map((m) =>
         m.exportFile
-      )
+      ),
+      plan.cgroups.directories
     ),
     ...root.staging,
     ...plan.mounts.flatMap(stageCommands),
-    `${bwrap} || exit $?`
+    `${bwrap} ${SECCOMP_FD}< ${quote(plan.seccomp)} || exit $?`
   ].join("\n")
 }

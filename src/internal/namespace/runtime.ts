@@ -1,9 +1,12 @@
 /**
  * The namespace runtime. One long-lived keeper process per sandbox:
  * `unshare --mount --propagation private sh -c <script>` stages the mounts in a private
- * mount namespace and runs bubblewrap, whose init waits on the keeper's stdin. Commands
- * enter the sandbox's namespaces with `nsenter` and drop every capability with `setpriv`
- * before the user's program runs, so they share its processes, /tmp and mounts.
+ * mount namespace and runs bubblewrap through ev-sandbox-helper, which puts it in the
+ * sandbox's cgroups (cgroups.ts) and user namespace with idmapped mounts (idmap.ts);
+ * bubblewrap's init, under the seccomp profile (native.ts), waits on the keeper's stdin.
+ * Commands enter the sandbox's cgroups and namespaces through the helper too, which drops
+ * every capability and loads the same profile before the user's program runs, so they
+ * share its processes, /tmp and mounts.
  *
  * Nothing outlives us: the keeper's stdin is a pipe from this process, so when we exit
  * (even on SIGKILL) the init sees EOF, the sandbox's PID namespace ends, bubblewrap
@@ -11,13 +14,23 @@
  */
 import type { ChildProcess } from "node:child_process"
 import { spawn } from "node:child_process"
-import { accessSync, constants, existsSync, lstatSync, readlinkSync, statSync } from "node:fs"
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises"
+import { accessSync, constants, existsSync, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs"
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { delimiter, join } from "node:path"
 import { Deferred, Duration, Effect, Option, Stream } from "effect"
-import type { ExecOptions, ResolvedMount, RunningSandbox, SandboxRuntimeService, StartSpec } from "../../Sandbox.js"
+import type {
+  ExecEvent,
+  ExecOptions,
+  ResolvedMount,
+  RunningSandbox,
+  SandboxRuntimeService,
+  StartSpec
+} from "../../Sandbox.js"
 import { InvalidConfig, SandboxError, Unsupported } from "../../VolumeError.js"
+import * as Cgroups from "./cgroups.js"
+import * as Etc from "./etc.js"
+import * as Native from "./native.js"
 import * as Plan from "./plan.js"
 import * as Process from "./process.js"
 
@@ -195,7 +208,15 @@ const stopKeeper = (keeper: Pick<Keeper, "child" | "exited">) =>
 /** A scoped directory for staging mounts; removed after the keeper is gone. */
 const runDirectory = Effect.acquireRelease(
   Effect.tryPromise({
-    try: () => mkdtemp(join(tmpdir(), "effect-volumes-sandbox-")),
+    try: async () => {
+      // Named after our pid: whose sandbox it was is visible in keepers and leftovers.
+      const dir = await mkdtemp(join(tmpdir(), `effect-volumes-sandbox-${process.pid}-`))
+      // Searchable (not listable) for the sandbox's root, a host nobody, which bubblewrap
+      // runs as: it binds the staged mounts and generated files from here. The mounts
+      // themselves exist only in the keeper's private mount namespace.
+      await chmod(dir, 0o711)
+      return dir
+    },
     catch: (error) => startError("", `cannot create a staging directory: ${String(error)}`)
   }),
   // Only host-side empty mount points and export files: the mounts lived in the keeper's
@@ -222,28 +243,69 @@ const execEnv = (spec: StartSpec, options: ExecOptions): Record<string, string> 
   ...options.env
 })
 
+/** The curated /etc of image "host" (made on first use and whenever the host's changed). */
+const hostEtc = (runDir: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      await mkdir(join(runDir, "etc"))
+      const dir = Etc.curated(join(Native.cacheRoot(), "etc"))
+      const entries = readdirSync(dir, { withFileTypes: true }).map((entry) => ({
+        name: entry.name,
+        link: entry.isSymbolicLink() ? Option.some(readlinkSync(join(dir, entry.name))) : Option.none()
+      }))
+      return { dir, entries } satisfies Plan.EtcCopy
+    },
+    catch: (error) => startError("", `cannot prepare /etc: ${String(error)}`)
+  })
+
+const checkImage = (image: string) =>
+  Effect.gen(function*() {
+    if (!existsSync(image) || !statSync(image).isDirectory()) {
+      return yield* new InvalidConfig({ message: `image(${JSON.stringify(image)}) is not an existing directory` })
+    }
+    if (!existsSync(join(image, "bin/sh"))) {
+      return yield* new Unsupported({
+        operation: `image(${JSON.stringify(image)}) without /bin/sh, which the namespace runtime runs inside the sandbox`,
+        backend: BACKEND
+      })
+    }
+  })
+
+/** Fails the stream with `OutOfMemory` after the exit of a command the memory limit killed. */
+const reportOutOfMemory = (spec: StartSpec, cgroups: Cgroups.SandboxCgroups, cmd: string) =>
+(events: Stream.Stream<ExecEvent, SandboxError>): Stream.Stream<ExecEvent, SandboxError> =>
+  Stream.suspend(() => {
+    const before = cgroups.oomKills()
+    return Stream.flatMap(events, (event) =>
+      event._tag === "Exit" && event.exitCode === 137 && cgroups.oomKills() > before
+        ? Stream.concat(
+          Stream.make(event),
+          Stream.fail(
+            new SandboxError({
+              sandbox: spec.name,
+              reason: "OutOfMemory",
+              message: `${cmd} was killed by the sandbox's memory limit (${
+                Option.getOrElse(cgroups.memoryMib, () => 0)
+              } MiB) with exit status 137`
+            })
+          )
+        )
+        : Stream.make(event))
+  })
+
 const start = (spec: StartSpec) =>
   Effect.gen(function*() {
-    for (const program of ["bwrap", "unshare", "nsenter", "setpriv"]) {
+    for (const program of ["bwrap", "unshare"]) {
       if (Option.isNone(which(program))) {
         return yield* startError(spec.name, `${program} is not installed (Debian packages bubblewrap, util-linux)`)
       }
     }
-    if (spec.image !== "host") {
-      if (!existsSync(spec.image) || !statSync(spec.image).isDirectory()) {
-        return yield* new InvalidConfig({ message: `image(${JSON.stringify(spec.image)}) is not an existing directory` })
-      }
-      const hasSetpriv = ["usr/bin", "bin", "usr/sbin", "sbin"].some((dir) => existsSync(join(spec.image, dir, "setpriv")))
-      if (!hasSetpriv || !existsSync(join(spec.image, "bin/sh"))) {
-        return yield* new Unsupported({
-          operation: `image(${JSON.stringify(spec.image)}) without /bin/sh and setpriv (util-linux), ` +
-            `which the namespace runtime runs inside the sandbox`,
-          backend: BACKEND
-        })
-      }
-    }
+    if (spec.image !== "host") yield* checkImage(spec.image)
     for (const resolved of spec.mounts) yield* checkMount(resolved)
+    const limits = yield* Cgroups.resolve(spec.limits)
+    const native = yield* Native.artifacts.pipe(Effect.mapError((error) => startError(spec.name, error.message)))
 
+    const cgroups = yield* Cgroups.make(spec.name, limits)
     const runDir = yield* runDirectory
     const mounts = spec.mounts.map((resolved, i): Plan.StagedMount => ({
       resolved,
@@ -253,7 +315,7 @@ const start = (spec: StartSpec) =>
     yield* Effect.forEach(mounts, stageTarget, { discard: true })
     if (spec.image !== "host") {
       yield* Effect.tryPromise({
-        try: () => Promise.all([mkdir(join(runDir, "overlay")), mkdir(join(runDir, "root"))]),
+        try: () => Promise.all(["lower", "overlay", "root"].map((dir) => mkdir(join(runDir, dir)))),
         catch: (error) => startError(spec.name, `cannot prepare the root: ${String(error)}`)
       })
     }
@@ -263,37 +325,33 @@ const start = (spec: StartSpec) =>
       runDir,
       workdir: spec.workdir,
       mounts,
-      hostLinks: hostLinks()
+      hostLinks: hostLinks(),
+      etc: spec.image === "host" ? Option.some(yield* hostEtc(runDir)) : Option.none(),
+      helper: native.helper,
+      seccomp: native.seccomp,
+      cgroups
     })
     const keeper = yield* startKeeper(spec.name, script)
 
     const execStream = (cmd: string, args: ReadonlyArray<string>, options: ExecOptions) => {
       const cwd = options.cwd ?? Option.getOrElse(spec.workdir, () => "/")
       const events = Process.run(
-        "nsenter",
+        native.helper,
         [
-          `--target=${keeper.sandboxPid}`,
-          "--mount",
-          "--pid",
-          "--net",
-          "--ipc",
-          "--uts",
-          "--cgroup",
-          "--root",
-          `--wdns=${cwd}`,
-          "--",
-          // Runs inside the sandbox: no capabilities, none to regain.
-          "setpriv",
-          "--bounding-set=-all",
-          "--inh-caps=-all",
-          "--ambient-caps=-all",
-          "--no-new-privs",
+          "exec",
+          "--target",
+          String(keeper.sandboxPid),
+          ...cgroups.procs.flatMap((file) => ["--cgroup", file]),
+          "--seccomp",
+          native.seccomp,
+          "--cwd",
+          cwd,
           "--",
           cmd,
           ...args
         ],
         { env: execEnv(spec, options), stdin: options.stdin, sandbox: spec.name }
-      )
+      ).pipe(reportOutOfMemory(spec, cgroups, cmd))
       return options.timeout === undefined ? events : events.pipe(
         Stream.interruptWhen(
           Effect.zipRight(
