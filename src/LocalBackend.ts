@@ -47,7 +47,7 @@ const context = (options: LocalBackendOptions) =>
   Layer.unwrapEffect(
     Effect.map(resolveHome(options), (home) => {
       const layout = Layout.make(home)
-      return Layer.effectContext(
+      return Layer.scopedContext(
         Effect.map(internal.make(layout), (backend) =>
           Context.make(VolumeBackend, backend.service).pipe(Context.add(LocalAttachments, backend.attachments)))
       ).pipe(Layer.provide(Layer.merge(Database.layer(layout.database), NodeContext.layer)))

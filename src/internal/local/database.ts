@@ -76,7 +76,8 @@ const migrations = {
       key TEXT NOT NULL,
       pid INTEGER NOT NULL,
       pid_start INTEGER NOT NULL,
-      PRIMARY KEY (key, pid, pid_start)
+      instance TEXT NOT NULL,
+      PRIMARY KEY (key, pid, pid_start, instance)
     )`
   })
 }

@@ -34,6 +34,8 @@ import type { VolumeFsFailure } from "../../VolumeError.js"
 import { FsEntry, FsMetadata } from "../../VolumeFs.js"
 import type { FsDriver, FsWriter } from "../fsDriver.js"
 import * as Paths from "../paths.js"
+import * as Usage from "../usage.js"
+import type { UsageSink } from "../usage.js"
 import { copyDirectoryMode, copyOpened, copyTree } from "./copy.js"
 import { errnoCode, fromErrno, fsError, symlinkRefused } from "./errno.js"
 import {
@@ -52,7 +54,7 @@ import {
   unlinkQuietlySync
 } from "./fd.js"
 import { allocate, makeWriter, notAFile, openFileForReadSync, publishSync, readAll, readAsync, writeAtomicSync } from "./fileIo.js"
-import { emptyTree, measureTree } from "./tree.js"
+import { eachEntry, emptyTree, measureTree, sweepTree } from "./tree.js"
 
 export { SYNC_IO_BYTES } from "./fd.js"
 
@@ -96,18 +98,23 @@ const toMetadata = (path: Paths.Segments, stat: NodeFs.Stats): FsMetadata =>
 const byName = (a: { readonly name: string }, b: { readonly name: string }): number =>
   a.name < b.name ? -1 : a.name > b.name ? 1 : 0
 
-/** Entries of the directory open as `dirfd`, temporary names hidden. */
-const listSync = (dirfd: number, path: Paths.Segments): Array<FsEntry> => {
-  const found: Array<{ readonly name: string; readonly stat: NodeFs.Stats }> = []
-  // Raw names, so an entry whose name is not UTF-8 can still be stat'ed.
-  for (const raw of NodeFs.readdirSync(self(dirfd), { encoding: "buffer" })) {
-    const name = raw.toString("utf8")
-    if (Paths.isTempName(name)) continue
-    const stat = NodeFs.lstatSync(at(dirfd, raw), { throwIfNoEntry: false })
-    if (stat !== undefined) found.push({ name, stat })
-  }
-  return found.sort(byName).map(({ name, stat }) => toEntry(Paths.child(path, name), stat))
-}
+/**
+ * Entries of the directory open as `dirfd`, temporary names hidden. Read in batches with
+ * turns of the event loop between them (a sandbox can make a directory of any size).
+ */
+const listDir = (dirfd: number, segments: Paths.Segments, path: string): Effect.Effect<Array<FsEntry>, VolumeFsFailure> =>
+  Effect.suspend(() => {
+    const found: Array<{ readonly name: string; readonly stat: NodeFs.Stats }> = []
+    // Raw names, so an entry whose name is not UTF-8 can still be stat'ed.
+    return eachEntry(dirfd, path, (raw) => {
+      const name = raw.toString("utf8")
+      if (Paths.isTempName(name)) return
+      const stat = NodeFs.lstatSync(at(dirfd, raw), { throwIfNoEntry: false })
+      if (stat !== undefined) found.push({ name, stat })
+    }).pipe(
+      Effect.map(() => found.sort(byName).map(({ name, stat }) => toEntry(Paths.child(segments, name), stat)))
+    )
+  })
 
 // ---- the driver -------------------------------------------------------------------------
 
@@ -119,13 +126,31 @@ export interface DirectoryDriverOptions {
   readonly root: string
   /** Display name of the volume, for `VolumeNotFound`. */
   readonly volume: string
+  /**
+   * Hears every change of the volume's usage this driver makes (writes, copies, removals,
+   * renames over files), synchronously and right after it happened, so the backend can
+   * keep the volume's usage account current without walking the tree.
+   */
+  readonly onChange?: UsageSink | undefined
+}
+
+/** The directory driver: an `FsDriver` plus the full usage measurement the backend needs. */
+export interface DirectoryDriver extends FsDriver {
+  /** Usage (bytes, allocated bytes, files) at or below `path`; zero when absent. Walks the tree. */
+  readonly measureUsage: (path: Paths.Segments) => Effect.Effect<Usage.Usage, VolumeFsFailure>
+  /**
+   * Deletes temporary files (and unfinished copies) whose name `doomed` accepts, anywhere
+   * in the volume, through the same descriptor walk as every other operation.
+   */
+  readonly sweepTemporaries: (doomed: (name: string) => boolean) => Effect.Effect<void, VolumeFsFailure>
 }
 
 /**
  * An `FsDriver` over the host directory `options.root` that never reaches outside it.
  */
-export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver => {
+export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryDriver => {
   const { root, volume } = options
+  const changed: UsageSink = options.onChange ?? (() => {})
 
   const openRoot = Effect.try({
     try: () => NodeFs.openSync(root, DIR_FLAGS),
@@ -171,7 +196,7 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
 
   const list = (segments: Paths.Segments) => {
     const path = Paths.format(segments)
-    return withRoot((rootfd) => withDir(rootfd, segments, false, path, (dirfd) => hostCall(path, () => listSync(dirfd, segments))))
+    return withRoot((rootfd) => withDir(rootfd, segments, false, path, (dirfd) => listDir(dirfd, segments, path)))
   }
 
   const read = (segments: Paths.NonRootSegments) =>
@@ -228,14 +253,14 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
       const dirfd = parent.length === 0
         ? rootfd
         : yield* Effect.acquireRelease(hostCall(path, () => openDirChainSync(rootfd, parent, true, path)), closeQuietly)
-      return yield* makeWriter(dirfd, name, path)
+      return yield* makeWriter(dirfd, name, path, changed)
     })
 
   const write = (segments: Paths.NonRootSegments, data: Uint8Array) =>
     withParent(segments, true, (dirfd, name, path) =>
       data.byteLength <= SYNC_IO_BYTES
-        ? hostCall(path, () => writeAtomicSync(dirfd, name, data))
-        : Effect.scoped(Effect.flatMap(makeWriter(dirfd, name, path), (writer) => Effect.zipRight(writer.write(data), writer.commit))))
+        ? hostCall(path, () => writeAtomicSync(dirfd, name, data, changed))
+        : Effect.scoped(Effect.flatMap(makeWriter(dirfd, name, path, changed), (writer) => Effect.zipRight(writer.write(data), writer.commit))))
 
   const mkdir = (segments: Paths.Segments) =>
     Paths.isNonRoot(segments)
@@ -253,14 +278,20 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
       : withRoot(() => Effect.void)
 
   const remove = (segments: Paths.NonRootSegments) =>
-    withParent(segments, false, (dirfd, name, path) => hostCall(path, () => NodeFs.unlinkSync(at(dirfd, name))))
+    withParent(segments, false, (dirfd, name, path) =>
+      hostCall(path, () => {
+        const stat = NodeFs.lstatSync(at(dirfd, name))
+        // unlink refuses a directory (EISDIR) whatever the lstat said.
+        NodeFs.unlinkSync(at(dirfd, name))
+        changed(Usage.subtract(Usage.zero, Usage.ofStat(stat)))
+      }))
 
   const removeDir = (segments: Paths.NonRootSegments) =>
     withParent(segments, false, (dirfd, name, path) =>
       Effect.acquireUseRelease(
         // A symlink is not a directory here (ENOTDIR), whatever it points to.
         hostCall(path, () => NodeFs.openSync(at(dirfd, name), DIR_FLAGS)),
-        (fd) => emptyTree(fd, path),
+        (fd) => emptyTree(fd, path, (removed) => changed(Usage.subtract(Usage.zero, removed))),
         closeQuietly
       ).pipe(
         Effect.zipRight(hostCall(path, () => NodeFs.rmdirSync(at(dirfd, name)))),
@@ -288,7 +319,14 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
           hostCall(fromPath, () => NodeFs.lstatSync(at(sourceDir, source.name))),
           withDir(rootfd, target.parent, true, toPath, (targetDir) =>
             Effect.try({
-              try: () => NodeFs.renameSync(at(sourceDir, source.name), at(targetDir, target.name)),
+              try: () => {
+                // A file renamed over another one frees the other one's bytes.
+                const replaced = NodeFs.lstatSync(at(targetDir, target.name), { throwIfNoEntry: false })
+                NodeFs.renameSync(at(sourceDir, source.name), at(targetDir, target.name))
+                if (replaced !== undefined && !replaced.isDirectory()) {
+                  changed(Usage.subtract(Usage.zero, Usage.ofStat(replaced)))
+                }
+              },
               catch: (error) => {
                 const code = errnoCode(error)
                 if (code === "ENOENT") return fromErrno(error, fromPath)
@@ -333,7 +371,8 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
   ) =>
     Effect.acquireUseRelease(
       Effect.sync(() => Paths.tempName()),
-      (temp) => Effect.zipRight(copyTo(at(targetDir, temp)), hostCall(path, () => publishSync(targetDir, temp, name))),
+      (temp) =>
+        Effect.zipRight(copyTo(at(targetDir, temp)), hostCall(path, () => changed(publishSync(targetDir, temp, name)))),
       (temp, exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => unlinkQuietlySync(targetDir, temp))
     )
 
@@ -361,7 +400,10 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
             (pair) =>
               copyTree(pair, path).pipe(
                 Effect.zipRight(hostCall(path, () => copyDirectoryMode(pair))),
-                Effect.zipRight(hostCall(path, () => publishSync(targetDir, temp, name)))
+                // What the copy adds, measured on the copy itself before it is published.
+                Effect.zipRight(measureTree(pair.target, path)),
+                Effect.tap(() => hostCall(path, () => publishSync(targetDir, temp, name))),
+                Effect.map(changed)
               ),
             ({ source, target }) =>
               Effect.sync(() => {
@@ -384,7 +426,7 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
       Effect.ignore
     )
 
-  const measure = (segments: Paths.Segments) => {
+  const measureUsage = (segments: Paths.Segments): Effect.Effect<Usage.Usage, VolumeFsFailure> => {
     const path = Paths.format(segments)
     const measured = Paths.isNonRoot(segments)
       ? withParent(segments, false, (dirfd, name) =>
@@ -395,15 +437,34 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
               (fd) => measureTree(fd, path),
               closeQuietly
             )
-            : Effect.succeed(stat.isFile() || stat.isSymbolicLink() ? stat.size : 0)))
+            : Effect.succeed(Usage.ofStat(stat))))
       : withRoot((rootfd) => measureTree(rootfd, path))
     return measured.pipe(
       Effect.catchIf(
         (error) => error._tag === "PathNotFound" || (error._tag === "VolumeFsError" && error.reason === "NotADirectory"),
-        () => Effect.succeed(0)
+        () => Effect.succeed(Usage.zero)
       )
     )
   }
 
-  return { stat, list, read, readStream, openWriter, write, mkdir, remove, removeDir, rename, copy, measure }
+  const measure = (segments: Paths.Segments) => Effect.map(measureUsage(segments), (usage) => usage.logicalBytes)
+
+  const sweepTemporaries = (doomed: (name: string) => boolean) => withRoot((rootfd) => sweepTree(rootfd, "/", doomed))
+
+  return {
+    stat,
+    list,
+    read,
+    readStream,
+    openWriter,
+    write,
+    mkdir,
+    remove,
+    removeDir,
+    rename,
+    copy,
+    measure,
+    measureUsage,
+    sweepTemporaries
+  }
 }

@@ -9,6 +9,8 @@ import * as NodeFs from "node:fs"
 import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsWriter } from "../fsDriver.js"
 import * as Paths from "../paths.js"
+import * as Usage from "../usage.js"
+import type { UsageSink } from "../usage.js"
 import { fromErrno, fsError, symlinkRefused } from "./errno.js"
 import {
   ASYNC_SLICE_BYTES,
@@ -124,11 +126,20 @@ export const createTempSync = (dirfd: number): TempFile => {
   return { fd: NodeFs.openSync(at(dirfd, name), TEMP_FLAGS, FILE_MODE), name }
 }
 
-/** Makes the finished temporary file `temp` the entry `name` (a symlink there is replaced, not followed). */
-export const publishSync = (dirfd: number, temp: Name, name: Name): void => NodeFs.renameSync(at(dirfd, temp), at(dirfd, name))
+/**
+ * Makes the finished temporary file `temp` the entry `name` (a symlink there is replaced,
+ * not followed) and returns how the volume's usage changed (the new file minus what it
+ * replaced; directories count for nothing).
+ */
+export const publishSync = (dirfd: number, temp: Name, name: Name): Usage.Usage => {
+  const added = Usage.ofStat(NodeFs.lstatSync(at(dirfd, temp)))
+  const replaced = Usage.ofStat(NodeFs.lstatSync(at(dirfd, name), { throwIfNoEntry: false }))
+  NodeFs.renameSync(at(dirfd, temp), at(dirfd, name))
+  return Usage.subtract(added, replaced)
+}
 
-/** The whole atomic write of a small buffer, as one synchronous step. */
-export const writeAtomicSync = (dirfd: number, name: string, data: Uint8Array): void => {
+/** The whole atomic write of a small buffer, as one synchronous step; `changed` hears the usage change. */
+export const writeAtomicSync = (dirfd: number, name: string, data: Uint8Array, changed?: UsageSink): void => {
   const temp = createTempSync(dirfd)
   let published = false
   try {
@@ -137,8 +148,9 @@ export const writeAtomicSync = (dirfd: number, name: string, data: Uint8Array): 
     } finally {
       NodeFs.closeSync(temp.fd)
     }
-    publishSync(dirfd, temp.name, name)
+    const change = publishSync(dirfd, temp.name, name)
     published = true
+    changed?.(change)
   } finally {
     if (!published) unlinkQuietlySync(dirfd, temp.name)
   }
@@ -148,7 +160,12 @@ export const writeAtomicSync = (dirfd: number, name: string, data: Uint8Array): 
  * An atomic writer into `name` of the directory `dirfd` (which must stay open for the
  * writer's scope). Closing the scope without `commit` closes and removes the temporary file.
  */
-export const makeWriter = (dirfd: number, name: string, path: string): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
+export const makeWriter = (
+  dirfd: number,
+  name: string,
+  path: string,
+  changed?: UsageSink
+): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
   Effect.gen(function*() {
     const state = { open: true, committed: false }
     const temp = yield* Effect.acquireRelease(
@@ -168,8 +185,9 @@ export const makeWriter = (dirfd: number, name: string, path: string): Effect.Ef
           ? hostCall(path, () => {
             state.open = false
             NodeFs.closeSync(temp.fd)
-            publishSync(dirfd, temp.name, name)
+            const change = publishSync(dirfd, temp.name, name)
             state.committed = true
+            changed?.(change)
           })
           : state.committed
           ? Effect.void
