@@ -11,7 +11,7 @@
 import { FileSystem } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
-import { Clock, DateTime, Effect, Option } from "effect"
+import { Clock, DateTime, Effect, Option, RcMap } from "effect"
 import type { Scope } from "effect"
 import * as NodePath from "node:path"
 import { BYTES_PER_MIB } from "../../Size.js"
@@ -29,7 +29,7 @@ import * as VolumeFsImpl from "../volumeFs.js"
 import * as Attachments from "./attachments.js"
 import { orStorageError, retryBusy } from "./database.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
-import { makeDiskDriver } from "./diskDriver.js"
+import { makeDiskDriver, makeDiskSessions } from "./diskDriver.js"
 import { allocatedBytes, formatDiskImage } from "./diskImage.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
@@ -130,6 +130,14 @@ const decodeRows = (rows: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<V
 /** How long `create` waits for a live process to finish removing the same name. */
 const REMOVAL_WAIT_ATTEMPTS = 500
 const REMOVAL_WAIT = "20 millis"
+
+/**
+ * How long a disk image stays mounted after the last host-side operation on it, so a
+ * burst of operations mounts it once. Another process attaching the volume meanwhile is
+ * refused (`VolumeInUse`) for at most this long; a sandbox of this backend instance makes
+ * the idle mount go at once.
+ */
+const DISK_IDLE = "150 millis"
 
 /** Host-side holder label of disk-volume `fs()` access. */
 export const HOST_FS_HOLDER = "host fs"
@@ -469,14 +477,28 @@ export const make = (
 
     // ---- files -----------------------------------------------------------------------
 
-
     /**
      * Host-side access to a disk image is recorded as an attachment while the image is
-     * mounted, so no sandbox attaches it meanwhile (and vice versa). The disk driver
-     * shares one mount, hence one attachment, among this process's operations.
+     * mounted, so no sandbox attaches it meanwhile (and vice versa). The backend's mount
+     * sessions share one mount, hence one attachment, among this instance's operations,
+     * and keep it for {@link DISK_IDLE} after the last one (bursts pay for one mount).
      */
-    const acquireDisk = (key: string): Effect.Effect<void, VolumeInUse | VolumeNotFound | StorageError, Scope.Scope> =>
-      attachments.acquire(key, { holder: HOST_FS_HOLDER, mode: "rw" })
+    const diskSessions = yield* makeDiskSessions({
+      runDir: layout.run,
+      acquireExclusive: (image) =>
+        attachments.acquire(NodePath.basename(NodePath.dirname(image)), { holder: HOST_FS_HOLDER, mode: "rw" }),
+      idleTimeToLive: DISK_IDLE
+    })
+
+    /**
+     * The attachments other holders (sandboxes) use: an idle host-side mount of the volume
+     * in this instance is let go first, so it never refuses them.
+     */
+    const sharedAttachments: Attachments.Attachments = {
+      ...attachments,
+      acquire: (key, options) =>
+        Effect.zipRight(RcMap.invalidate(diskSessions, Layout.diskImage(layout, key)), attachments.acquire(key, options))
+    }
 
     const volumeFs = (info: VolumeInfo): VolumeFs => {
       const key = nameKey(info.name)
@@ -495,8 +517,7 @@ export const make = (
       const driver: FsDriver = makeDiskDriver({
         image: Layout.diskImage(layout, key),
         volume: info.name,
-        runDir: layout.run,
-        acquireExclusive: acquireDisk(key)
+        sessions: diskSessions
       })
       return VolumeFsImpl.make({ volume: info.name, driver, quotaBytes, writeLock: writeLocks.lockOf(key) })
     }
@@ -522,5 +543,5 @@ export const make = (
       fs: volumeFs,
       path
     }
-    return { service, attachments }
+    return { service, attachments: sharedAttachments }
   })
