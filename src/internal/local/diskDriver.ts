@@ -51,10 +51,31 @@ export interface DiskSessionsOptions {
 
 /** The mount sessions of a backend instance, closed with the current scope. */
 export const makeDiskSessions = (options: DiskSessionsOptions): Effect.Effect<DiskSessions, never, Scope.Scope> =>
-  RcMap.make({
-    lookup: (image: string) =>
-      Effect.zipRight(options.acquireExclusive(image), mountImage({ image, runDir: options.runDir })),
-    ...(options.idleTimeToLive === undefined ? {} : { idleTimeToLive: options.idleTimeToLive })
+  Effect.suspend(() => {
+    // An image's next session must not mount before the previous one has unmounted (two
+    // mounts of one image corrupt it): a session holds its image's permit from before it
+    // mounts until after it unmounted. Waiting for the permit is interruptible.
+    const permits = new Map<string, Effect.Semaphore>()
+    const permitOf = (image: string) => {
+      let permit = permits.get(image)
+      if (permit === undefined) {
+        permit = Effect.unsafeMakeSemaphore(1)
+        permits.set(image, permit)
+      }
+      return permit
+    }
+    const holdPermit = (image: string) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(permitOf(image).take(1)), () => Effect.addFinalizer(() => permitOf(image).release(1)))
+      )
+    return RcMap.make({
+      lookup: (image: string) =>
+        holdPermit(image).pipe(
+          Effect.zipRight(options.acquireExclusive(image)),
+          Effect.zipRight(mountImage({ image, runDir: options.runDir }))
+        ),
+      ...(options.idleTimeToLive === undefined ? {} : { idleTimeToLive: options.idleTimeToLive })
+    })
   })
 
 /**
@@ -86,7 +107,8 @@ export const makeDiskDriver = (options: DiskDriverOptions): FsDriver => {
 
   /** The directory driver over the mounted image, for the current scope. */
   const mounted: Effect.Effect<FsDriver, VolumeFsFailure, Scope.Scope> = imagePresent.pipe(
-    Effect.zipRight(RcMap.get(sessions, image)),
+    // A failed mount (e.g. a sandbox holds the image) must not be remembered for the idle time.
+    Effect.zipRight(RcMap.get(sessions, image).pipe(Effect.tapError(() => RcMap.invalidate(sessions, image)))),
     Effect.map((root) => makeDirectoryDriver({ root, volume }))
   )
 
