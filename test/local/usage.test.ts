@@ -5,7 +5,7 @@
  * changed the files (a sandbox held the volume, a writer crashed) or on `measure`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { DateTime, Effect, Option, TestClock } from "effect"
 import { mkdirSync, writeFileSync } from "node:fs"
 import * as NodePath from "node:path"
 import { LocalAttachments } from "../../src/internal/local/attachments.js"
@@ -138,6 +138,21 @@ describe("LocalBackend usage account", () => {
         assert.isAbove(got.usedBytes, 0)
         assert.isUndefined(got.info.usage)
         assert.isTrue(Option.isSome(vol.diskPath))
+      }).pipe(withHome(home))
+    }))
+})
+
+describe("LocalBackend time", () => {
+  // Issue 16 item 10: time comes from the Effect clock, so TestClock drives it.
+  it.scoped("createdAt follows the Effect clock", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      const at = Date.UTC(2031, 0, 2, 3, 4, 5)
+      yield* TestClock.setTime(at)
+      yield* Effect.gen(function*() {
+        const vol = yield* Volume.builder("clocked").create()
+        assert.strictEqual(DateTime.toEpochMillis(vol.createdAt), at)
+        assert.strictEqual(DateTime.toEpochMillis((yield* Volume.get("clocked")).createdAt), at)
       }).pipe(withHome(home))
     }))
 })

@@ -9,7 +9,7 @@
 import { FileSystem } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
+import { Clock, Effect, Option } from "effect"
 import * as NodePath from "node:path"
 import { StorageError } from "../../VolumeError.js"
 import { TEMP_PREFIX } from "../paths.js"
@@ -130,9 +130,10 @@ export const make = (
     const discardOrphan = (key: string) =>
       Effect.gen(function*() {
         const self = yield* Liveness.current
+        const now = yield* Clock.currentTimeMillis
         const claimed = yield* sql<{ readonly key: string }>`INSERT INTO volumes
           (key, name, kind, labels, created_at, used_bytes, state, owner_pid, owner_start)
-          VALUES (${key}, ${key}, 'directory', '[]', ${Date.now()}, 0, 'removing', ${self.pid}, ${self.start})
+          VALUES (${key}, ${key}, 'directory', '[]', ${now}, 0, 'removing', ${self.pid}, ${self.start})
           ON CONFLICT (key) DO NOTHING
           RETURNING key`.pipe(orStorageError(`claiming orphaned directory "${key}"`))
         if (claimed.length > 0) {

@@ -5,7 +5,7 @@
  * operation is atomic (JavaScript runs one of them at a time) without a `Ref`; a plain map
  * also lets the synchronous `fs(info)` find the volume's write lock.
  */
-import { DateTime, Effect, Option } from "effect"
+import { Clock, DateTime, Effect, Option } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { VolumeInfo } from "../../VolumeBackend.js"
@@ -39,9 +39,9 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   const volumes = new Map<string, MemoryVolume>()
   let lastCreatedMillis = 0
 
-  /** Now, but strictly after every earlier creation, so newest-first order is total. */
-  const nextCreatedAt = (): DateTime.Utc => {
-    lastCreatedMillis = Math.max(DateTime.toEpochMillis(DateTime.unsafeNow()), lastCreatedMillis + 1)
+  /** `now` (by the Effect clock), but strictly after every earlier creation, so newest-first order is total. */
+  const nextCreatedAt = (now: number): DateTime.Utc => {
+    lastCreatedMillis = Math.max(now, lastCreatedMillis + 1)
     return DateTime.unsafeMake(lastCreatedMillis)
   }
 
@@ -55,6 +55,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   }
 
   const create = Effect.fn("MemoryBackend.create")(function*(spec: ValidSpec) {
+    const now = yield* Clock.currentTimeMillis
     return yield* Effect.suspend(() => {
       const key = nameKey(spec.name)
       if (volumes.has(key)) return Effect.fail(new VolumeAlreadyExists({ volume: spec.name }))
@@ -65,13 +66,13 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
         quotaMib: spec.kind === "directory" ? spec.quotaMib : Option.none(),
         capacityMib: spec.kind === "disk" ? spec.capacityMib : Option.none(),
         labels: spec.labels,
-        createdAt: nextCreatedAt(),
+        createdAt: nextCreatedAt(now),
         usedBytes: 0,
         diskPath: Option.none(),
         local: Option.none(),
         cloud: Option.none()
       })
-      volumes.set(key, { info, tree: MemoryDriver.makeTree(), writeLock: Effect.unsafeMakeSemaphore(1) })
+      volumes.set(key, { info, tree: MemoryDriver.makeTree(DateTime.unsafeMake(now)), writeLock: Effect.unsafeMakeSemaphore(1) })
       return Effect.succeed(info)
     })
   })
