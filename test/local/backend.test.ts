@@ -138,6 +138,7 @@ describe("LocalBackend layout", () => {
       writeFileSync(NodePath.join(home, "db", "volumes.db"), "this is not a database, just text ".repeat(200))
       const error = yield* expectTag(Volume.list().pipe(withHome(home)), "StorageError")
       assert.include(error.message, "volumes.db")
+      assert.strictEqual(error.reason, "Corrupt", "callers can tell a broken database from a busy one")
     }))
 })
 

@@ -10,6 +10,8 @@ import { spawn } from "node:child_process"
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs"
 import * as NodePath from "node:path"
 import { createInterface } from "node:readline"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Database from "../../src/internal/local/database.js"
 import * as Volume from "../../src/Volume.js"
 import { assertConsistent, entries, makeHome, withHome } from "./fixtures/home.js"
 
@@ -113,4 +115,18 @@ describe("LocalBackend and the event loop", () => {
         assert.isAtLeast(during, PROGRESS, "another fiber made progress while create waited for the lock")
       }).pipe(withHome(home))
     }), 60_000)
+})
+
+describe("StorageError reasons of the local backend", () => {
+  it("a busy database is Busy, a corrupt one Corrupt, a full disk Unavailable", () => {
+    const sqlError = (code: string) => new SqlError({ cause: Object.assign(new Error(code), { code }) })
+    assert.strictEqual(Database.reasonOf(sqlError("SQLITE_BUSY")), "Busy")
+    assert.strictEqual(Database.reasonOf(sqlError("SQLITE_BUSY_SNAPSHOT")), "Busy")
+    assert.strictEqual(Database.reasonOf(sqlError("SQLITE_LOCKED")), "Busy")
+    assert.strictEqual(Database.reasonOf(sqlError("SQLITE_CORRUPT")), "Corrupt")
+    assert.strictEqual(Database.reasonOf(sqlError("SQLITE_NOTADB")), "Corrupt")
+    assert.strictEqual(Database.reasonOf(sqlError("SQLITE_FULL")), "Unavailable")
+    assert.strictEqual(Database.reasonOf(sqlError("SQLITE_CONSTRAINT_PRIMARYKEY")), "Conflict")
+    assert.strictEqual(Database.reasonOf(sqlError("SQLITE_MISMATCH")), "Unknown")
+  })
 })

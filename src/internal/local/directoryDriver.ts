@@ -37,7 +37,7 @@ import * as Paths from "../paths.js"
 import * as Usage from "../usage.js"
 import type { UsageSink } from "../usage.js"
 import { copyDirectoryMode, copyOpened, copyTree } from "./copy.js"
-import { errnoCode, fromErrno, fsError, symlinkRefused } from "./errno.js"
+import { errnoCode, fromErrno, fsError, storageReason, symlinkRefused } from "./errno.js"
 import {
   at,
   C,
@@ -159,6 +159,8 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryD
         ? new VolumeNotFound({ volume: volume })
         : new StorageError({
           message: `cannot open the files of volume "${volume}" at ${root}: ${error instanceof Error ? error.message : String(error)}`,
+          reason: storageReason(error),
+          operation: "open",
           cause: error
         })
   })

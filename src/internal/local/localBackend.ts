@@ -28,6 +28,7 @@ import type * as Usage from "../usage.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as Attachments from "./attachments.js"
 import { orStorageError, retryBusy } from "./database.js"
+import { storageReason } from "./errno.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
 import { makeDiskDriver, makeDiskSessions } from "./diskDriver.js"
 import { allocatedBytes, formatDiskImage } from "./diskImage.js"
@@ -161,7 +162,7 @@ export const make = (
     yield* recovery.recoverHome
 
     const fsFailure = (what: string) => (cause: { readonly message: string }) =>
-      new StorageError({ message: `${what}: ${cause.message}`, cause })
+      new StorageError({ message: `${what}: ${cause.message}`, reason: storageReason(cause), operation: "filesystem", cause })
 
     // ---- records ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import { StorageError } from "../../VolumeError.js"
 import { TEMP_PREFIX } from "../paths.js"
 import type { Attachments } from "./attachments.js"
 import { orStorageError } from "./database.js"
+import { storageReason } from "./errno.js"
 import { removeTree } from "./tree.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
@@ -58,7 +59,7 @@ export const make = (
     const fs = yield* FileSystem.FileSystem
 
     const fsFailure = (what: string) => (cause: PlatformError) =>
-      new StorageError({ message: `${what}: ${cause.message}`, cause })
+      new StorageError({ message: `${what}: ${cause.message}`, reason: storageReason(cause), operation: "filesystem", cause })
 
     const moveToTrash = (path: string, key: string) => {
       const target = NodePath.join(layout.trash, Layout.trashName(key))
