@@ -17,6 +17,7 @@ import { allocatedBytes, formatDiskImage } from "../../src/internal/local/diskIm
 import { mountImage } from "../../src/internal/local/diskMount.js"
 import { LocalAttachments } from "../../src/internal/local/attachments.js"
 import { TEMP_PREFIX } from "../../src/internal/paths.js"
+import * as LocalBackend from "../../src/LocalBackend.js"
 import * as Volume from "../../src/Volume.js"
 import { VolumeInUse } from "../../src/VolumeError.js"
 import { assertSameBytes, bytes, concat, expectFailure, expectFsError, names } from "../conformance/support.js"
@@ -349,12 +350,14 @@ describe("disk mount sessions of a backend", () => {
   it.scopedLive("a sandbox attaching in the same backend lets an idle host-side mount go at once", () =>
     Effect.gen(function*() {
       const home = yield* makeHome
+      // Mounts kept for bursts, far longer than the test takes.
       yield* Effect.gen(function*() {
         const vol = yield* Volume.builder("burst").disk().size(64).create()
         for (let i = 0; i < 5; i++) yield* vol.fs().write(`f${i}.txt`, `file ${i}`)
         const attachments = Option.getOrThrow(yield* Effect.serviceOption(LocalAttachments))
+        assert.deepStrictEqual(yield* attachments.holders("burst"), ["host fs"], "the idle mount is kept")
         yield* Effect.scoped(attachments.acquire("burst", { holder: "sandbox api", mode: "rw" }))
         assert.strictEqual(yield* vol.fs().readToString("f4.txt"), "file 4")
-      }).pipe(withHome(home))
+      }).pipe(Effect.provide(LocalBackend.layer({ home, diskIdleTimeToLive: "1 minute" })))
     }))
 })

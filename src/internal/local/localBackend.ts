@@ -12,6 +12,7 @@ import { FileSystem } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
 import { Clock, DateTime, Effect, Option, RcMap } from "effect"
+import type { Duration } from "effect"
 import type { Scope } from "effect"
 import * as NodePath from "node:path"
 import { BYTES_PER_MIB } from "../../Size.js"
@@ -132,13 +133,16 @@ const decodeRows = (rows: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<V
 const REMOVAL_WAIT_ATTEMPTS = 500
 const REMOVAL_WAIT = "20 millis"
 
-/**
- * How long a disk image stays mounted after the last host-side operation on it, so a
- * burst of operations mounts it once. Another process attaching the volume meanwhile is
- * refused (`VolumeInUse`) for at most this long; a sandbox of this backend instance makes
- * the idle mount go at once.
- */
-const DISK_IDLE = "150 millis"
+/** Options of {@link make}. */
+export interface LocalBackendSettings {
+  /**
+   * How long a disk image stays mounted after the last host-side operation on it, so a
+   * burst of operations mounts it once. Another process attaching the volume meanwhile is
+   * refused (`VolumeInUse`) for at most this long; a sandbox of this backend instance makes
+   * the idle mount go at once. Default 0: released with the last operation.
+   */
+  readonly diskIdleTimeToLive?: Duration.DurationInput | undefined
+}
 
 /** Host-side holder label of disk-volume `fs()` access. */
 export const HOST_FS_HOLDER = "host fs"
@@ -149,7 +153,8 @@ export interface LocalBackend {
 }
 
 export const make = (
-  layout: Layout.Layout
+  layout: Layout.Layout,
+  settings: LocalBackendSettings = {}
 ): Effect.Effect<LocalBackend, StorageError, SqlClient.SqlClient | FileSystem.FileSystem | Scope.Scope> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -482,13 +487,13 @@ export const make = (
      * Host-side access to a disk image is recorded as an attachment while the image is
      * mounted, so no sandbox attaches it meanwhile (and vice versa). The backend's mount
      * sessions share one mount, hence one attachment, among this instance's operations,
-     * and keep it for {@link DISK_IDLE} after the last one (bursts pay for one mount).
+     * and keep it for `settings.diskIdleTimeToLive` after the last one (bursts pay for one mount).
      */
     const diskSessions = yield* makeDiskSessions({
       runDir: layout.run,
       acquireExclusive: (image) =>
         attachments.acquire(NodePath.basename(NodePath.dirname(image)), { holder: HOST_FS_HOLDER, mode: "rw" }),
-      idleTimeToLive: DISK_IDLE
+      idleTimeToLive: settings.diskIdleTimeToLive
     })
 
     /**
