@@ -162,7 +162,7 @@ describe("MemoryBackend", () => {
 
   it.effect("smoke test of the Volume API", () =>
     withMemory(Effect.gen(function*() {
-      const before = DateTime.unsafeNow()
+      const before = yield* DateTime.now
       const first = yield* Volume.builder("Cache").quota(1).label("team", "a").create()
       assert.strictEqual(first.name, "Cache")
       assert.strictEqual(first.kind, "directory")
