@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Option, Stream } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
+import { Worker } from "node:worker_threads"
 import * as Archive from "../../src/Archive.js"
 import { LocalAttachments } from "../../src/internal/local/attachments.js"
 import * as HostEntries from "../../src/internal/local/hostEntries.js"
@@ -30,6 +31,39 @@ const tarWithModes = (dirMode: number, fileMode: number): Uint8Array => {
 }
 
 const modeOf = (path: string) => NodeFs.statSync(path).mode & 0o7777
+
+/** The files of a tar (no trailer, so another archive's blocks may follow). */
+const tarOf = (files: ReadonlyArray<readonly [string, string]>): Uint8Array =>
+  Buffer.concat(files.flatMap(([name, content]) => {
+    const data = new TextEncoder().encode(content)
+    return [
+      Tar.encodeHeader({ name, type: "file", size: data.length, mode: 0o644, uid: 0, gid: 0, mtime: 0 }),
+      data,
+      Tar.padding(data.length)
+    ]
+  }))
+
+/** Swaps every import staging directory it sees for a symlink to `outside`; reports the swaps. */
+const IMPORT_SWAPPER = `
+const { workerData, parentPort } = require("node:worker_threads")
+const fs = require("node:fs")
+const path = require("node:path")
+const { root, outside, stop } = workerData
+let swaps = 0
+while (Atomics.load(stop, 0) === 0) {
+  let names = []
+  try { names = fs.readdirSync(root) } catch {}
+  for (const name of names) {
+    if (!name.startsWith(".volumes-import-") || name.endsWith("-away")) continue
+    try {
+      fs.renameSync(path.join(root, name), path.join(root, name + "-away"))
+      fs.symlinkSync(outside, path.join(root, name))
+      swaps++
+    } catch {}
+  }
+}
+parentPort.postMessage(swaps)
+`
 
 describe("Archive import on the local backend", () => {
   it.scoped("set-user-ID, set-group-ID and sticky bits are dropped unless keepSpecialModes is set", () =>
@@ -71,6 +105,39 @@ describe("Archive import on the local backend", () => {
         assert.deepStrictEqual(yield* attachments.holders("busy"), [])
       }).pipe(withHome(home))
     }))
+
+  // The import race of the containment attack suite: a sandbox swaps the import's staging
+  // directory for a symlink to the outside while a tar with a 04777 entry is imported.
+  it.scopedLive("an import raced by a staging directory swapped for a symlink never changes anything outside", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      const outside = NodePath.join(home, "outside")
+      NodeFs.mkdirSync(NodePath.join(outside, "bin"), { recursive: true })
+      NodeFs.writeFileSync(NodePath.join(outside, "bin", "tool"), "outside")
+      NodeFs.chmodSync(NodePath.join(outside, "bin", "tool"), 0o644)
+      const before = NodeFs.readdirSync(outside, { recursive: true }).map(String).sort()
+      yield* Effect.gen(function*() {
+        const vol = yield* Volume.builder("raced").create()
+        const root = yield* vol.path()
+        const stop = new Int32Array(new SharedArrayBuffer(4))
+        const worker = yield* Effect.acquireRelease(
+          Effect.sync(() => new Worker(IMPORT_SWAPPER, { eval: true, workerData: { root, outside, stop } })),
+          (worker) => Effect.promise(() => (Atomics.store(stop, 0, 1), worker.terminate()))
+        )
+        const swaps = Effect.async<number>((resume) => {
+          worker.once("message", (n: number) => resume(Effect.succeed(n)))
+        })
+        const many = Array.from({ length: 200 }, (_, i) => [`bin/f${i}`, "x"] as const)
+        for (let round = 0; round < 30; round++) {
+          yield* Effect.either(Archive.importTar("raced", Stream.make(tarOf(many), tarWithModes(0o1777, 0o4777))))
+        }
+        Atomics.store(stop, 0, 1)
+        assert.isAbove(yield* swaps, 0, "the attacker swapped staging directories")
+      }).pipe(withHome(home))
+      assert.strictEqual(modeOf(NodePath.join(outside, "bin", "tool")), 0o644, "no mode applied outside")
+      assert.strictEqual(NodeFs.readFileSync(NodePath.join(outside, "bin", "tool"), "utf8"), "outside")
+      assert.deepStrictEqual(NodeFs.readdirSync(outside, { recursive: true }).map(String).sort(), before)
+    }), 120_000)
 
   it.scoped("modes are applied through the descriptor walk: a staged directory swapped for a symlink is refused", () =>
     Effect.gen(function*() {
