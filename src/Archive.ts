@@ -10,12 +10,15 @@
  *
  * @since 0.1.0
  */
-import { Effect, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import * as internal from "./internal/archive/archive.js"
+import { LocalAttachments } from "./internal/local/attachments.js"
 import { ArchiveError } from "./internal/archive/archiveError.js"
 import * as Volume from "./Volume.js"
 import type { VolumeBackend } from "./VolumeBackend.js"
+import { VolumeInUse } from "./VolumeError.js"
 import type { InvalidConfig, StorageError, Unsupported, VolumeAlreadyExists, VolumeFsFailure, VolumeNotFound } from "./VolumeError.js"
+import { nameKey } from "./VolumeSpec.js"
 
 export {
   /**
@@ -45,6 +48,11 @@ export interface ImportOptions {
    * If the import then fails, the volume is removed again.
    */
   readonly create?: boolean | undefined
+  /**
+   * Keep set-user-ID, set-group-ID and sticky bits of archive entries. Off by default: an
+   * archive cannot plant a set-user-ID file unless the caller asks for it.
+   */
+  readonly keepSpecialModes?: boolean | undefined
 }
 
 /**
@@ -77,10 +85,39 @@ export const importTar = <E, R>(
   options: ImportOptions = {}
 ): Effect.Effect<
   ImportSummary,
-  E | VolumeFsFailure | ArchiveError | VolumeAlreadyExists | InvalidConfig | Unsupported | StorageError | VolumeNotFound,
+  | E
+  | VolumeFsFailure
+  | ArchiveError
+  | VolumeAlreadyExists
+  | InvalidConfig
+  | Unsupported
+  | StorageError
+  | VolumeNotFound
+  | VolumeInUse,
   R | VolumeBackend
 > =>
-  options.create === true
-    ? Effect.flatMap(Volume.builder(name).create(), (volume) =>
-      internal.removeOnFailure(internal.importIntoVolume(volume, input), Volume.remove(name)))
-    : Effect.flatMap(Volume.get(name), (volume) => internal.importIntoVolume(volume, input))
+  Effect.gen(function*() {
+    const importInto = (volume: Volume.Volume) =>
+      // The volume is held for the import (no sandbox may run on it meanwhile and race it).
+      Effect.scoped(Effect.zipRight(holdForImport(volume), internal.importIntoVolume(volume, input, options)))
+    if (options.create === true) {
+      const volume = yield* Volume.builder(name).create()
+      return yield* internal.removeOnFailure(importInto(volume), Volume.remove(name))
+    }
+    return yield* importInto(yield* Volume.get(name))
+  })
+
+/**
+ * On the local backend, records an attachment of the volume for the current scope, and
+ * refuses (`VolumeInUse`) while a sandbox holds it: a running sandbox could swap what the
+ * import stages.
+ */
+const holdForImport = (volume: Volume.Volume) =>
+  Effect.gen(function*() {
+    const attachments = yield* Effect.serviceOption(LocalAttachments)
+    if (Option.isNone(attachments) || volume.backendKind !== "local") return
+    const key = nameKey(volume.name)
+    const holders = yield* attachments.value.holders(key)
+    if (holders.length > 0) return yield* new VolumeInUse({ volume: volume.name, holders })
+    yield* attachments.value.acquire(key, { holder: "archive import", mode: "rw" })
+  })

@@ -11,7 +11,7 @@
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Context, Effect, Layer } from "effect"
-import type { Scope } from "effect"
+import type { Duration, Scope } from "effect"
 import { LocalAttachments } from "./internal/local/attachments.js"
 import * as Database from "./internal/local/database.js"
 import * as Layout from "./internal/local/layout.js"
@@ -32,6 +32,15 @@ export interface LocalBackendOptions {
    * Relative paths are resolved against the working directory.
    */
   readonly home?: string | undefined
+  /**
+   * How long a disk volume's image stays mounted after the last host-side `fs()`
+   * operation, so a burst of operations mounts it once. Meanwhile another process cannot
+   * attach the volume (`VolumeInUse`); a sandbox of this backend can. Default: released at
+   * once.
+   *
+   * @since 0.2.0
+   */
+  readonly diskIdleTimeToLive?: Duration.DurationInput | undefined
 }
 
 /**
@@ -47,8 +56,8 @@ const context = (options: LocalBackendOptions) =>
   Layer.unwrapEffect(
     Effect.map(resolveHome(options), (home) => {
       const layout = Layout.make(home)
-      return Layer.effectContext(
-        Effect.map(internal.make(layout), (backend) =>
+      return Layer.scopedContext(
+        Effect.map(internal.make(layout, { diskIdleTimeToLive: options.diskIdleTimeToLive }), (backend) =>
           Context.make(VolumeBackend, backend.service).pipe(Context.add(LocalAttachments, backend.attachments)))
       ).pipe(Layer.provide(Layer.merge(Database.layer(layout.database), NodeContext.layer)))
     })

@@ -175,7 +175,7 @@ const existingName = (name: string) =>
   Option.isSome(VolumeSpec.nameProblem(name)) ? Effect.fail(new VolumeNotFound({ volume: String(name) })) : Effect.succeed(name)
 
 /**
- * One volume, with freshly measured usage.
+ * One volume, with current usage (see {@link measure}).
  *
  * @since 0.1.0
  * @category accessors
@@ -183,6 +183,21 @@ const existingName = (name: string) =>
 export const get = Effect.fn("Volume.get")(function*(name: string) {
   const backend = yield* VolumeBackend
   return makeHandle(backend, yield* backend.get(yield* existingName(name)))
+})
+
+/**
+ * One volume with its usage re-measured from its files. `get` reports the usage the
+ * library keeps current from its own writes (and from sandboxes when they detach); use
+ * `measure` after changing files behind the library's back, e.g. directly in the host
+ * directory that `path()` returns.
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const measure = Effect.fn("Volume.measure")(function*(name: string) {
+  const backend = yield* VolumeBackend
+  const valid = yield* existingName(name)
+  return makeHandle(backend, yield* (backend.measure === undefined ? backend.get(valid) : backend.measure(valid)))
 })
 
 const matches = (labels: ReadonlyArray<readonly [string, string]>, filter: ListFilter): boolean => {

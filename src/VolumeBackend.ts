@@ -67,6 +67,21 @@ export class CloudState extends Schema.Class<CloudState>("CloudState")({
 }) {}
 
 /**
+ * A volume's usage as the backend keeps it (see `docs/volumes.md`).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export class VolumeUsage extends Schema.Class<VolumeUsage>("VolumeUsage")({
+  /** Apparent size of regular files and symlinks (`st_size`). */
+  logicalBytes: Schema.Number,
+  /** Bytes the storage allocated for them (`st_blocks * 512` on the host; the image's blocks for a disk volume). */
+  allocatedBytes: Schema.Number,
+  /** Number of regular files and symlinks. */
+  files: Schema.Number
+}) {}
+
+/**
  * What a backend reports about one volume.
  *
  * @since 0.1.0
@@ -82,6 +97,8 @@ export class VolumeInfo extends Schema.Class<VolumeInfo>("VolumeInfo")({
   createdAt: Schema.DateTimeUtc,
   /** Real usage: apparent bytes of files and symlinks, or allocated bytes of a disk image. */
   usedBytes: Schema.Number,
+  /** The full usage figures, on backends that keep them. */
+  usage: Schema.optional(VolumeUsage),
   /** The raw image of a disk volume, on backends that have one on the host. */
   diskPath: Schema.OptionFromNullOr(Schema.String),
   local: Schema.OptionFromNullOr(LocalState),
@@ -203,8 +220,18 @@ export interface VolumeBackendService {
   readonly backendKind: BackendKind
   /** Creates the volume whole, or fails leaving nothing behind. */
   readonly create: (spec: ValidSpec) => Effect.Effect<VolumeInfo, VolumeAlreadyExists | Unsupported | StorageError>
-  /** One volume with freshly measured usage. */
+  /**
+   * One volume with current usage: kept current by the library's own writes, re-measured
+   * when something the library did not see may have changed it (a sandbox held it, a
+   * writer crashed).
+   */
   readonly get: (name: string) => Effect.Effect<VolumeInfo, VolumeNotFound | StorageError>
+  /**
+   * Re-measures a volume's usage from its files (walking the tree) and stores it; for
+   * changes the library cannot see, such as writes made directly in the host directory
+   * that `path()` returns. Backends whose usage is always exact may leave it out.
+   */
+  readonly measure?: ((name: string) => Effect.Effect<VolumeInfo, VolumeNotFound | StorageError>) | undefined
   /** Every volume; usage may be the last measurement. */
   readonly list: Effect.Effect<ReadonlyArray<VolumeInfo>, StorageError>
   /** Removes the record and the data together. */

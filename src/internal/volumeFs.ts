@@ -13,7 +13,8 @@ import * as Paths from "./paths.js"
 
 /**
  * One write lock per volume, created on first use: every `fs()` of a volume from one
- * backend instance must share it, so quota-checked writes are serialised.
+ * backend instance must share it. It is held only to check and commit a quota-checked
+ * change (never while user code runs); the bytes open writers have reserved belong to it.
  */
 export const makeWriteLocks = () => {
   const locks = new Map<string, Effect.Semaphore>()
@@ -31,14 +32,58 @@ export const makeWriteLocks = () => {
   }
 }
 
+/** Bytes reserved by the open writers of each volume (keyed by the volume's write lock). */
+const reservations = new WeakMap<Effect.Semaphore, { bytes: number }>()
+
+const reservationOf = (lock: Effect.Semaphore): { bytes: number } => {
+  let reserved = reservations.get(lock)
+  if (reserved === undefined) {
+    reserved = { bytes: 0 }
+    reservations.set(lock, reserved)
+  }
+  return reserved
+}
+
+/**
+ * How a backend keeps a volume's usage for quota checks, where it keeps an account (the
+ * local backend: SQLite, shared by every process). Without one, quota checks measure the
+ * volume through the driver (`measure([])`, O(1) on the memory and S3 backends).
+ */
+export interface UsageAccount {
+  /**
+   * Runs before every change of the volume's files (e.g. to persist the marker that makes
+   * a crash in the middle of a change detectable). Cheap after the first call.
+   */
+  readonly prepare: Effect.Effect<void, VolumeFsFailure>
+  /** Bytes the volume uses now, as far as the quota is concerned (O(1)). */
+  readonly used: Effect.Effect<number, VolumeFsFailure>
+  /**
+   * Checks that `growth` more bytes fit under `quota` besides `alsoReserved` bytes held by
+   * open writers, and holds them in the account (atomically across every process sharing
+   * it); otherwise fails with `QuotaExceeded`.
+   */
+  readonly reserve: (
+    growth: number,
+    quota: number,
+    alsoReserved: number
+  ) => Effect.Effect<void, VolumeFsFailure | QuotaExceeded>
+  /** After the change: gives back `growth` bytes; the account now holds what the change really did. */
+  readonly settle: (growth: number) => Effect.Effect<void>
+}
+
 export interface VolumeFsOptions {
   /** Display name of the volume, used in errors. */
   readonly volume: string
   readonly driver: FsDriver
   /** The quota in bytes, if the volume has one. */
   readonly quotaBytes: Option.Option<number>
-  /** Serialises quota-checked writes to one volume (shared by every `fs()` of it). */
+  /**
+   * Serialises the check-and-commit step of quota-checked changes of one volume (shared
+   * by every `fs()` of it). Never held while user code runs.
+   */
   readonly writeLock: Effect.Semaphore
+  /** The backend's usage account of the volume, if it keeps one. */
+  readonly account?: UsageAccount | undefined
 }
 
 const encoder = new TextEncoder()
@@ -58,31 +103,59 @@ const replacedBytes = (driver: FsDriver, path: Paths.NonRootSegments) =>
 
 export const make = (options: VolumeFsOptions): VolumeFs => {
   const { driver, quotaBytes, volume, writeLock } = options
+  /** Bytes reserved by this volume's open writers (all of its `fs()` in this backend). */
+  const reserved = reservationOf(writeLock)
 
-  /** Fails with `QuotaExceeded` if `growth` more bytes would not fit. */
-  const checkQuota = (growth: number, usedBytes: number) =>
-    Option.match(quotaBytes, {
-      onNone: () => Effect.void,
-      onSome: (quota) =>
-        growth > 0 && usedBytes + growth > quota
-          ? Effect.fail(new QuotaExceeded({ volume: volume, quotaBytes: quota, usedBytes, requestedBytes: growth }))
-          : Effect.void
-    })
+  const exceeded = (quota: number, usedBytes: number, growth: number) =>
+    new QuotaExceeded({ volume, quotaBytes: quota, usedBytes, requestedBytes: growth })
+
+  /** The account of a backend that keeps none: measure, and rely on the write lock. */
+  const measuredAccount: UsageAccount = {
+    prepare: Effect.void,
+    used: driver.measure([]),
+    reserve: (growth, quota, alsoReserved) =>
+      Effect.flatMap(driver.measure([]), (used) =>
+        used + alsoReserved + growth > quota ? Effect.fail(exceeded(quota, used, growth)) : Effect.void),
+    settle: () => Effect.void
+  }
+  const account = options.account ?? measuredAccount
+
+  /** Runs a change of the volume's files, after the account's `prepare`. */
+  const changing = <A, E>(mutation: Effect.Effect<A, E>): Effect.Effect<A, E | VolumeFsFailure> =>
+    Effect.zipRight(account.prepare, mutation)
+
+  /**
+   * Runs a change that adds `growth` bytes under the volume's quota: the lock is held to
+   * check, change and settle (no user code runs under it) and taken interruptibly; once
+   * the bytes are reserved, the account is settled whatever happens to the change.
+   */
+  const commitUnderQuota = <A, E>(
+    quota: number,
+    growth: Effect.Effect<number, VolumeFsFailure>,
+    mutation: Effect.Effect<A, E>
+  ): Effect.Effect<A, E | VolumeFsFailure> =>
+    writeLock.withPermits(1)(
+      Effect.gen(function*() {
+        const bytes = yield* growth
+        if (bytes <= 0) return yield* mutation
+        return yield* Effect.uninterruptibleMask((restore) =>
+          Effect.zipRight(
+            restore(account.reserve(bytes, quota, reserved.bytes)),
+            Effect.ensuring(restore(mutation), account.settle(bytes))
+          )
+        )
+      })
+    )
 
   /** Runs a mutation that adds `growth` bytes under the volume's quota. */
   const withQuota = <A, E>(
     growth: Effect.Effect<number, VolumeFsFailure>,
     mutation: Effect.Effect<A, E>
   ): Effect.Effect<A, E | VolumeFsFailure> =>
-    Option.isNone(quotaBytes)
-      ? mutation
-      : writeLock.withPermits(1)(
-        Effect.gen(function*() {
-          const bytes = yield* growth
-          if (bytes > 0) yield* checkQuota(bytes, yield* driver.measure([]))
-          return yield* mutation
-        })
-      )
+    changing(Option.match(quotaBytes, {
+      onNone: () => mutation,
+      onSome: (quota) => commitUnderQuota(quota, growth, mutation)
+    }))
 
   const read = Effect.fn("VolumeFs.read")(function*(path: string) {
     return yield* driver.read(yield* Paths.parseNonRoot(path, "read"))
@@ -115,32 +188,42 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
 
   const writeStream = Effect.fn("VolumeFs.writeStream")(function*(path: string) {
     const segments = yield* Paths.parseNonRoot(path, "writeStream")
-    // With a quota, the stream holds the volume's write lock until it is closed (or its
-    // scope ends), so the usage measured at open stays true while bytes arrive.
-    let holdsLock = false
-    const releaseLock = Effect.suspend(() => {
-      if (!holdsLock) return Effect.void
-      holdsLock = false
-      return writeLock.release(1)
+    yield* account.prepare
+    // With a quota, the stream reserves the bytes it writes (beyond the size of the file it
+    // replaces) as they arrive, under the lock only for that check; `close()` checks and
+    // commits under the lock. No lock is held between calls, so other writers, reads and
+    // interruption are never blocked by an open stream.
+    const replacedAtOpen = Option.isSome(quotaBytes) ? yield* replacedBytes(driver, segments) : 0
+    let mine = 0
+    const giveBack = Effect.sync(() => {
+      reserved.bytes -= mine
+      mine = 0
     })
-    const budget = yield* Option.match(quotaBytes, {
-      onNone: () => Effect.succeed(Option.none<{ readonly quota: number; readonly base: number; readonly used: number }>()),
-      onSome: (quota) =>
-        Effect.gen(function*() {
-          yield* Effect.acquireRelease(
-            Effect.tap(writeLock.take(1), () => {
-              holdsLock = true
-            }),
-            () => releaseLock
-          )
-          const used = yield* driver.measure([])
-          const replaced = yield* replacedBytes(driver, segments)
-          return Option.some({ quota, base: replaced, used })
-        })
-    })
+    yield* Effect.addFinalizer(() => giveBack)
+    const reserveUpTo = (quota: number, written: number) =>
+      writeLock.withPermits(1)(Effect.gen(function*() {
+        const extra = written - replacedAtOpen - mine
+        if (extra <= 0) return
+        const used = yield* account.used
+        if (used + reserved.bytes + extra > quota) {
+          return yield* exceeded(quota, used, written - replacedAtOpen)
+        }
+        reserved.bytes += extra
+        mine += extra
+      }))
     const writer = yield* driver.openWriter(segments)
     let written = 0
     let closed = false
+    const commit = Option.match(quotaBytes, {
+      onNone: () => writer.commit,
+      onSome: (quota) =>
+        commitUnderQuota(
+          quota,
+          // The file may have changed since the stream was opened: charge against it as it is now.
+          Effect.tap(Effect.map(replacedBytes(driver, segments), (replaced) => written - replaced), () => giveBack),
+          writer.commit
+        )
+    })
     const sink: VolumeFsWriteSink = {
       write: (chunk) =>
         Effect.suspend(() => {
@@ -149,16 +232,16 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
           }
           const bytes = toBytes(chunk)
           written += bytes.byteLength
-          return Option.match(budget, {
+          return Option.match(quotaBytes, {
             onNone: () => writer.write(bytes),
-            onSome: ({ base, used }) => Effect.zipRight(checkQuota(written - base, used), writer.write(bytes))
+            onSome: (quota) => Effect.zipRight(reserveUpTo(quota, written), writer.write(bytes))
           })
         }),
       close: () =>
         Effect.suspend(() => {
           if (closed) return Effect.void
           closed = true
-          return Effect.ensuring(writer.commit, releaseLock)
+          return commit
         })
     }
     return sink
@@ -179,11 +262,11 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
   })
 
   const remove = Effect.fn("VolumeFs.remove")(function*(path: string) {
-    yield* driver.remove(yield* Paths.parseNonRoot(path, "remove"))
+    yield* changing(driver.remove(yield* Paths.parseNonRoot(path, "remove")))
   })
 
   const removeDir = Effect.fn("VolumeFs.removeDir")(function*(path: string) {
-    yield* driver.removeDir(yield* Paths.parseNonRoot(path, "removeDir"))
+    yield* changing(driver.removeDir(yield* Paths.parseNonRoot(path, "removeDir")))
   })
 
   /** Both paths of a copy or rename, refusing a target inside the source. */
@@ -221,7 +304,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
       yield* driver.stat(source)
       return
     }
-    yield* driver.rename(source, target)
+    yield* changing(driver.rename(source, target))
   })
 
   const stat = Effect.fn("VolumeFs.stat")(function*(path: string) {

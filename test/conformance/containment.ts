@@ -115,7 +115,7 @@ export const containmentTests = ({ options, test }: Context) => {
         assertOutsideUntouched()
       }))
 
-    test("stat and list report symlinks as symlinks, and usedBytes counts them", () =>
+    test("stat and list report symlinks as symlinks, and a measurement counts them", () =>
       Effect.gen(function*() {
         const { fs } = yield* planted
         const entries = yield* fs.list("/")
@@ -128,7 +128,8 @@ export const containmentTests = ({ options, test }: Context) => {
         assert.strictEqual(inner.size, "real.txt".length)
         assert.isTrue(yield* fs.exists("dangling"))
         const usage = entries.reduce((sum, e) => sum + e.size, 0)
-        assert.strictEqual((yield* Volume.get("jail")).usedBytes, usage)
+        // The links were planted behind the library's back (as a sandbox would): `measure` sees them.
+        assert.strictEqual((yield* Volume.measure("jail")).usedBytes, usage)
       }))
   })
 }

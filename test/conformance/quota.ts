@@ -3,7 +3,7 @@
  * to grow it past the quota, charges only growth, and changes nothing when it refuses.
  */
 import { assert, describe } from "@effect/vitest"
-import { Effect, Either, Option, Stream } from "effect"
+import { Effect, Either, Fiber, Option, Stream } from "effect"
 import * as NodeFs from "node:fs"
 import * as Volume from "../../src/Volume.js"
 import type { Context } from "./support.js"
@@ -176,6 +176,69 @@ export const quotaTests = ({ options, test }: Context) => {
         assert.lengthOf(results.filter(Either.isRight), 1)
         for (const r of results.filter(Either.isLeft)) assert.strictEqual(r.left._tag, "QuotaExceeded")
         assert.strictEqual(yield* used, 600 * KiB)
+      }))
+
+    // Issue 16 item 2: an open write stream must not hold the volume's lock across user code.
+    /** Fails (instead of hanging the suite) when `effect` deadlocks; not a timing assertion. */
+    const noDeadlock = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>) =>
+      effect.pipe(Effect.disconnect, Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => `deadlock: ${what}` }))
+
+    test("two write streams open at once on a quota'd volume both commit", () =>
+      Effect.gen(function*() {
+        const { fs } = yield* quotaVolume
+        yield* noDeadlock(
+          "second stream",
+          Effect.scoped(Effect.gen(function*() {
+            const first = yield* fs.writeStream("one.bin")
+            const second = yield* fs.writeStream("two.bin")
+            yield* first.write(new Uint8Array(100 * KiB))
+            yield* second.write(new Uint8Array(200 * KiB))
+            yield* second.close()
+            yield* first.close()
+          }))
+        )
+        assert.deepStrictEqual(names(yield* fs.list("/")), ["one.bin", "two.bin"])
+        assert.strictEqual(yield* used, 300 * KiB)
+      }))
+
+    test("fs.write while a write stream is open completes, and the stream's bytes count against the quota", () =>
+      Effect.gen(function*() {
+        const { fs } = yield* quotaVolume
+        yield* noDeadlock(
+          "write beside an open stream",
+          Effect.scoped(Effect.gen(function*() {
+            const stream = yield* fs.writeStream("s.bin")
+            yield* stream.write(new Uint8Array(600 * KiB))
+            yield* fs.write("small.bin", new Uint8Array(100 * KiB))
+            // 600 KiB reserved by the open stream + 100 KiB written: 600 KiB more cannot fit.
+            const error = yield* fs.write("big.bin", new Uint8Array(600 * KiB)).pipe(expectFailure("QuotaExceeded"))
+            assert.strictEqual(error.requestedBytes, 600 * KiB)
+            yield* stream.close()
+          }))
+        )
+        assert.deepStrictEqual(names(yield* fs.list("/")), ["s.bin", "small.bin"])
+        assert.strictEqual(yield* used, 700 * KiB)
+      }))
+
+    test("Fiber.interrupt returns for a writer waiting beside an open stream; reservations are given back", () =>
+      Effect.gen(function*() {
+        const { fs, hostDir } = yield* quotaVolume
+        yield* Effect.scoped(Effect.gen(function*() {
+          const first = yield* fs.writeStream("kept.bin")
+          yield* first.write(new Uint8Array(100 * KiB))
+          const blocked = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+            const second = yield* fs.writeStream("dropped.bin")
+            yield* second.write(new Uint8Array(800 * KiB))
+            return yield* Effect.never
+          })))
+          yield* noDeadlock("Fiber.interrupt", Fiber.interrupt(blocked))
+          yield* first.close()
+        }))
+        assert.deepStrictEqual(names(yield* fs.list("/")), ["kept.bin"])
+        if (Option.isSome(hostDir)) assert.deepStrictEqual(NodeFs.readdirSync(hostDir.value), ["kept.bin"])
+        // Nothing of the interrupted stream's reservation is left: the rest of the quota is free.
+        yield* fs.write("rest.bin", new Uint8Array(MiB - 100 * KiB))
+        assert.strictEqual(yield* used, MiB)
       }))
 
     test("a volume without a quota is not limited by one", () =>

@@ -4,19 +4,24 @@
  * inside the image. Needs root and loop devices, as the local backend's disk volumes do.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Stream } from "effect"
+import { Chunk, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
 import { execFileSync, spawn, spawnSync } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
-import { makeDiskDriver } from "../../src/internal/local/diskDriver.js"
+import { makeDiskDriver, makeDiskSessions } from "../../src/internal/local/diskDriver.js"
+import type { DiskSessions } from "../../src/internal/local/diskDriver.js"
 import { allocatedBytes, formatDiskImage } from "../../src/internal/local/diskImage.js"
 import { mountImage } from "../../src/internal/local/diskMount.js"
+import { LocalAttachments } from "../../src/internal/local/attachments.js"
 import { TEMP_PREFIX } from "../../src/internal/paths.js"
+import * as LocalBackend from "../../src/LocalBackend.js"
+import * as Volume from "../../src/Volume.js"
 import { VolumeInUse } from "../../src/VolumeError.js"
 import { assertSameBytes, bytes, concat, expectFailure, expectFsError, names } from "../conformance/support.js"
+import { makeHome, withHome } from "./fixtures/home.js"
 import { forkAbandonedWriter, volumeFsOf } from "./fixtures/volumeDir.js"
 
 const MiB = 1024 * 1024
@@ -68,6 +73,8 @@ interface Disk {
   readonly runDir: string
   /** Nothing of ours is left mounted, attached or lying in the run directory. */
   readonly assertReleased: () => void
+  /** Mount sessions of the image (released as soon as unused), for the test's scope. */
+  readonly sessions: DiskSessions
 }
 
 /** A freshly formatted 64 MiB image in a temp dir, checked for leaks and removed at scope end. */
@@ -85,11 +92,11 @@ const makeDisk = Effect.gen(function*() {
     const left = NodeFs.existsSync(runDir) ? NodeFs.readdirSync(runDir) : []
     assert.deepStrictEqual(left, [], "mount points are removed")
   }
-  return { dir, image, runDir, assertReleased } satisfies Disk
+  const sessions = yield* makeDiskSessions({ runDir, acquireExclusive: () => Effect.void })
+  return { dir, image, runDir, assertReleased, sessions } satisfies Disk
 })
 
-const diskFs = (disk: Disk) =>
-  volumeFsOf(makeDiskDriver({ image: disk.image, volume: "d", runDir: disk.runDir, acquireExclusive: Effect.void }), "d")
+const diskFs = (disk: Disk) => volumeFsOf(makeDiskDriver({ image: disk.image, volume: "d", sessions: disk.sessions }), "d")
 
 describe("disk images", () => {
   it.scoped("formatDiskImage makes a sparse, consistent ext4 image with an empty root", () =>
@@ -305,8 +312,10 @@ describe("disk driver", () => {
         makeDiskDriver({
           image: disk.image,
           volume: "d",
-          runDir: disk.runDir,
-          acquireExclusive: Effect.fail(new VolumeInUse({ volume: "d", holders: ["sandbox-1"] }))
+          sessions: yield* makeDiskSessions({
+            runDir: disk.runDir,
+            acquireExclusive: () => Effect.fail(new VolumeInUse({ volume: "d", holders: ["sandbox-1"] }))
+          })
         }),
         "d"
       )
@@ -314,5 +323,41 @@ describe("disk driver", () => {
       assert.deepStrictEqual(error.holders, ["sandbox-1"])
       assert.isFalse(NodeFs.existsSync(disk.runDir), "no mount point was made")
       disk.assertReleased()
+    }))
+})
+
+describe("disk mount sessions of a backend", () => {
+  // Issue 16 item 6: sessions were process-wide module state and outlived their backend.
+  it.scopedLive("a mount opened through a backend ends with that backend's layer; the next one can attach", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      const outlives = yield* Scope.make()
+      yield* Effect.gen(function*() {
+        const vol = yield* Volume.builder("d").disk().size(64).create()
+        // A writer whose scope outlives the backend's layer keeps the mount open.
+        const sink = yield* Scope.extend(vol.fs().writeStream("f.txt"), outlives)
+        yield* sink.write(new TextEncoder().encode("never committed"))
+      }).pipe(withHome(home))
+      yield* Effect.gen(function*() {
+        const attachments = Option.getOrThrow(yield* Effect.serviceOption(LocalAttachments))
+        yield* Effect.scoped(attachments.acquire("d", { holder: "sandbox api", mode: "rw" }))
+        yield* Volume.remove("d")
+      }).pipe(withHome(home))
+      // Closing the writer's scope afterwards runs against nothing that was closed under it.
+      yield* Scope.close(outlives, Exit.void)
+    }))
+
+  it.scopedLive("a sandbox attaching in the same backend lets an idle host-side mount go at once", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      // Mounts kept for bursts, far longer than the test takes.
+      yield* Effect.gen(function*() {
+        const vol = yield* Volume.builder("burst").disk().size(64).create()
+        for (let i = 0; i < 5; i++) yield* vol.fs().write(`f${i}.txt`, `file ${i}`)
+        const attachments = Option.getOrThrow(yield* Effect.serviceOption(LocalAttachments))
+        assert.deepStrictEqual(yield* attachments.holders("burst"), ["host fs"], "the idle mount is kept")
+        yield* Effect.scoped(attachments.acquire("burst", { holder: "sandbox api", mode: "rw" }))
+        assert.strictEqual(yield* vol.fs().readToString("f4.txt"), "file 4")
+      }).pipe(Effect.provide(LocalBackend.layer({ home, diskIdleTimeToLive: "1 minute" })))
     }))
 })

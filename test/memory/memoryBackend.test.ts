@@ -4,7 +4,7 @@
  * of the whole `Volume` API on it. The shared behaviour is the conformance suite's job.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, DateTime, Effect, Either, Exit, Option, Scope, Stream } from "effect"
+import { Chunk, DateTime, Effect, Either, Exit, Option, Scope, Stream, TestClock } from "effect"
 import * as MemoryBackend from "../../src/MemoryBackend.js"
 import * as Volume from "../../src/Volume.js"
 import type { VolumeFs } from "../../src/VolumeFs.js"
@@ -162,7 +162,7 @@ describe("MemoryBackend", () => {
 
   it.effect("smoke test of the Volume API", () =>
     withMemory(Effect.gen(function*() {
-      const before = DateTime.unsafeNow()
+      const before = yield* DateTime.now
       const first = yield* Volume.builder("Cache").quota(1).label("team", "a").create()
       assert.strictEqual(first.name, "Cache")
       assert.strictEqual(first.kind, "directory")
@@ -234,4 +234,18 @@ describe("MemoryBackend", () => {
       assert.deepStrictEqual(yield* again.fs().list("/"), [])
       assert.strictEqual((yield* Volume.get("cache")).usedBytes, 0)
     })))
+})
+
+describe("MemoryBackend time", () => {
+  // Issue 16 item 10: time comes from the Effect clock, so TestClock drives it.
+  it.effect("createdAt and file times follow the Effect clock", () =>
+    Effect.gen(function*() {
+      const at = Date.UTC(2031, 0, 2, 3, 4, 5)
+      yield* TestClock.setTime(at)
+      const vol = yield* Volume.builder("clocked").create()
+      assert.strictEqual(DateTime.toEpochMillis(vol.createdAt), at)
+      yield* vol.fs().write("f.txt", "x")
+      const meta = yield* vol.fs().stat("f.txt")
+      assert.strictEqual(Option.map(meta.modified, DateTime.toEpochMillis).pipe(Option.getOrThrow), at)
+    }).pipe(Effect.provide(MemoryBackend.layer)))
 })

@@ -3,15 +3,15 @@
  * encodes ustar/PAX itself; import parses with `tar-stream`, stages everything in a
  * directory inside the volume and only then moves it into place (see `docs/cli.md`).
  */
-import * as NodeFs from "node:fs"
-import * as NodePath from "node:path"
 import { DateTime, Effect, Exit, Fiber, Option, Stream } from "effect"
 import * as TarStream from "tar-stream"
 import type { Volume } from "../../Volume.js"
-import { InvalidPath, PathNotFound, Unsupported, VolumeFsError } from "../../VolumeError.js"
+import { InvalidPath, PathNotFound, Unsupported } from "../../VolumeError.js"
 import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsEntry } from "../../VolumeFs.js"
 import { ArchiveError } from "./archiveError.js"
+import * as HostEntries from "../local/hostEntries.js"
+import * as Paths from "../paths.js"
 import * as Tar from "./tarEncode.js"
 
 /** The host data directory of a volume, when its backend keeps files on this host. */
@@ -20,12 +20,6 @@ const hostRoot = (volume: Volume): Effect.Effect<Option.Option<string>> =>
 
 const seconds = (entry: FsEntry): number =>
   Option.match(entry.modified, { onNone: () => 0, onSome: (t) => Math.floor(DateTime.toEpochMillis(t) / 1000) })
-
-const hostCall = <A>(path: string, f: () => A): Effect.Effect<A, VolumeFsError> =>
-  Effect.try({
-    try: f,
-    catch: (cause) => new VolumeFsError({ path, reason: "Io", detail: cause instanceof Error ? cause.message : String(cause) })
-  })
 
 // ---------------------------------------------------------------------------- export
 
@@ -55,11 +49,12 @@ export const exportVolume = (volume: Volume): Stream.Stream<Uint8Array, VolumeFs
         )
       })
 
-    const symlinkTarget = (entry: FsEntry): Effect.Effect<string, VolumeFsError | ArchiveError> =>
+    const symlinkTarget = (entry: FsEntry): Effect.Effect<string, VolumeFsFailure | ArchiveError> =>
       Option.match(root, {
         onNone: () =>
           Effect.fail(new ArchiveError({ entry: entry.path, message: `cannot read the target of symlink ${entry.path} on this backend` })),
-        onSome: (dir) => hostCall(entry.path, () => NodeFs.readlinkSync(NodePath.join(dir, entry.path)))
+        onSome: (dir) =>
+          Effect.flatMap(Paths.parseNonRoot(entry.path, "export"), (segments) => HostEntries.readSymlink(dir, segments))
       })
 
     const entryStream = (entry: FsEntry): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> => {
@@ -187,14 +182,18 @@ const STAGING_PREFIX = ".volumes-import-"
  */
 export const importIntoVolume = <E, R>(
   volume: Volume,
-  input: Stream.Stream<Uint8Array, E, R>
+  input: Stream.Stream<Uint8Array, E, R>,
+  options: { readonly keepSpecialModes?: boolean | undefined } = {}
 ): Effect.Effect<ImportSummary, E | VolumeFsFailure | ArchiveError, R> =>
   Effect.gen(function*() {
     const fs = volume.fs()
     const root = yield* hostRoot(volume)
+    /** Archives may not plant set-user-ID, set-group-ID or sticky files unless asked to. */
+    const modeOf = (mode: number | undefined) =>
+      mode === undefined || options.keepSpecialModes === true ? mode : mode & ~HostEntries.SPECIAL_MODE_BITS
     const staging = `${STAGING_PREFIX}${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
     const stagedPath = (segments: ReadonlyArray<string>) => [staging, ...segments].join("/")
-    const hostPath = (dir: string, segments: ReadonlyArray<string>) => NodePath.join(dir, staging, ...segments)
+    const stagedSegments = (segments: ReadonlyArray<string>): Paths.NonRootSegments => [staging, ...segments]
     const staged: Array<Staged> = []
     let bytes = 0
 
@@ -204,18 +203,8 @@ export const importIntoVolume = <E, R>(
         onSome: (dir) =>
           Effect.gen(function*() {
             yield* fs.mkdir(stagedPath(segments.slice(0, -1)))
-            const path = hostPath(dir, segments)
-            yield* hostCall(name, () => {
-              // The parent was just created through VolumeFs; make sure nothing swapped it for a link.
-              const stagingReal = NodeFs.realpathSync(NodePath.join(dir, staging))
-              const parentReal = NodeFs.realpathSync(NodePath.dirname(path))
-              if (parentReal !== stagingReal && !parentReal.startsWith(stagingReal + NodePath.sep)) {
-                throw new Error("the staging directory changed under the import")
-              }
-              const existing = NodeFs.lstatSync(path, { throwIfNoEntry: false })
-              if (existing !== undefined && !existing.isDirectory()) NodeFs.unlinkSync(path)
-              NodeFs.symlinkSync(target, path)
-            })
+            // Through the descriptor walk: a staging directory swapped for a link is refused.
+            yield* HostEntries.writeSymlink(dir, stagedSegments(segments), target)
           })
       })
 
@@ -270,26 +259,18 @@ export const importIntoVolume = <E, R>(
         }
       })
 
-    /** Modes and mtimes, where the files are on this host; deepest entries last-recorded first. */
+    /**
+     * Modes and mtimes, where the files are on this host; deepest entries last-recorded
+     * first. Through the descriptor walk, never through a host path string: a staged
+     * directory swapped for a symlink is refused, not followed.
+     */
     const applyMetadata = Effect.suspend(() => Option.match(root, {
       onNone: () => Effect.void,
       onSome: (dir) =>
         Effect.forEach(staged.slice().reverse(), (item) =>
-          hostCall(item.segments.join("/"), () => {
-            const path = hostPath(dir, item.segments)
-            if (item.type === "symlink") {
-              if (item.mtime !== undefined) NodeFs.lutimesSync(path, item.mtime, item.mtime)
-              return
-            }
-            const flags = NodeFs.constants.O_RDONLY | NodeFs.constants.O_NOFOLLOW |
-              (item.type === "directory" ? NodeFs.constants.O_DIRECTORY : 0)
-            const fd = NodeFs.openSync(path, flags)
-            try {
-              if (item.mode !== undefined) NodeFs.fchmodSync(fd, item.mode & 0o7777)
-              if (item.mtime !== undefined) NodeFs.futimesSync(fd, item.mtime, item.mtime)
-            } finally {
-              NodeFs.closeSync(fd)
-            }
+          HostEntries.setMetadata(dir, stagedSegments(item.segments), {
+            mode: item.type === "symlink" ? undefined : modeOf(item.mode),
+            mtime: item.mtime
           }), { discard: true })
     }))
 

@@ -8,11 +8,11 @@
  * either one read-write holder or any number of read-only ones.
  */
 import { SqlClient } from "@effect/sql"
-import { Context, Effect } from "effect"
+import { Clock, Context, Effect } from "effect"
 import type { Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import { StorageError, VolumeInUse, VolumeNotFound } from "../../VolumeError.js"
-import { orStorageError } from "./database.js"
+import { orStorageError, retryBusy } from "./database.js"
 import * as Liveness from "./liveness.js"
 
 export type AttachMode = "rw" | "ro"
@@ -33,7 +33,7 @@ export interface Attachments {
     key: string,
     options: AttachOptions
   ) => Effect.Effect<void, VolumeInUse | VolumeNotFound | StorageError, Scope.Scope>
-  /** The live holders of volume `key`. */
+  /** The live holders of volume `key` (read-only: records of dead holders are skipped, not deleted). */
   readonly holders: (key: string) => Effect.Effect<ReadonlyArray<string>, StorageError>
   /** Deletes the records of dead holders of `key` (or of every volume). */
   readonly forgetDead: (key?: string) => Effect.Effect<void, StorageError>
@@ -56,7 +56,8 @@ interface AttachmentRow {
 export const make: Effect.Effect<Attachments, never, SqlClient.SqlClient> = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
 
-  const forgetDead = (key?: string) =>
+  /** The attachment records of `key` (or of every volume), split by whether their process lives. */
+  const records = (key?: string) =>
     Effect.gen(function*() {
       const rows = yield* (key === undefined
         ? sql<AttachmentRow>`SELECT id, key, holder, pid, pid_start FROM attachments`
@@ -64,17 +65,25 @@ export const make: Effect.Effect<Attachments, never, SqlClient.SqlClient> = Effe
           orStorageError("reading attachments")
         )
       const live: Array<AttachmentRow> = []
+      const dead: Array<AttachmentRow> = []
       for (const row of rows) {
-        if (yield* Liveness.isAlive({ pid: row.pid, start: row.pid_start })) {
-          live.push(row)
-        } else {
-          yield* sql`DELETE FROM attachments WHERE id = ${row.id}`.pipe(orStorageError("forgetting a dead holder"))
-        }
+        const alive = yield* Liveness.isAlive({ pid: row.pid, start: row.pid_start })
+        if (alive) live.push(row)
+        else dead.push(row)
+      }
+      return { live, dead }
+    })
+
+  const forgetDead = (key?: string) =>
+    Effect.gen(function*() {
+      const { dead, live } = yield* records(key)
+      for (const row of dead) {
+        yield* sql`DELETE FROM attachments WHERE id = ${row.id}`.pipe(orStorageError("forgetting a dead holder"))
       }
       return live
     })
 
-  const holders = (key: string) => Effect.map(forgetDead(key), (rows) => rows.map((row) => row.holder))
+  const holders = (key: string) => Effect.map(records(key), ({ live }) => live.map((row) => row.holder))
 
   /** The display name of a volume for errors (the key if the record is gone). */
   const displayName = (key: string) =>
@@ -83,11 +92,11 @@ export const make: Effect.Effect<Attachments, never, SqlClient.SqlClient> = Effe
       orStorageError("reading a volume record")
     )
 
-  const insert = (key: string, options: AttachOptions, id: string, self: Liveness.ProcessId) =>
+  const insert = (key: string, options: AttachOptions, id: string, self: Liveness.ProcessId, now: number) =>
     // One statement, so the check and the insert are atomic across processes: the
     // volume must be ready, and for a disk volume no writer may coexist with anyone.
     sql<{ readonly id: string }>`INSERT INTO attachments (id, key, holder, pid, pid_start, mode, created_at)
-      SELECT ${id}, ${key}, ${options.holder}, ${self.pid}, ${self.start}, ${options.mode}, ${Date.now()}
+      SELECT ${id}, ${key}, ${options.holder}, ${self.pid}, ${self.start}, ${options.mode}, ${now}
       WHERE EXISTS (SELECT 1 FROM volumes WHERE key = ${key} AND state = 'ready')
         AND NOT EXISTS (
           SELECT 1 FROM attachments a JOIN volumes v ON v.key = a.key
@@ -96,7 +105,7 @@ export const make: Effect.Effect<Attachments, never, SqlClient.SqlClient> = Effe
       RETURNING id`.pipe(orStorageError("recording an attachment"))
 
   const release = (id: string) =>
-    sql`DELETE FROM attachments WHERE id = ${id}`.pipe(
+    retryBusy(sql`DELETE FROM attachments WHERE id = ${id}`).pipe(
       // A record left behind is forgotten once this process exits.
       Effect.catchAll((error) => Effect.logWarning("could not delete an attachment record", error))
     )
@@ -110,8 +119,16 @@ export const make: Effect.Effect<Attachments, never, SqlClient.SqlClient> = Effe
       yield* forgetDead(key)
       const self = yield* Liveness.current
       const id = randomUUID()
-      const inserted = yield* insert(key, options, id, self)
-      if (inserted.length > 0) return id
+      const inserted = yield* insert(key, options, id, self, yield* Clock.currentTimeMillis)
+      if (inserted.length > 0) {
+        // What the holder writes is not seen by the usage account: the next `get` re-measures
+        // (and keeps doing so until the volume is free again). Disk volumes are measured by
+        // their image and need no account.
+        yield* sql`UPDATE volumes SET usage_stale = 1 WHERE key = ${key} AND kind = 'directory'`.pipe(
+          orStorageError("marking the usage of a held volume stale")
+        )
+        return id
+      }
       const ready = yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM volumes WHERE key = ${key} AND state = 'ready'`
         .pipe(orStorageError("reading a volume record"))
       const name = yield* displayName(key)

@@ -1,19 +1,32 @@
 /**
  * The local backend's SQLite database: one file per home, shared by every process that
- * opens the home (WAL journal, long busy timeout). Every write the backend makes is a
- * single statement, so SQLite's write lock is the only lock between processes.
+ * opens the home (WAL journal). Every write the backend makes is a single statement, so
+ * SQLite's write lock is the only lock between processes.
+ *
+ * better-sqlite3 is synchronous: a statement that waits for another process's write lock
+ * inside SQLite (`busy_timeout`) stalls the whole event loop, every fiber with it. So the
+ * busy timeout is short ({@link BUSY_TIMEOUT_MS}) and a statement that still finds the
+ * database busy is retried by {@link retryBusy} on a jittered schedule in the Effect
+ * scheduler, where waiting costs other fibers nothing.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
 import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
-import { Cause, Data, Effect, Layer, Schedule } from "effect"
+import { Cause, Data, Duration, Effect, Layer, Schedule } from "effect"
 import { mkdir } from "node:fs/promises"
 import * as NodePath from "node:path"
 import { StorageError } from "../../VolumeError.js"
+import type { StorageErrorReason } from "../../VolumeError.js"
 
-/** How long a statement waits for another process's write lock. */
-export const BUSY_TIMEOUT_MS = 10_000
+/**
+ * How long one statement waits inside SQLite (synchronously, blocking the event loop) for
+ * another process's lock before it reports `SQLITE_BUSY` to {@link retryBusy}.
+ */
+export const BUSY_TIMEOUT_MS = 5
+
+/** How long, in total, {@link retryBusy} keeps retrying a busy statement. */
+export const BUSY_RETRY_BUDGET = Duration.seconds(30)
 
 const migrations = {
   "1_create_volumes": Effect.gen(function*() {
@@ -73,6 +86,27 @@ const migrations = {
       WHEN OLD.state = 'ready' AND NEW.state = 'removing'
         AND EXISTS (SELECT 1 FROM snapshots WHERE volume_key = NEW.key)
       BEGIN SELECT RAISE(IGNORE); END`
+  }),
+  "3_usage_accounting": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The account of a directory volume's usage (see docs/design.md, "Usage and quota
+    // accounting"): kept current by the library's own writes. `usage_generation` counts
+    // re-measurements; `usage_stale` is set when a sandbox attaches (its writes are not
+    // seen) and cleared by the next measurement with no holder left.
+    yield* sql`ALTER TABLE volumes ADD COLUMN allocated_bytes INTEGER NOT NULL DEFAULT 0`
+    yield* sql`ALTER TABLE volumes ADD COLUMN files INTEGER NOT NULL DEFAULT 0`
+    yield* sql`ALTER TABLE volumes ADD COLUMN usage_generation INTEGER NOT NULL DEFAULT 0`
+    // Existing volumes were measured by an older version that did not keep an account.
+    yield* sql`ALTER TABLE volumes ADD COLUMN usage_stale INTEGER NOT NULL DEFAULT 1`
+    // One row per process that may hold changes not yet added to the account (the dirty
+    // marker). A row whose process died means changes were lost: re-measure.
+    yield* sql`CREATE TABLE usage_writers (
+      key TEXT NOT NULL,
+      pid INTEGER NOT NULL,
+      pid_start INTEGER NOT NULL,
+      instance TEXT NOT NULL,
+      PRIMARY KEY (key, pid, pid_start, instance)
+    )`
   })
 }
 
@@ -105,6 +139,8 @@ const migrate = SqliteMigrator.run({ loader: SqliteMigrator.fromRecord(migration
       message: cause._tag === "SchemaPending"
         ? "the volume database schema was not created in time by another process; try again"
         : `cannot migrate the volume database: ${cause.message}`,
+      reason: cause._tag === "SqlError" ? reasonOf(cause) : "Busy",
+      operation: "migrate",
       cause
     })
   ),
@@ -141,19 +177,73 @@ const toStorageError = (filename: string, cause: Cause.Cause<unknown>): StorageE
   if (failure._tag === "Some" && failure.value instanceof StorageError) return failure.value
   const squashed = Cause.squash(cause)
   const detail = squashed instanceof Error ? squashed.message : String(squashed)
+  const code = typeof squashed === "object" && squashed !== null && "code" in squashed ? String(squashed.code) : ""
   return new StorageError({
     message: `cannot open the volume database ${filename}: ${detail}; check that the home is writable and not corrupted`,
+    reason: code === "SQLITE_NOTADB" || code.startsWith("SQLITE_CORRUPT")
+      ? "Corrupt"
+      : code.startsWith("SQLITE_BUSY")
+      ? "Busy"
+      : "Unavailable",
+    operation: "open",
     cause: squashed
   })
 }
 
-/** Maps a database failure to a `StorageError` that says what was being done. */
+/** The SQLite result code of a failed statement (`SQLITE_BUSY`, `SQLITE_CORRUPT`, ...). */
+export const sqliteCode = (error: SqlError.SqlError): string | undefined => {
+  const inner: unknown = error.cause
+  if (typeof inner !== "object" || inner === null || !("code" in inner)) return undefined
+  return typeof inner.code === "string" ? inner.code : undefined
+}
+
+/** Another connection holds a lock we need (`SQLITE_BUSY*`, `SQLITE_LOCKED*`). */
+export const isBusy = (error: SqlError.SqlError): boolean => {
+  const code = sqliteCode(error)
+  return code !== undefined && (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"))
+}
+
+/** What kind of {@link StorageError} a database failure is. */
+export const reasonOf = (error: SqlError.SqlError): StorageErrorReason => {
+  const code = sqliteCode(error) ?? ""
+  if (isBusy(error)) return "Busy"
+  if (code.startsWith("SQLITE_CORRUPT") || code === "SQLITE_NOTADB") return "Corrupt"
+  if (code.startsWith("SQLITE_CONSTRAINT")) return "Conflict"
+  if (
+    code.startsWith("SQLITE_CANTOPEN") || code.startsWith("SQLITE_IOERR") || code === "SQLITE_FULL" ||
+    code.startsWith("SQLITE_READONLY") || code === "SQLITE_PERM"
+  ) return "Unavailable"
+  return "Unknown"
+}
+
+/**
+ * Retries a statement that found the database busy, waiting in the Effect scheduler
+ * (jittered exponential backoff from 2 ms, capped at 100 ms, for {@link BUSY_RETRY_BUDGET}
+ * in total) instead of inside SQLite, where the wait would block the event loop. The wait
+ * is interruptible.
+ */
+export const retryBusy = <A, R>(effect: Effect.Effect<A, SqlError.SqlError, R>): Effect.Effect<A, SqlError.SqlError, R> =>
+  Effect.retry(effect, {
+    schedule: Schedule.exponential("2 millis", 1.5).pipe(
+      Schedule.union(Schedule.spaced("100 millis")),
+      Schedule.jittered,
+      Schedule.upTo(BUSY_RETRY_BUDGET)
+    ),
+    while: isBusy
+  })
+
+/**
+ * Runs a statement (retrying while the database is busy) and maps a failure to a
+ * `StorageError` that says what was being done, with its `reason`.
+ */
 export const orStorageError = (what: string) => <A, R>(effect: Effect.Effect<A, SqlError.SqlError, R>) =>
   Effect.mapError(
-    effect,
+    retryBusy(effect),
     (cause) =>
       new StorageError({
         message: `volume database failed while ${what}: ${describeSqlError(cause)}`,
+        reason: reasonOf(cause),
+        operation: "sqlite",
         cause
       })
   )

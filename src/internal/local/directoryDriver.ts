@@ -34,127 +34,35 @@ import type { VolumeFsFailure } from "../../VolumeError.js"
 import { FsEntry, FsMetadata } from "../../VolumeFs.js"
 import type { FsDriver, FsWriter } from "../fsDriver.js"
 import * as Paths from "../paths.js"
-import { errnoCode, fromErrno, fsError, symlinkRefused } from "./errno.js"
+import * as Usage from "../usage.js"
+import type { UsageSink } from "../usage.js"
+import { copyDirectoryMode, copyOpened, copyTree } from "./copy.js"
+import { errnoCode, fromErrno, fsError, storageReason, symlinkRefused } from "./errno.js"
+import {
+  at,
+  C,
+  closeQuietly,
+  closeQuietlySync,
+  DIR_FLAGS,
+  DIRECTORY_MODE,
+  HANDLE_FLAGS,
+  hostCall,
+  openDirChainSync,
+  RACE_RETRIES,
+  self,
+  SYNC_IO_BYTES,
+  unlinkQuietlySync
+} from "./fd.js"
+import { allocate, makeWriter, notAFile, openFileForReadSync, publishSync, readAll, readAsync, writeAtomicSync } from "./fileIo.js"
+import { eachEntry, emptyTree, measureTree, sweepTree } from "./tree.js"
 
-const C = NodeFs.constants
-
-/** Linux `O_PATH` (Node does not export it): a handle that allows `fstat` but no I/O. */
-const O_PATH = 0o10000000
-
-/** A directory handle that refuses a symlink as the last component. */
-const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW
-/** A handle on the entry itself, whatever it is (a symlink is not followed). */
-const HANDLE_FLAGS = O_PATH | C.O_NOFOLLOW
-/** A fresh temporary file: never an existing entry, never through a symlink. */
-const TEMP_FLAGS = C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW
-const FILE_MODE = 0o644
-const DIRECTORY_MODE = 0o777
-
-/** Transfers up to this size run synchronously (see the module comment). */
-export const SYNC_IO_BYTES = 64 * 1024
+export { SYNC_IO_BYTES } from "./fd.js"
 
 /** Bytes one `readStream` read asks for; it is sliced into the requested chunk size. */
 const READ_BLOCK_BYTES = 1024 * 1024
 
 /** Blocks a `readStream` reads ahead of its consumer (constant memory: at most this many MiB). */
 const READ_AHEAD_BLOCKS = 4
-/** Largest single read or write handed to the thread pool. */
-const ASYNC_SLICE_BYTES = 1024 * 1024
-/** Directory-walk steps done between two chances for other fibers to run. */
-const WALK_BATCH = 64
-/** How often a `mkdir -p` step or a `removeDir` is retried when a concurrent change gets in the way. */
-const RACE_RETRIES = 3
-
-// ---- emulated openat --------------------------------------------------------------------
-
-type Name = string | Buffer
-
-/** `name` inside the directory open as `dirfd`; `name` is one component, never `..`. */
-const at = (dirfd: number, name: Name): string | Buffer =>
-  typeof name === "string"
-    ? `/proc/self/fd/${dirfd}/${name}`
-    : Buffer.concat([Buffer.from(`/proc/self/fd/${dirfd}/`), name])
-
-/** The open file or directory `fd` itself, as a path (used to reopen an `O_PATH` handle). */
-const self = (fd: number): string => `/proc/self/fd/${fd}`
-
-const closeQuietlySync = (fd: number): void => {
-  try {
-    NodeFs.closeSync(fd)
-  } catch {
-    // close(2) releases the descriptor even when it reports an error.
-  }
-}
-
-const closeQuietly = (fd: number) => Effect.sync(() => closeQuietlySync(fd))
-
-const unlinkQuietlySync = (dirfd: number, name: Name): void => {
-  try {
-    NodeFs.unlinkSync(at(dirfd, name))
-  } catch {
-    // Already gone, or the directory went away with it.
-  }
-}
-
-/** Runs host file-system calls for the volume path `path`, typing what they throw. */
-const hostCall = <A>(path: string, f: () => A): Effect.Effect<A, VolumeFsFailure> =>
-  Effect.try({ try: f, catch: (error) => fromErrno(error, path) })
-
-/**
- * Why `name` in `dirfd` is not a directory we may enter: a symlink (refused, never
- * followed) or anything else (`NotADirectory`).
- */
-const notEnterable = (dirfd: number, name: string, walked: Paths.Segments, path: string): VolumeFsFailure => {
-  const stat = NodeFs.lstatSync(at(dirfd, name), { throwIfNoEntry: false })
-  return stat?.isSymbolicLink() === true
-    ? symlinkRefused(path, Paths.format(walked))
-    : fsError(path, "NotADirectory")
-}
-
-/** Opens directory `segments[index]` inside `dirfd`, creating it first when `create` is set. */
-const openChildDirSync = (
-  dirfd: number,
-  segments: Paths.Segments,
-  index: number,
-  create: boolean,
-  path: string
-): number => {
-  const name = segments[index]!
-  for (let attempt = 0;; attempt++) {
-    try {
-      return NodeFs.openSync(at(dirfd, name), DIR_FLAGS)
-    } catch (error) {
-      const code = errnoCode(error)
-      if (code === "ENOTDIR" || code === "ELOOP") throw notEnterable(dirfd, name, segments.slice(0, index + 1), path)
-      if (code !== "ENOENT" || !create || attempt >= RACE_RETRIES) throw fromErrno(error, path)
-    }
-    try {
-      NodeFs.mkdirSync(at(dirfd, name), DIRECTORY_MODE)
-    } catch (error) {
-      // Someone else created it meanwhile: open whatever is there now.
-      if (errnoCode(error) !== "EEXIST") throw fromErrno(error, path)
-    }
-  }
-}
-
-/**
- * Opens the directory `segments` below `rootfd` one component at a time (creating missing
- * ones with `create`), so no symlink is ever followed. The result is a new descriptor.
- */
-const openDirChainSync = (rootfd: number, segments: Paths.Segments, create: boolean, path: string): number => {
-  let fd = rootfd
-  try {
-    for (let index = 0; index < segments.length; index++) {
-      const previous = fd
-      fd = openChildDirSync(fd, segments, index, create, path)
-      if (previous !== rootfd) closeQuietlySync(previous)
-    }
-    return fd
-  } catch (error) {
-    if (fd !== rootfd) closeQuietlySync(fd)
-    throw error
-  }
-}
 
 // ---- metadata ---------------------------------------------------------------------------
 
@@ -190,452 +98,23 @@ const toMetadata = (path: Paths.Segments, stat: NodeFs.Stats): FsMetadata =>
 const byName = (a: { readonly name: string }, b: { readonly name: string }): number =>
   a.name < b.name ? -1 : a.name > b.name ? 1 : 0
 
-/** Entries of the directory open as `dirfd`, temporary names hidden. */
-const listSync = (dirfd: number, path: Paths.Segments): Array<FsEntry> => {
-  const found: Array<{ readonly name: string; readonly stat: NodeFs.Stats }> = []
-  // Raw names, so an entry whose name is not UTF-8 can still be stat'ed.
-  for (const raw of NodeFs.readdirSync(self(dirfd), { encoding: "buffer" })) {
-    const name = raw.toString("utf8")
-    if (Paths.isTempName(name)) continue
-    const stat = NodeFs.lstatSync(at(dirfd, raw), { throwIfNoEntry: false })
-    if (stat !== undefined) found.push({ name, stat })
-  }
-  return found.sort(byName).map(({ name, stat }) => toEntry(Paths.child(path, name), stat))
-}
-
-// ---- file contents ----------------------------------------------------------------------
-
-/** Why a non-regular entry cannot be read or copied as a file. */
-const notAFile = (stat: NodeFs.Stats, path: string): VolumeFsFailure =>
-  stat.isDirectory()
-    ? fsError(path, "IsADirectory")
-    : stat.isSymbolicLink()
-    ? symlinkRefused(path)
-    : fsError(path, "InvalidData", "not a regular file (FIFO, socket or device); only regular files hold data")
-
 /**
- * Opens `name` in `dirfd` for reading. It is first opened with `O_PATH` and checked to be
- * a regular file; only then is that same inode reopened for I/O.
+ * Entries of the directory open as `dirfd`, temporary names hidden. Read in batches with
+ * turns of the event loop between them (a sandbox can make a directory of any size).
  */
-const openFileForReadSync = (dirfd: number, name: string, path: string): { readonly fd: number; readonly size: number } => {
-  const handle = NodeFs.openSync(at(dirfd, name), HANDLE_FLAGS)
-  try {
-    const stat = NodeFs.fstatSync(handle)
-    if (!stat.isFile()) throw notAFile(stat, path)
-    return { fd: NodeFs.openSync(self(handle), C.O_RDONLY), size: stat.size }
-  } finally {
-    NodeFs.closeSync(handle)
-  }
-}
-
-/** A private buffer (never a slice of Node's shared pool) viewed as a plain `Uint8Array`. */
-const allocate = (size: number): Uint8Array => {
-  const buffer = Buffer.allocUnsafeSlow(size)
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, size)
-}
-
-/** One read into the thread pool; uninterruptible so the descriptor is never closed under it. */
-const readAsync = (fd: number, into: Uint8Array, offset: number, length: number, position: number | null, path: string) =>
-  Effect.async<number, VolumeFsFailure>((resume) => {
-    NodeFs.read(fd, into, offset, length, position, (error, bytesRead) => {
-      resume(error === null ? Effect.succeed(bytesRead) : Effect.fail(fromErrno(error, path)))
-    })
-  }).pipe(Effect.uninterruptible)
-
-/** One write into the thread pool; uninterruptible for the same reason as {@link readAsync}. */
-const writeAsync = (fd: number, data: Uint8Array, offset: number, length: number, path: string) =>
-  Effect.async<number, VolumeFsFailure>((resume) => {
-    NodeFs.write(fd, data, offset, length, null, (error, written) => {
-      resume(error === null ? Effect.succeed(written) : Effect.fail(fromErrno(error, path)))
-    })
-  }).pipe(Effect.uninterruptible)
-
-/** The first `size` bytes of `fd` (fewer if the file shrank meanwhile). */
-const readAll = (fd: number, size: number, path: string): Effect.Effect<Uint8Array, VolumeFsFailure> => {
-  const data = allocate(size)
-  if (size <= SYNC_IO_BYTES) {
-    return hostCall(path, () => {
-      let offset = 0
-      while (offset < size) {
-        const bytesRead = NodeFs.readSync(fd, data, offset, size - offset, offset)
-        if (bytesRead === 0) break
-        offset += bytesRead
-      }
-      return data.subarray(0, offset)
-    })
-  }
-  return Effect.gen(function*() {
-    let offset = 0
-    while (offset < size) {
-      const bytesRead = yield* readAsync(fd, data, offset, Math.min(size - offset, ASYNC_SLICE_BYTES), offset, path)
-      if (bytesRead === 0) break
-      offset += bytesRead
-    }
-    return data.subarray(0, offset)
-  })
-}
-
-const writeAllSync = (fd: number, data: Uint8Array): void => {
-  let offset = 0
-  while (offset < data.byteLength) offset += NodeFs.writeSync(fd, data, offset, data.byteLength - offset)
-}
-
-const writeAll = (fd: number, data: Uint8Array, path: string): Effect.Effect<void, VolumeFsFailure> =>
-  data.byteLength <= SYNC_IO_BYTES
-    ? hostCall(path, () => writeAllSync(fd, data))
-    : Effect.gen(function*() {
-      let offset = 0
-      while (offset < data.byteLength) {
-        offset += yield* writeAsync(fd, data, offset, Math.min(data.byteLength - offset, ASYNC_SLICE_BYTES), path)
-      }
-    })
-
-// ---- atomic replacement -----------------------------------------------------------------
-
-interface TempFile {
-  readonly fd: number
-  readonly name: string
-}
-
-const createTempSync = (dirfd: number): TempFile => {
-  const name = Paths.tempName()
-  return { fd: NodeFs.openSync(at(dirfd, name), TEMP_FLAGS, FILE_MODE), name }
-}
-
-/** Makes the finished temporary file `temp` the entry `name` (a symlink there is replaced, not followed). */
-const publishSync = (dirfd: number, temp: Name, name: Name): void => NodeFs.renameSync(at(dirfd, temp), at(dirfd, name))
-
-/** The whole atomic write of a small buffer, as one synchronous step. */
-const writeAtomicSync = (dirfd: number, name: string, data: Uint8Array): void => {
-  const temp = createTempSync(dirfd)
-  let published = false
-  try {
-    try {
-      writeAllSync(temp.fd, data)
-    } finally {
-      NodeFs.closeSync(temp.fd)
-    }
-    publishSync(dirfd, temp.name, name)
-    published = true
-  } finally {
-    if (!published) unlinkQuietlySync(dirfd, temp.name)
-  }
-}
-
-/**
- * An atomic writer into `name` of the directory `dirfd` (which must stay open for the
- * writer's scope). Closing the scope without `commit` closes and removes the temporary file.
- */
-const makeWriter = (dirfd: number, name: string, path: string): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
-  Effect.gen(function*() {
-    const state = { open: true, committed: false }
-    const temp = yield* Effect.acquireRelease(
-      hostCall(path, () => createTempSync(dirfd)),
-      (temp) =>
-        Effect.sync(() => {
-          if (state.open) closeQuietlySync(temp.fd)
-          state.open = false
-          if (!state.committed) unlinkQuietlySync(dirfd, temp.name)
-        })
-    )
-    const closed = (what: string) => Effect.fail(fsError(path, "Io", `${what} after the write was closed`))
-    const writer: FsWriter = {
-      write: (chunk) => Effect.suspend(() => state.open ? writeAll(temp.fd, chunk, path) : closed("write")),
-      commit: Effect.suspend(() =>
-        state.open
-          ? hostCall(path, () => {
-            state.open = false
-            NodeFs.closeSync(temp.fd)
-            publishSync(dirfd, temp.name, name)
-            state.committed = true
-          })
-          : state.committed
-          ? Effect.void
-          : closed("commit")
-      )
-    }
-    return writer
-  })
-
-// ---- tree walks -------------------------------------------------------------------------
-
-/**
- * A depth-first walk over a directory tree through descriptors (never paths, which a
- * concurrent rename could redirect). Handles are opened by `descend` and closed by
- * `close`; at most one handle per level is open at a time.
- */
-interface TreeVisitor<H> {
-  /** Handles the entries of `dir`; returns the names of the subdirectories to visit. */
-  readonly scan: (dir: H) => Effect.Effect<ReadonlyArray<Buffer>, VolumeFsFailure>
-  /** Opens subdirectory `name` of `dir`, or `undefined` to skip it (it vanished or changed kind). */
-  readonly descend: (dir: H, name: Buffer) => Effect.Effect<H | undefined, VolumeFsFailure>
-  /** Runs after subdirectory `name` of `dir` was visited completely, while `child` is still open. */
-  readonly leave: (dir: H, name: Buffer, child: H) => Effect.Effect<void, VolumeFsFailure>
-  readonly close: (dir: H) => void
-}
-
-interface Frame<H> {
-  readonly handle: H
-  readonly name: Buffer
-  readonly pending: Array<Buffer>
-}
-
-/** Visits everything below `top` (whose handle the caller owns and closes). */
-const walkTree = <H>(top: H, visitor: TreeVisitor<H>): Effect.Effect<void, VolumeFsFailure> =>
+const listDir = (dirfd: number, segments: Paths.Segments, path: string): Effect.Effect<Array<FsEntry>, VolumeFsFailure> =>
   Effect.suspend(() => {
-    const stack: Array<Frame<H>> = []
-    const walk = Effect.gen(function*() {
-      const pending = [...(yield* visitor.scan(top))]
-      let steps = 0
-      while (true) {
-        const frame = stack[stack.length - 1]
-        const queue = frame?.pending ?? pending
-        const name = queue.pop()
-        if (name === undefined) {
-          if (frame === undefined) return
-          stack.pop()
-          yield* Effect.ensuring(
-            visitor.leave(stack[stack.length - 1]?.handle ?? top, frame.name, frame.handle),
-            Effect.sync(() => visitor.close(frame.handle))
-          )
-        } else {
-          const child = yield* visitor.descend(frame?.handle ?? top, name)
-          if (child === undefined) continue
-          const next: Frame<H> = { handle: child, name, pending: [] }
-          stack.push(next)
-          next.pending.push(...(yield* visitor.scan(child)))
-        }
-        if (++steps % WALK_BATCH === 0) yield* Effect.yieldNow()
-      }
-    })
-    return Effect.ensuring(
-      walk,
-      Effect.sync(() => {
-        for (const frame of stack) visitor.close(frame.handle)
-      })
+    const found: Array<{ readonly name: string; readonly stat: NodeFs.Stats }> = []
+    // Raw names, so an entry whose name is not UTF-8 can still be stat'ed.
+    return eachEntry(dirfd, path, (raw) => {
+      const name = raw.toString("utf8")
+      if (Paths.isTempName(name)) return
+      const stat = NodeFs.lstatSync(at(dirfd, raw), { throwIfNoEntry: false })
+      if (stat !== undefined) found.push({ name, stat })
+    }).pipe(
+      Effect.map(() => found.sort(byName).map(({ name, stat }) => toEntry(Paths.child(segments, name), stat)))
     )
   })
-
-const readdirRaw = (dirfd: number): Array<Buffer> => NodeFs.readdirSync(self(dirfd), { encoding: "buffer" })
-
-/** Opens subdirectory `name` of `dirfd`; `undefined` if it vanished or is no longer a directory. */
-const openSubdirSync = (dirfd: number, name: Buffer): number | undefined => {
-  try {
-    return NodeFs.openSync(at(dirfd, name), DIR_FLAGS)
-  } catch (error) {
-    const code = errnoCode(error)
-    if (code === "ENOENT" || code === "ENOTDIR" || code === "ELOOP") return undefined
-    throw error
-  }
-}
-
-/** Sums apparent sizes of regular files and symlinks below a directory. */
-const measureTree = (dirfd: number, path: string): Effect.Effect<number, VolumeFsFailure> => {
-  let total = 0
-  return walkTree<number>(dirfd, {
-    scan: (dir) =>
-      hostCall(path, () => {
-        const subdirs: Array<Buffer> = []
-        for (const name of readdirRaw(dir)) {
-          const stat = NodeFs.lstatSync(at(dir, name), { throwIfNoEntry: false })
-          if (stat === undefined) continue
-          if (stat.isDirectory()) subdirs.push(name)
-          else if (stat.isFile() || stat.isSymbolicLink()) total += stat.size
-        }
-        return subdirs
-      }),
-    descend: (dir, name) => hostCall(path, () => openSubdirSync(dir, name)),
-    leave: () => Effect.void,
-    close: closeQuietlySync
-  }).pipe(Effect.map(() => total))
-}
-
-/** Deletes everything below a directory (not the directory itself). */
-const emptyTree = (dirfd: number, path: string): Effect.Effect<void, VolumeFsFailure> =>
-  walkTree<number>(dirfd, {
-    // unlink first: one call for the common case, and EISDIR tells directories apart.
-    scan: (dir) =>
-      hostCall(path, () => {
-        const subdirs: Array<Buffer> = []
-        for (const name of readdirRaw(dir)) {
-          try {
-            NodeFs.unlinkSync(at(dir, name))
-          } catch (error) {
-            const code = errnoCode(error)
-            if (code === "EISDIR") subdirs.push(name)
-            else if (code !== "ENOENT") throw error
-          }
-        }
-        return subdirs
-      }),
-    descend: (dir, name) =>
-      hostCall(path, () => {
-        const child = openSubdirSync(dir, name)
-        // Swapped for a file or symlink since the scan: remove that instead.
-        if (child === undefined) unlinkQuietlySync(dir, name)
-        return child
-      }),
-    leave: (dir, name) =>
-      hostCall(path, () => {
-        try {
-          NodeFs.rmdirSync(at(dir, name))
-        } catch (error) {
-          if (errnoCode(error) !== "ENOENT") throw error
-        }
-      }),
-    close: closeQuietlySync
-  })
-
-interface CopyPair {
-  readonly source: number
-  readonly target: number
-}
-
-/**
- * Copies at most `limit` bytes from `source` to `target` (fewer if the source shrinks).
- * Never trusts the size to be reached: libuv's `copyFile` loops forever when a file
- * shrinks while it copies, which a sandbox could use to hang the host process.
- */
-const copyBytes = (source: number, target: number, limit: number, path: string): Effect.Effect<void, VolumeFsFailure> =>
-  limit <= SYNC_IO_BYTES
-    ? hostCall(path, () => {
-      const data = allocate(limit)
-      let offset = 0
-      while (offset < limit) {
-        const bytesRead = NodeFs.readSync(source, data, offset, limit - offset, offset)
-        if (bytesRead === 0) break
-        offset += bytesRead
-      }
-      writeAllSync(target, data.subarray(0, offset))
-    })
-    : Effect.gen(function*() {
-      const buffer = allocate(ASYNC_SLICE_BYTES)
-      let offset = 0
-      while (offset < limit) {
-        const bytesRead = yield* readAsync(source, buffer, 0, Math.min(ASYNC_SLICE_BYTES, limit - offset), offset, path)
-        if (bytesRead === 0) break
-        yield* writeAll(target, buffer.subarray(0, bytesRead), path)
-        offset += bytesRead
-      }
-    })
-
-/**
- * Copies the regular file open as the `O_PATH` handle `handle` (metadata `stat`) to the
- * new entry `target`, with the source's permission bits (umask aside).
- */
-const copyFileContents = (handle: number, stat: NodeFs.Stats, target: string | Buffer, path: string) => {
-  const mode = stat.mode & 0o7777
-  return Effect.acquireUseRelease(
-    hostCall(path, () => {
-      const source = NodeFs.openSync(self(handle), C.O_RDONLY)
-      try {
-        return { source, target: NodeFs.openSync(target, TEMP_FLAGS, mode) }
-      } catch (error) {
-        closeQuietlySync(source)
-        throw error
-      }
-    }),
-    (fds) => Effect.zipRight(hostCall(path, () => NodeFs.fchmodSync(fds.target, mode)), copyBytes(fds.source, fds.target, stat.size, path)),
-    (fds) =>
-      Effect.sync(() => {
-        closeQuietlySync(fds.source)
-        closeQuietlySync(fds.target)
-      })
-  )
-}
-
-/** Recreates the symlink `name` of `sourceDir` (same target string, never followed) as `target`. */
-const copySymlinkSync = (sourceDir: number, name: Name, target: string | Buffer): void => {
-  let link: Buffer
-  try {
-    link = NodeFs.readlinkSync(at(sourceDir, name), { encoding: "buffer" })
-  } catch (error) {
-    // Swapped for something else since it was inspected: skip it.
-    if (errnoCode(error) === "EINVAL" || errnoCode(error) === "ENOENT") return
-    throw error
-  }
-  NodeFs.symlinkSync(link, target)
-}
-
-/**
- * Copies the entry `name` of `sourceDir`, already open as the `O_PATH` handle `handle`
- * with metadata `stat`, to `target` (a path that must not exist): a file with its
- * permission bits, a symlink as a symlink, a directory as a new empty private directory
- * (its mode is applied once it is filled). Returns whether it was a directory. FIFOs,
- * sockets and devices are skipped.
- */
-const copyOpened = (
-  sourceDir: number,
-  name: Name,
-  handle: number,
-  stat: NodeFs.Stats,
-  target: string | Buffer,
-  path: string
-): Effect.Effect<boolean, VolumeFsFailure> => {
-  if (stat.isDirectory()) return hostCall(path, () => NodeFs.mkdirSync(target, 0o700)).pipe(Effect.as(true))
-  if (stat.isFile()) return copyFileContents(handle, stat, target, path).pipe(Effect.as(false))
-  if (stat.isSymbolicLink()) return hostCall(path, () => copySymlinkSync(sourceDir, name, target)).pipe(Effect.as(false))
-  return Effect.succeed(false)
-}
-
-/** Opens `name` in `dirfd` as an `O_PATH` handle, or `undefined` if it vanished. */
-const openHandleSync = (dirfd: number, name: Name): number | undefined => {
-  try {
-    return NodeFs.openSync(at(dirfd, name), HANDLE_FLAGS)
-  } catch (error) {
-    if (errnoCode(error) === "ENOENT") return undefined
-    throw error
-  }
-}
-
-/** {@link copyOpened} for an entry found by a directory scan. */
-const copyEntry = (sourceDir: number, name: Buffer, target: Buffer | string, path: string) =>
-  Effect.acquireUseRelease(
-    hostCall(path, () => openHandleSync(sourceDir, name)),
-    (handle) =>
-      handle === undefined
-        ? Effect.succeed(false)
-        : Effect.flatMap(
-          hostCall(path, () => NodeFs.fstatSync(handle)),
-          (stat) => copyOpened(sourceDir, name, handle, stat, target, path)
-        ),
-    (handle) => handle === undefined ? Effect.void : closeQuietly(handle)
-  )
-
-/** Copies everything below `pair.source` into the empty directory `pair.target`. */
-const copyTree = (top: CopyPair, path: string): Effect.Effect<void, VolumeFsFailure> =>
-  walkTree<CopyPair>(top, {
-    scan: ({ source, target }) =>
-      Effect.gen(function*() {
-        const subdirs: Array<Buffer> = []
-        for (const name of yield* hostCall(path, () => readdirRaw(source))) {
-          // Another writer's unfinished temporary file is not part of the tree.
-          if (Paths.isTempName(name.toString("utf8"))) continue
-          if (yield* copyEntry(source, name, at(target, name), path)) subdirs.push(name)
-        }
-        return subdirs
-      }),
-    descend: ({ source, target }, name) =>
-      hostCall(path, () => {
-        const sourceChild = openSubdirSync(source, name)
-        if (sourceChild === undefined) return undefined
-        try {
-          return { source: sourceChild, target: NodeFs.openSync(at(target, name), DIR_FLAGS) }
-        } catch (error) {
-          closeQuietlySync(sourceChild)
-          throw error
-        }
-      }),
-    leave: (_, __, child) => hostCall(path, () => copyDirectoryMode(child)),
-    close: ({ source, target }) => {
-      closeQuietlySync(source)
-      closeQuietlySync(target)
-    }
-  })
-
-/** Directories are created private (0700) so the copy can fill them, then given the source's mode. */
-const copyDirectoryMode = ({ source, target }: CopyPair): void =>
-  NodeFs.fchmodSync(target, NodeFs.fstatSync(source).mode & 0o7777)
 
 // ---- the driver -------------------------------------------------------------------------
 
@@ -647,13 +126,31 @@ export interface DirectoryDriverOptions {
   readonly root: string
   /** Display name of the volume, for `VolumeNotFound`. */
   readonly volume: string
+  /**
+   * Hears every change of the volume's usage this driver makes (writes, copies, removals,
+   * renames over files), synchronously and right after it happened, so the backend can
+   * keep the volume's usage account current without walking the tree.
+   */
+  readonly onChange?: UsageSink | undefined
+}
+
+/** The directory driver: an `FsDriver` plus the full usage measurement the backend needs. */
+export interface DirectoryDriver extends FsDriver {
+  /** Usage (bytes, allocated bytes, files) at or below `path`; zero when absent. Walks the tree. */
+  readonly measureUsage: (path: Paths.Segments) => Effect.Effect<Usage.Usage, VolumeFsFailure>
+  /**
+   * Deletes temporary files (and unfinished copies) whose name `doomed` accepts, anywhere
+   * in the volume, through the same descriptor walk as every other operation.
+   */
+  readonly sweepTemporaries: (doomed: (name: string) => boolean) => Effect.Effect<void, VolumeFsFailure>
 }
 
 /**
  * An `FsDriver` over the host directory `options.root` that never reaches outside it.
  */
-export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver => {
+export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryDriver => {
   const { root, volume } = options
+  const changed: UsageSink = options.onChange ?? (() => {})
 
   const openRoot = Effect.try({
     try: () => NodeFs.openSync(root, DIR_FLAGS),
@@ -662,6 +159,8 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
         ? new VolumeNotFound({ volume: volume })
         : new StorageError({
           message: `cannot open the files of volume "${volume}" at ${root}: ${error instanceof Error ? error.message : String(error)}`,
+          reason: storageReason(error),
+          operation: "open",
           cause: error
         })
   })
@@ -699,7 +198,7 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
 
   const list = (segments: Paths.Segments) => {
     const path = Paths.format(segments)
-    return withRoot((rootfd) => withDir(rootfd, segments, false, path, (dirfd) => hostCall(path, () => listSync(dirfd, segments))))
+    return withRoot((rootfd) => withDir(rootfd, segments, false, path, (dirfd) => listDir(dirfd, segments, path)))
   }
 
   const read = (segments: Paths.NonRootSegments) =>
@@ -756,14 +255,14 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
       const dirfd = parent.length === 0
         ? rootfd
         : yield* Effect.acquireRelease(hostCall(path, () => openDirChainSync(rootfd, parent, true, path)), closeQuietly)
-      return yield* makeWriter(dirfd, name, path)
+      return yield* makeWriter(dirfd, name, path, changed)
     })
 
   const write = (segments: Paths.NonRootSegments, data: Uint8Array) =>
     withParent(segments, true, (dirfd, name, path) =>
       data.byteLength <= SYNC_IO_BYTES
-        ? hostCall(path, () => writeAtomicSync(dirfd, name, data))
-        : Effect.scoped(Effect.flatMap(makeWriter(dirfd, name, path), (writer) => Effect.zipRight(writer.write(data), writer.commit))))
+        ? hostCall(path, () => writeAtomicSync(dirfd, name, data, changed))
+        : Effect.scoped(Effect.flatMap(makeWriter(dirfd, name, path, changed), (writer) => Effect.zipRight(writer.write(data), writer.commit))))
 
   const mkdir = (segments: Paths.Segments) =>
     Paths.isNonRoot(segments)
@@ -781,14 +280,20 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
       : withRoot(() => Effect.void)
 
   const remove = (segments: Paths.NonRootSegments) =>
-    withParent(segments, false, (dirfd, name, path) => hostCall(path, () => NodeFs.unlinkSync(at(dirfd, name))))
+    withParent(segments, false, (dirfd, name, path) =>
+      hostCall(path, () => {
+        const stat = NodeFs.lstatSync(at(dirfd, name))
+        // unlink refuses a directory (EISDIR) whatever the lstat said.
+        NodeFs.unlinkSync(at(dirfd, name))
+        changed(Usage.subtract(Usage.zero, Usage.ofStat(stat)))
+      }))
 
   const removeDir = (segments: Paths.NonRootSegments) =>
     withParent(segments, false, (dirfd, name, path) =>
       Effect.acquireUseRelease(
         // A symlink is not a directory here (ENOTDIR), whatever it points to.
         hostCall(path, () => NodeFs.openSync(at(dirfd, name), DIR_FLAGS)),
-        (fd) => emptyTree(fd, path),
+        (fd) => emptyTree(fd, path, (removed) => changed(Usage.subtract(Usage.zero, removed))),
         closeQuietly
       ).pipe(
         Effect.zipRight(hostCall(path, () => NodeFs.rmdirSync(at(dirfd, name)))),
@@ -816,7 +321,14 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
           hostCall(fromPath, () => NodeFs.lstatSync(at(sourceDir, source.name))),
           withDir(rootfd, target.parent, true, toPath, (targetDir) =>
             Effect.try({
-              try: () => NodeFs.renameSync(at(sourceDir, source.name), at(targetDir, target.name)),
+              try: () => {
+                // A file renamed over another one frees the other one's bytes.
+                const replaced = NodeFs.lstatSync(at(targetDir, target.name), { throwIfNoEntry: false })
+                NodeFs.renameSync(at(sourceDir, source.name), at(targetDir, target.name))
+                if (replaced !== undefined && !replaced.isDirectory()) {
+                  changed(Usage.subtract(Usage.zero, Usage.ofStat(replaced)))
+                }
+              },
               catch: (error) => {
                 const code = errnoCode(error)
                 if (code === "ENOENT") return fromErrno(error, fromPath)
@@ -861,7 +373,8 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
   ) =>
     Effect.acquireUseRelease(
       Effect.sync(() => Paths.tempName()),
-      (temp) => Effect.zipRight(copyTo(at(targetDir, temp)), hostCall(path, () => publishSync(targetDir, temp, name))),
+      (temp) =>
+        Effect.zipRight(copyTo(at(targetDir, temp)), hostCall(path, () => changed(publishSync(targetDir, temp, name)))),
       (temp, exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => unlinkQuietlySync(targetDir, temp))
     )
 
@@ -889,7 +402,10 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
             (pair) =>
               copyTree(pair, path).pipe(
                 Effect.zipRight(hostCall(path, () => copyDirectoryMode(pair))),
-                Effect.zipRight(hostCall(path, () => publishSync(targetDir, temp, name)))
+                // What the copy adds, measured on the copy itself before it is published.
+                Effect.zipRight(measureTree(pair.target, path)),
+                Effect.tap(() => hostCall(path, () => publishSync(targetDir, temp, name))),
+                Effect.map(changed)
               ),
             ({ source, target }) =>
               Effect.sync(() => {
@@ -912,7 +428,7 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
       Effect.ignore
     )
 
-  const measure = (segments: Paths.Segments) => {
+  const measureUsage = (segments: Paths.Segments): Effect.Effect<Usage.Usage, VolumeFsFailure> => {
     const path = Paths.format(segments)
     const measured = Paths.isNonRoot(segments)
       ? withParent(segments, false, (dirfd, name) =>
@@ -923,15 +439,34 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
               (fd) => measureTree(fd, path),
               closeQuietly
             )
-            : Effect.succeed(stat.isFile() || stat.isSymbolicLink() ? stat.size : 0)))
+            : Effect.succeed(Usage.ofStat(stat))))
       : withRoot((rootfd) => measureTree(rootfd, path))
     return measured.pipe(
       Effect.catchIf(
         (error) => error._tag === "PathNotFound" || (error._tag === "VolumeFsError" && error.reason === "NotADirectory"),
-        () => Effect.succeed(0)
+        () => Effect.succeed(Usage.zero)
       )
     )
   }
 
-  return { stat, list, read, readStream, openWriter, write, mkdir, remove, removeDir, rename, copy, measure }
+  const measure = (segments: Paths.Segments) => Effect.map(measureUsage(segments), (usage) => usage.logicalBytes)
+
+  const sweepTemporaries = (doomed: (name: string) => boolean) => withRoot((rootfd) => sweepTree(rootfd, "/", doomed))
+
+  return {
+    stat,
+    list,
+    read,
+    readStream,
+    openWriter,
+    write,
+    mkdir,
+    remove,
+    removeDir,
+    rename,
+    copy,
+    measure,
+    measureUsage,
+    sweepTemporaries
+  }
 }

@@ -4,90 +4,81 @@
  * `diskMount.ts`). The image file itself is never reachable: the driver's root is the
  * mounted file system's root.
  *
- * Two mounts of one ext4 image at once corrupt it, so in this process each image has at
- * most one mount, shared by the operations that run while it exists (a stream being read
- * or a writer being filled keeps it, and other operations on the volume meanwhile use the
- * same mount instead of waiting for it, which would deadlock a fiber that holds a writer
- * and reads). The first operation takes the backend's exclusive attachment, so no sandbox
- * attaches the image meanwhile; the last one unmounts it and lets the attachment go.
+ * Two mounts of one ext4 image at once corrupt it, so a backend has at most one mount of
+ * each image ({@link DiskSessions}), shared by the operations that run while it exists (a
+ * stream being read or a writer being filled keeps it, and other operations on the volume
+ * meanwhile use the same mount instead of waiting for it, which would deadlock a fiber
+ * that holds a writer and reads). The first operation takes the backend's exclusive
+ * attachment, so no sandbox attaches the image meanwhile; when the mount is released the
+ * attachment goes with it.
  */
-import { Effect, Exit, Scope, Stream } from "effect"
+import { Effect, RcMap, Stream } from "effect"
+import type { Duration, Scope } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { StorageError, VolumeNotFound } from "../../VolumeError.js"
-import type { VolumeFsFailure, VolumeInUse } from "../../VolumeError.js"
+import type { Unsupported, VolumeFsFailure, VolumeInUse } from "../../VolumeError.js"
 import type { FsDriver } from "../fsDriver.js"
 import type * as Paths from "../paths.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
 import { errnoCode } from "./errno.js"
 import { mountImage } from "./diskMount.js"
 
-interface MountSession {
-  /** Host path of the mounted file system's root. */
-  readonly root: string
-  /** Holds the mount and the exclusive attachment. */
-  readonly scope: Scope.CloseableScope
-  users: number
-}
-
-interface ImageState {
-  /** Serialises setting up and tearing down the image's one mount. */
-  readonly lock: Effect.Semaphore
-  session: MountSession | undefined
-  /** Operations between the start of their acquisition and the end of their release. */
-  references: number
-}
-
-/** Process-wide, keyed by the image's absolute path. */
-const images = new Map<string, ImageState>()
-
-const stateOf = (key: string): ImageState => {
-  let state = images.get(key)
-  if (state === undefined) {
-    state = { lock: Effect.unsafeMakeSemaphore(1), session: undefined, references: 0 }
-    images.set(key, state)
-  }
-  return state
-}
-
-const unreference = (key: string, state: ImageState) =>
-  Effect.sync(() => {
-    state.references--
-    if (state.references === 0 && images.get(key) === state) images.delete(key)
-  })
+/**
+ * The mounts of disk images, one per image at a time: an `RcMap` keyed by the image's
+ * absolute path, created in the backend layer's scope (so no mount outlives the backend
+ * that made it). The first operation on an image takes the backend's exclusive attachment
+ * and mounts it; operations that overlap share that mount (two mounts of one ext4 image at
+ * once corrupt it); the mount is released `idleTimeToLive` after the last one ends, so a
+ * burst of operations pays for one mount. Waiting for a mount being set up is
+ * interruptible.
+ */
+export type DiskSessions = RcMap.RcMap<string, string, StorageError | Unsupported | VolumeInUse | VolumeNotFound>
 
 /**
- * The root of the image's mount for the current scope: joins the running session or
- * starts one with `open` (run in the session's own scope).
+ * Options of {@link makeDiskSessions}.
  */
-const joinSession = <E>(
-  key: string,
-  open: Effect.Effect<string, E, Scope.Scope>
-): Effect.Effect<string, E, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.suspend(() => {
-      const state = stateOf(key)
-      state.references++
-      return state.lock.withPermits(1)(Effect.gen(function*() {
-        if (state.session === undefined) {
-          const scope = yield* Scope.make()
-          const root = yield* Scope.extend(open, scope).pipe(
-            Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))
-          )
-          state.session = { root, scope, users: 0 }
-        }
-        state.session.users++
-        return { state, session: state.session }
-      })).pipe(Effect.onError(() => unreference(key, state)))
-    }),
-    ({ session, state }) =>
-      state.lock.withPermits(1)(Effect.suspend(() => {
-        session.users--
-        if (session.users > 0) return Effect.void
-        state.session = undefined
-        return Scope.close(session.scope, Exit.void)
-      })).pipe(Effect.zipRight(unreference(key, state)))
-  ).pipe(Effect.map(({ session }) => session.root))
+export interface DiskSessionsOptions {
+  /** Where mount points are made. */
+  readonly runDir: string
+  /** The backend's exclusive attachment of the image at this path, held while it is mounted. */
+  readonly acquireExclusive: (
+    image: string
+  ) => Effect.Effect<void, VolumeInUse | VolumeNotFound | StorageError, Scope.Scope>
+  /** How long an unused mount is kept for the next operation (default: released at once). */
+  readonly idleTimeToLive?: Duration.DurationInput | undefined
+  /** Mount the images read-only (snapshots): nothing, not even ext4's bookkeeping, writes to them. */
+  readonly readOnly?: boolean
+}
+
+/** The mount sessions of a backend instance, closed with the current scope. */
+export const makeDiskSessions = (options: DiskSessionsOptions): Effect.Effect<DiskSessions, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    // An image's next session must not mount before the previous one has unmounted (two
+    // mounts of one image corrupt it): a session holds its image's permit from before it
+    // mounts until after it unmounted. Waiting for the permit is interruptible.
+    const permits = new Map<string, Effect.Semaphore>()
+    const permitOf = (image: string) => {
+      let permit = permits.get(image)
+      if (permit === undefined) {
+        permit = Effect.unsafeMakeSemaphore(1)
+        permits.set(image, permit)
+      }
+      return permit
+    }
+    const holdPermit = (image: string) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(permitOf(image).take(1)), () => Effect.addFinalizer(() => permitOf(image).release(1)))
+      )
+    return RcMap.make({
+      lookup: (image: string) =>
+        holdPermit(image).pipe(
+          Effect.zipRight(options.acquireExclusive(image)),
+          Effect.zipRight(mountImage({ image, runDir: options.runDir, readOnly: options.readOnly === true }))
+        ),
+      ...(options.idleTimeToLive === undefined ? {} : { idleTimeToLive: options.idleTimeToLive })
+    })
+  })
 
 /**
  * Options of {@link makeDiskDriver}.
@@ -97,19 +88,15 @@ export interface DiskDriverOptions {
   readonly image: string
   /** Display name of the volume, for errors. */
   readonly volume: string
-  /** Where mount points are made. */
-  readonly runDir: string
-  /** The backend's exclusive attachment of the image, held while it is mounted. */
-  readonly acquireExclusive: Effect.Effect<void, VolumeInUse | VolumeNotFound | StorageError, Scope.Scope>
-  /** Mount the image read-only (snapshots): nothing, not even ext4's bookkeeping, writes to it. */
-  readonly readOnly?: boolean
+  /** The backend's mount sessions. */
+  readonly sessions: DiskSessions
 }
 
 /**
  * An `FsDriver` over the files inside a disk volume's image.
  */
 export const makeDiskDriver = (options: DiskDriverOptions): FsDriver => {
-  const { acquireExclusive, runDir, volume } = options
+  const { sessions, volume } = options
   const image = NodePath.resolve(options.image)
 
   const imagePresent = Effect.try({
@@ -120,15 +107,11 @@ export const makeDiskDriver = (options: DiskDriverOptions): FsDriver => {
         : new StorageError({ message: `cannot open the disk image of volume "${volume}": ${String(error)}`, cause: error })
   })
 
-  const open = acquireExclusive.pipe(
-    Effect.zipRight(imagePresent),
-    Effect.zipRight(mountImage({ image, runDir, readOnly: options.readOnly === true }))
-  )
-
   /** The directory driver over the mounted image, for the current scope. */
-  const mounted: Effect.Effect<FsDriver, VolumeFsFailure, Scope.Scope> = Effect.map(
-    joinSession(image, open),
-    (root) => makeDirectoryDriver({ root, volume })
+  const mounted: Effect.Effect<FsDriver, VolumeFsFailure, Scope.Scope> = imagePresent.pipe(
+    // A failed mount (e.g. a sandbox holds the image) must not be remembered for the idle time.
+    Effect.zipRight(RcMap.get(sessions, image).pipe(Effect.tapError(() => RcMap.invalidate(sessions, image)))),
+    Effect.map((root) => makeDirectoryDriver({ root, volume }))
   )
 
   const within = <A>(use: (driver: FsDriver) => Effect.Effect<A, VolumeFsFailure>) =>

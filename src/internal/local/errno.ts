@@ -66,3 +66,41 @@ const failureTags: ReadonlySet<string> = new Set([
 const isVolumeFsFailure = (error: unknown): error is VolumeFsFailure =>
   typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" &&
   failureTags.has(error._tag)
+
+/**
+ * What kind of `StorageError` a failed host call is, from its errno code or the reason of
+ * a platform `SystemError`: `Busy` (retrying later helps), `Conflict`, `Unavailable` (no
+ * space, no permission, read-only, gone), `Corrupt`, or `Unknown`.
+ */
+export const storageReason = (cause: unknown): "Busy" | "Conflict" | "Unavailable" | "Corrupt" | "Unknown" => {
+  const code = errnoCode(cause) ??
+    (typeof cause === "object" && cause !== null && "reason" in cause && typeof cause.reason === "string"
+      ? cause.reason
+      : undefined)
+  switch (code) {
+    case "EBUSY":
+    case "EAGAIN":
+    case "Busy":
+      return "Busy"
+    case "EEXIST":
+    case "ENOTEMPTY":
+    case "AlreadyExists":
+      return "Conflict"
+    case "ENOSPC":
+    case "EDQUOT":
+    case "EROFS":
+    case "EACCES":
+    case "EPERM":
+    case "ENOENT":
+    case "EIO":
+    case "PermissionDenied":
+    case "NotFound":
+    case "TimedOut":
+      return "Unavailable"
+    case "EUCLEAN":
+    case "EBADMSG":
+      return "Corrupt"
+    default:
+      return "Unknown"
+  }
+}

@@ -86,4 +86,7 @@ export const current: Effect.Effect<ProcessId> = Effect.sync(() => {
 export const isAlive = (owner: ProcessId): Effect.Effect<boolean> => Effect.sync(() => isRunning(owner))
 
 /** Whether some process with this pid runs (no start time known, e.g. from a temp file name). */
-export const isPidAlive = (pid: number): Effect.Effect<boolean> => Effect.sync(() => isRunning({ pid, start: 0 }))
+export const isPidAlive = (pid: number): Effect.Effect<boolean> => Effect.sync(() => isPidAliveSync(pid))
+
+/** {@link isPidAlive}, for use inside a synchronous host call. */
+export const isPidAliveSync = (pid: number): boolean => isRunning({ pid, start: 0 })

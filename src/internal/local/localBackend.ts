@@ -11,12 +11,13 @@
 import { FileSystem } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
-import { DateTime, Effect, Option } from "effect"
+import { Clock, DateTime, Effect, Option, RcMap } from "effect"
+import type { Duration } from "effect"
 import type { Scope } from "effect"
 import * as NodePath from "node:path"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { Mebibytes } from "../../Size.js"
-import { LocalState, VolumeInfo } from "../../VolumeBackend.js"
+import { LocalState, VolumeInfo, VolumeUsage } from "../../VolumeBackend.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
@@ -24,16 +25,19 @@ import { nameKey } from "../../VolumeSpec.js"
 import type { VolumeKind } from "../../VolumeSpec.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import type { FsDriver } from "../fsDriver.js"
+import type * as Usage from "../usage.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as Attachments from "./attachments.js"
-import { orStorageError } from "./database.js"
+import { orStorageError, retryBusy } from "./database.js"
+import { storageReason } from "./errno.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
-import { makeDiskDriver } from "./diskDriver.js"
+import { makeDiskDriver, makeDiskSessions } from "./diskDriver.js"
 import { allocatedBytes, formatDiskImage } from "./diskImage.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
 import * as Recovery from "./recovery.js"
 import * as LocalSnapshots from "./snapshots.js"
+import * as UsageAccounts from "./usage.js"
 
 /** One record of the `volumes` table, as this version writes it. */
 interface VolumeRow {
@@ -45,6 +49,9 @@ interface VolumeRow {
   readonly labels: ReadonlyArray<readonly [string, string]>
   readonly created_at: number
   readonly used_bytes: number
+  readonly allocated_bytes: number
+  readonly files: number
+  readonly usage_stale: number
   readonly state: "creating" | "ready" | "removing"
   readonly owner_pid: number | null
   readonly owner_start: number | null
@@ -73,12 +80,42 @@ const parseLabels = (text: unknown): unknown => {
  */
 const readRow = (raw: Record<string, unknown>): VolumeRow | undefined => {
   const labels = parseLabels(raw["labels"])
-  const { capacity_mib, created_at, key, kind, name, owner_pid, owner_start, quota_mib, state, used_bytes } = raw
+  const {
+    allocated_bytes,
+    capacity_mib,
+    created_at,
+    files,
+    key,
+    kind,
+    name,
+    owner_pid,
+    owner_start,
+    quota_mib,
+    state,
+    usage_stale,
+    used_bytes
+  } = raw
   return typeof key === "string" && typeof name === "string" && (kind === "directory" || kind === "disk") &&
       isMib(quota_mib) && isMib(capacity_mib) && isLabels(labels) && typeof created_at === "number" &&
-      typeof used_bytes === "number" && (state === "creating" || state === "ready" || state === "removing") &&
+      typeof used_bytes === "number" && typeof allocated_bytes === "number" && typeof files === "number" &&
+      typeof usage_stale === "number" && (state === "creating" || state === "ready" || state === "removing") &&
       isNullableNumber(owner_pid) && isNullableNumber(owner_start)
-    ? { key, name, kind, quota_mib, capacity_mib, labels, created_at, used_bytes, state, owner_pid, owner_start }
+    ? {
+      key,
+      name,
+      kind,
+      quota_mib,
+      capacity_mib,
+      labels,
+      created_at,
+      used_bytes,
+      allocated_bytes,
+      files,
+      usage_stale,
+      state,
+      owner_pid,
+      owner_start
+    }
     : undefined
 }
 
@@ -97,6 +134,17 @@ const decodeRows = (rows: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<V
 const REMOVAL_WAIT_ATTEMPTS = 500
 const REMOVAL_WAIT = "20 millis"
 
+/** Options of {@link make}. */
+export interface LocalBackendSettings {
+  /**
+   * How long a disk image stays mounted after the last host-side operation on it, so a
+   * burst of operations mounts it once. Another process attaching the volume meanwhile is
+   * refused (`VolumeInUse`) for at most this long; a sandbox of this backend instance makes
+   * the idle mount go at once. Default 0: released with the last operation.
+   */
+  readonly diskIdleTimeToLive?: Duration.DurationInput | undefined
+}
+
 /** Host-side holder label of disk-volume `fs()` access. */
 export const HOST_FS_HOLDER = "host fs"
 
@@ -106,17 +154,21 @@ export interface LocalBackend {
 }
 
 export const make = (
-  layout: Layout.Layout
-): Effect.Effect<LocalBackend, StorageError, SqlClient.SqlClient | FileSystem.FileSystem> =>
+  layout: Layout.Layout,
+  settings: LocalBackendSettings = {}
+): Effect.Effect<LocalBackend, StorageError, SqlClient.SqlClient | FileSystem.FileSystem | Scope.Scope> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const fs = yield* FileSystem.FileSystem
     const attachments = yield* Attachments.make
+    const accounts = yield* UsageAccounts.make
+    /** One write lock per volume, shared by every `fs()` of it from this backend instance. */
+    const writeLocks = VolumeFsImpl.makeWriteLocks()
     const recovery = yield* Recovery.make(layout, attachments)
     yield* recovery.recoverHome
 
     const fsFailure = (what: string) => (cause: { readonly message: string }) =>
-      new StorageError({ message: `${what}: ${cause.message}`, cause })
+      new StorageError({ message: `${what}: ${cause.message}`, reason: storageReason(cause), operation: "filesystem", cause })
 
     // ---- records ---------------------------------------------------------------------
 
@@ -141,7 +193,7 @@ export const make = (
     const findReady = (key: string) => Effect.map(findRow(key), Option.filter((row) => row.state === "ready"))
 
     // Rows are checked by readRow, so the constructors need not validate again.
-    const toInfo = (row: VolumeRow, usedBytes: number): VolumeInfo =>
+    const toInfo = (row: VolumeRow, usage: Usage.Usage): VolumeInfo =>
       new VolumeInfo({
         name: row.name,
         kind: row.kind,
@@ -150,7 +202,9 @@ export const make = (
         capacityMib: Option.fromNullable(row.capacity_mib),
         labels: row.labels,
         createdAt: DateTime.unsafeMake(row.created_at),
-        usedBytes,
+        usedBytes: usage.logicalBytes,
+        // A disk volume's usage is its image's allocation; files inside are not counted.
+        ...(row.kind === "directory" ? { usage: new VolumeUsage(usage, { disableValidation: true }) } : {}),
         diskPath: row.kind === "disk" ? Option.some(Layout.diskImage(layout, row.key)) : Option.none(),
         local: Option.some(
           new LocalState({
@@ -164,13 +218,35 @@ export const make = (
 
     // ---- usage -----------------------------------------------------------------------
 
-    /** Real usage of the volume whose files are under `root` (a volume dir, published or staged). */
-    const measureAt = (kind: VolumeKind, root: string, name: string) =>
-      kind === "directory"
-        ? makeDirectoryDriver({ root: NodePath.join(root, Layout.DATA_DIR), volume: name }).measure([]).pipe(
-          Effect.mapError((cause) => new StorageError({ message: `cannot measure volume "${name}": ${cause.message}`, cause }))
+    /** The usage the record holds. */
+    const storedUsage = (row: VolumeRow): Usage.Usage => ({
+      logicalBytes: row.used_bytes,
+      allocatedBytes: row.allocated_bytes,
+      files: row.files
+    })
+
+    /** Usage of a disk volume: its image's allocated bytes (one `stat`, O(1)). */
+    const diskUsage = (image: string) =>
+      Effect.map(allocatedBytes(image), (bytes): Usage.Usage => ({ logicalBytes: bytes, allocatedBytes: bytes, files: 0 }))
+
+    /**
+     * Real usage of the volume whose files are under `root` (a volume dir, published or
+     * staged), measured from the files. For a directory volume that no sandbox holds,
+     * temporary files of crashed writers are swept first.
+     */
+    const measureAt = (kind: VolumeKind, root: string, name: string, sweep: boolean) =>
+      Effect.suspend(() => {
+        if (kind === "disk") return diskUsage(NodePath.join(root, Layout.DISK_IMAGE))
+        const driver = makeDirectoryDriver({ root: NodePath.join(root, Layout.DATA_DIR), volume: name })
+        return (sweep ? Effect.ignore(driver.sweepTemporaries(Recovery.isAbandonedTemporary)) : Effect.void).pipe(
+          Effect.zipRight(driver.measureUsage([])),
+          Effect.mapError((cause) =>
+            cause._tag === "StorageError" || cause._tag === "VolumeNotFound"
+              ? cause
+              : new StorageError({ message: `cannot measure volume "${name}": ${cause.message}`, cause })
+          )
         )
-        : allocatedBytes(NodePath.join(root, Layout.DISK_IMAGE))
+      })
 
     // ---- create ----------------------------------------------------------------------
 
@@ -228,16 +304,27 @@ export const make = (
         }
       })
 
+    /** The usage of a volume built under `staging` (nothing else can see it yet). */
+    const measureStaged = (spec: ValidSpec, staging: string) =>
+      measureAt(spec.kind, staging, spec.name, false).pipe(
+        Effect.catchTag("VolumeNotFound", (cause) =>
+          new StorageError({ message: `the staged volume "${spec.name}" vanished while it was built`, cause }))
+      )
+
     /** Makes the staged volume visible: rename into place, then mark the record ready. */
-    const publish = (key: string, staging: string, self: Liveness.ProcessId, usedBytes: number) =>
+    const publish = (key: string, staging: string, self: Liveness.ProcessId, usage: Usage.Usage) =>
       Effect.gen(function*() {
         const target = Layout.volumeDir(layout, key)
         // We own the record, so whatever sits at the target is a leftover of a crash.
         const stale = yield* recovery.moveToTrash(target, key)
         if (Option.isSome(stale)) yield* recovery.discardTrash(stale.value)
         yield* fs.rename(staging, target).pipe(Effect.mapError(fsFailure(`cannot move the new volume into ${target}`)))
+        const now = yield* Clock.currentTimeMillis
+        const generation = yield* accounts.newGeneration
         const updated = yield* sql<{ readonly key: string }>`UPDATE volumes
-          SET state = 'ready', owner_pid = NULL, owner_start = NULL, used_bytes = ${usedBytes}, measured_at = ${Date.now()}
+          SET state = 'ready', owner_pid = NULL, owner_start = NULL, used_bytes = ${usage.logicalBytes},
+            allocated_bytes = ${usage.allocatedBytes}, files = ${usage.files}, usage_generation = ${generation},
+            usage_stale = 0, measured_at = ${now}
           WHERE key = ${key} AND state = 'creating' AND owner_pid = ${self.pid} AND owner_start = ${self.start}
           RETURNING key`.pipe(orStorageError(`marking volume "${key}" ready`))
         if (updated.length === 0) {
@@ -249,9 +336,9 @@ export const make = (
     const abandon = (key: string, staging: string, self: Liveness.ProcessId) =>
       Effect.gen(function*() {
         yield* recovery.discardTrash(staging)
-        const owned = yield* sql<{ readonly key: string }>`UPDATE volumes SET state = 'removing'
+        const owned = yield* retryBusy(sql<{ readonly key: string }>`UPDATE volumes SET state = 'removing'
           WHERE key = ${key} AND state = 'creating' AND owner_pid = ${self.pid} AND owner_start = ${self.start}
-          RETURNING key`
+          RETURNING key`)
         // If publishing got as far as the rename, the data goes before the record does.
         if (owned.length > 0) yield* recovery.finishRemoval(key)
       }).pipe(
@@ -264,25 +351,22 @@ export const make = (
      * Creates a volume whose files `fill` puts into the fresh staging directory (an empty
      * volume, or a fork's copy).
      */
-    const createWith = <E>(spec: ValidSpec, fill: (staging: string) => Effect.Effect<Option.Option<number>, E>) =>
+    const createWith = <E>(spec: ValidSpec, fill: (staging: string) => Effect.Effect<void, E>) =>
       Effect.gen(function*() {
       const key = nameKey(spec.name)
       const self = yield* Liveness.current
       const staging = NodePath.join(layout.staging, Layout.stagingName(key, self))
-      const createdAt = Date.now()
+      const createdAt = yield* Clock.currentTimeMillis
       // Only waiting and building are interruptible: every step that changes shared
       // state runs to completion, and a failure after the claim undoes the claim.
       return yield* Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           yield* claimName(spec, key, self, createdAt, restore)
-          const usedBytes = yield* restore(
+          const usage = yield* restore(
             fs.makeDirectory(staging, { recursive: true, mode: 0o755 }).pipe(
               Effect.mapError(fsFailure(`cannot create the staging directory ${staging}`)),
               Effect.zipRight(fill(staging)),
-              Effect.flatMap(Option.match({
-                onNone: () => measureAt(spec.kind, staging, spec.name),
-                onSome: Effect.succeed
-              }))
+              Effect.zipRight(measureStaged(spec, staging))
             )
           ).pipe(
             Effect.tap((used) => publish(key, staging, self, used)),
@@ -296,52 +380,82 @@ export const make = (
             capacity_mib: Option.getOrNull(spec.capacityMib),
             labels: spec.labels,
             created_at: createdAt,
-            used_bytes: usedBytes,
+            used_bytes: usage.logicalBytes,
+            allocated_bytes: usage.allocatedBytes,
+            files: usage.files,
+            usage_stale: 0,
             state: "ready",
             owner_pid: null,
             owner_start: null
-          }, usedBytes)
+          }, usage)
         })
       )
     })
 
     const create = Effect.fn("LocalBackend.create")(function*(spec: ValidSpec) {
-      return yield* createWith(spec, (staging) => Effect.as(build(spec, staging), Option.none<number>()))
+      return yield* createWith(spec, (staging) => build(spec, staging))
     })
 
     // ---- get / list ------------------------------------------------------------------
 
-    const get = Effect.fn("LocalBackend.get")(function*(name: string) {
-      const key = nameKey(name)
-      const row = yield* findReady(key).pipe(
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(new VolumeNotFound({ volume: name })),
-          onSome: Effect.succeed
-        }))
+    const findReadyOrFail = (key: string, name: string) =>
+      Effect.flatMap(
+        findReady(key),
+        Option.match({ onNone: () => Effect.fail(new VolumeNotFound({ volume: name })), onSome: Effect.succeed })
       )
-      if (row.kind === "directory" && (yield* attachments.holders(key)).length === 0) {
-        // Temporary files of writers that crashed; only while no sandbox can race us.
-        yield* Recovery.sweepDeadTempFiles(Layout.dataDir(layout, key))
-      }
-      const usedBytes = yield* measureAt(row.kind, Layout.volumeDir(layout, key), row.name).pipe(
-        // A volume removed meanwhile is not found rather than broken.
-        Effect.catchAll((error) =>
-          Effect.flatMap(
-            findReady(key),
-            (still): Effect.Effect<never, StorageError | VolumeNotFound> =>
-              Option.isSome(still) ? Effect.fail(error) : Effect.fail(new VolumeNotFound({ volume: name }))
-          )
+
+    /** A measurement of a volume that may be removed meanwhile: then it is not found rather than broken. */
+    const orGone = (key: string, name: string) => <A>(effect: Effect.Effect<A, StorageError | VolumeNotFound>) =>
+      Effect.catchAll(effect, (error) =>
+        Effect.flatMap(
+          findReady(key),
+          (still): Effect.Effect<never, StorageError | VolumeNotFound> =>
+            Option.isSome(still) ? Effect.fail(error) : Effect.fail(new VolumeNotFound({ volume: name }))
+        ))
+
+    /** Walks a directory volume's files and stores the result as its account. */
+    const remeasure = (row: VolumeRow) =>
+      Effect.gen(function*() {
+        const holders = yield* attachments.holders(row.key)
+        // Temporary files of crashed writers go only while no sandbox can race the sweep.
+        const usage = yield* measureAt(row.kind, Layout.volumeDir(layout, row.key), row.name, holders.length === 0).pipe(
+          orGone(row.key, row.name)
         )
-      )
-      yield* sql`UPDATE volumes SET used_bytes = ${usedBytes}, measured_at = ${Date.now()}
-        WHERE key = ${key} AND state = 'ready'`.pipe(orStorageError(`storing the usage of volume "${row.name}"`))
-      return toInfo(row, usedBytes)
+        yield* accounts.store(row.key, usage, holders.length > 0)
+        return toInfo(row, usage)
+      })
+
+    /**
+     * The volume's report. A directory volume's usage comes from its account (this
+     * instance's own recent changes added first), and the tree is walked only when the
+     * account cannot be trusted: a sandbox held the volume, a writer died with changes
+     * not yet counted, or `force`. A disk volume's usage is one `stat` of its image.
+     */
+    const report = (name: string, force: boolean) =>
+      Effect.gen(function*() {
+        const key = nameKey(name)
+        yield* accounts.flush(key)
+        const row = yield* findReadyOrFail(key, name)
+        if (row.kind === "disk") {
+          return toInfo(row, yield* diskUsage(Layout.diskImage(layout, key)).pipe(orGone(key, name)))
+        }
+        const stale = force || (yield* accounts.needsMeasure(key, { ...storedUsage(row), stale: row.usage_stale !== 0 }))
+        return stale ? yield* remeasure(row) : toInfo(row, storedUsage(row))
+      })
+
+    const get = Effect.fn("LocalBackend.get")(function*(name: string) {
+      return yield* report(name, false)
     })
 
-    const list = Effect.map(
-      selectRows(sql`SELECT * FROM volumes WHERE state = 'ready'`),
-      (rows) => rows.map((row) => toInfo(row, row.used_bytes))
-    ).pipe(Effect.withSpan("LocalBackend.list"))
+    const measure = Effect.fn("LocalBackend.measure")(function*(name: string) {
+      return yield* report(name, true)
+    })
+
+    const list = accounts.flushAll.pipe(
+      Effect.zipRight(selectRows(sql`SELECT * FROM volumes WHERE state = 'ready'`)),
+      Effect.map((rows) => rows.map((row) => toInfo(row, storedUsage(row)))),
+      Effect.withSpan("LocalBackend.list")
+    )
 
     // ---- remove ----------------------------------------------------------------------
 
@@ -349,8 +463,8 @@ export const make = (
     const revertRemoval = (key: string, self: Liveness.ProcessId) =>
       Effect.gen(function*() {
         if (!(yield* fs.exists(Layout.volumeDir(layout, key)).pipe(Effect.orElseSucceed(() => false)))) return
-        yield* sql`UPDATE volumes SET state = 'ready', owner_pid = NULL, owner_start = NULL
-          WHERE key = ${key} AND state = 'removing' AND owner_pid = ${self.pid} AND owner_start = ${self.start}`
+        yield* retryBusy(sql`UPDATE volumes SET state = 'ready', owner_pid = NULL, owner_start = NULL
+          WHERE key = ${key} AND state = 'removing' AND owner_pid = ${self.pid} AND owner_start = ${self.start}`)
       }).pipe(Effect.ignore)
 
     const remove = Effect.fn("LocalBackend.remove")(function*(name: string) {
@@ -366,6 +480,8 @@ export const make = (
             AND NOT EXISTS (SELECT 1 FROM attachments WHERE key = ${key})
           RETURNING key`.pipe(orStorageError(`marking volume "${name}" for removal`))
         if (claimed.length > 0) {
+          accounts.forget(key)
+          writeLocks.forget(key)
           return yield* recovery.finishRemoval(key).pipe(Effect.tapError(() => revertRemoval(key, self)))
         }
         const row = yield* findRow(key)
@@ -383,33 +499,49 @@ export const make = (
 
     // ---- files -----------------------------------------------------------------------
 
-    /** One write lock per volume, shared by every `fs()` of it from this backend. */
-    const writeLock = VolumeFsImpl.makeWriteLocks().lockOf
-
     /**
      * Host-side access to a disk image is recorded as an attachment while the image is
-     * mounted, so no sandbox attaches it meanwhile (and vice versa). The disk driver
-     * shares one mount, hence one attachment, among this process's operations.
+     * mounted, so no sandbox attaches it meanwhile (and vice versa). The backend's mount
+     * sessions share one mount, hence one attachment, among this instance's operations,
+     * and keep it for `settings.diskIdleTimeToLive` after the last one (bursts pay for one mount).
      */
-    const acquireDisk = (key: string): Effect.Effect<void, VolumeInUse | VolumeNotFound | StorageError, Scope.Scope> =>
-      attachments.acquire(key, { holder: HOST_FS_HOLDER, mode: "rw" })
+    const diskSessions = yield* makeDiskSessions({
+      runDir: layout.run,
+      acquireExclusive: (image) =>
+        attachments.acquire(NodePath.basename(NodePath.dirname(image)), { holder: HOST_FS_HOLDER, mode: "rw" }),
+      idleTimeToLive: settings.diskIdleTimeToLive
+    })
+
+    /**
+     * The attachments other holders (sandboxes) use: an idle host-side mount of the volume
+     * in this instance is let go first, so it never refuses them.
+     */
+    const sharedAttachments: Attachments.Attachments = {
+      ...attachments,
+      acquire: (key, options) =>
+        Effect.zipRight(RcMap.invalidate(diskSessions, Layout.diskImage(layout, key)), attachments.acquire(key, options))
+    }
 
     const volumeFs = (info: VolumeInfo): VolumeFs => {
       const key = nameKey(info.name)
-      const driver: FsDriver = info.kind === "directory"
-        ? makeDirectoryDriver({ root: Layout.dataDir(layout, key), volume: info.name })
-        : makeDiskDriver({
-          image: Layout.diskImage(layout, key),
+      const quotaBytes = Option.map(info.quotaMib, (mib) => mib * BYTES_PER_MIB)
+      if (info.kind === "directory") {
+        // The driver reports every change to the volume's usage account.
+        const { account, onChange } = accounts.accountOf(key, info.name)
+        return VolumeFsImpl.make({
           volume: info.name,
-          runDir: layout.run,
-          acquireExclusive: acquireDisk(key)
+          driver: makeDirectoryDriver({ root: Layout.dataDir(layout, key), volume: info.name, onChange }),
+          quotaBytes,
+          writeLock: writeLocks.lockOf(key),
+          account
         })
-      return VolumeFsImpl.make({
+      }
+      const driver: FsDriver = makeDiskDriver({
+        image: Layout.diskImage(layout, key),
         volume: info.name,
-        driver,
-        quotaBytes: Option.map(info.quotaMib, (mib) => mib * BYTES_PER_MIB),
-        writeLock: writeLock(key)
+        sessions: diskSessions
       })
+      return VolumeFsImpl.make({ volume: info.name, driver, quotaBytes, writeLock: writeLocks.lockOf(key) })
     }
 
     const path = Effect.fn("LocalBackend.path")(function*(info: VolumeInfo) {
@@ -426,15 +558,27 @@ export const make = (
     const find = (name: string) =>
       Effect.flatMap(findReady(nameKey(name)), Option.match({
         onNone: () => Effect.fail(new VolumeNotFound({ volume: name })),
-        onSome: (row) => Effect.succeed(toInfo(row, row.used_bytes))
+        onSome: (row) => Effect.succeed(toInfo(row, storedUsage(row)))
       }))
 
-    const snapshots = yield* LocalSnapshots.make({ layout, attachments, recovery, find, measureAt, createWith })
+    const snapshots = yield* LocalSnapshots.make({
+      layout,
+      attachments,
+      recovery,
+      find,
+      measureAt: (kind, root, name) =>
+        measureAt(kind, root, name, false).pipe(
+          Effect.map((usage) => usage.logicalBytes),
+          Effect.catchTag("VolumeNotFound", (cause) => new StorageError({ message: `the copy of "${name}" vanished`, cause }))
+        ),
+      createWith
+    })
 
     const service: VolumeBackendService = {
       backendKind: "local",
       create,
       get,
+      measure,
       list,
       remove,
       getDefault: Effect.fail(new Unsupported({ operation: "getDefault", backend: "local" })),
@@ -442,5 +586,5 @@ export const make = (
       path,
       snapshots
     }
-    return { service, attachments }
+    return { service, attachments: sharedAttachments }
   })

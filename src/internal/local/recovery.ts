@@ -9,14 +9,14 @@
 import { FileSystem } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { SqlClient } from "@effect/sql"
-import { Effect, Option } from "effect"
-import type { Dirent } from "node:fs"
-import { readdir, rm } from "node:fs/promises"
+import { Clock, Effect, Option } from "effect"
 import * as NodePath from "node:path"
 import { StorageError } from "../../VolumeError.js"
 import { TEMP_PREFIX } from "../paths.js"
 import type { Attachments } from "./attachments.js"
 import { orStorageError } from "./database.js"
+import { storageReason } from "./errno.js"
+import { removeTree } from "./tree.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
 
@@ -61,7 +61,7 @@ export const make = (
     const fs = yield* FileSystem.FileSystem
 
     const fsFailure = (what: string) => (cause: PlatformError) =>
-      new StorageError({ message: `${what}: ${cause.message}`, cause })
+      new StorageError({ message: `${what}: ${cause.message}`, reason: storageReason(cause), operation: "filesystem", cause })
 
     const moveToTrash = (path: string, key: string) => {
       const target = NodePath.join(layout.trash, Layout.trashName(key))
@@ -73,24 +73,34 @@ export const make = (
     }
 
     const discardTrash = (path: string) =>
-      // `rm -r` never follows symlinks, so nothing outside the trash entry is touched.
-      fs.remove(path, { recursive: true, force: true }).pipe(
+      // Through the descriptor walk (no symlink is followed), in batches: interruptible,
+      // and what an interruption leaves is emptied on the next open.
+      removeTree(path).pipe(
         Effect.catchAll((error) => Effect.logWarning(`could not empty trash entry ${path}; it is retried on next open`, error))
       )
 
     const finishRemoval = (key: string) =>
       Effect.gen(function*() {
         const self = yield* Liveness.current
-        const trashed = yield* moveToTrash(Layout.volumeDir(layout, key), key)
-        yield* sql`DELETE FROM volumes
-          WHERE key = ${key} AND state = 'removing' AND owner_pid = ${self.pid} AND owner_start = ${self.start}`.pipe(
-          orStorageError(`deleting the record of volume "${key}"`)
-        )
-        yield* sql`DELETE FROM attachments WHERE key = ${key}`.pipe(
-          orStorageError(`deleting the attachments of volume "${key}"`)
-        )
-        if (Option.isSome(trashed)) yield* discardTrash(trashed.value)
-      }).pipe(Effect.uninterruptible)
+        // The state transition: data out of `volumes/`, then the records. Not interruptible.
+        const trashed = yield* Effect.uninterruptible(Effect.gen(function*() {
+          const trashed = yield* moveToTrash(Layout.volumeDir(layout, key), key)
+          yield* sql`DELETE FROM volumes
+            WHERE key = ${key} AND state = 'removing' AND owner_pid = ${self.pid} AND owner_start = ${self.start}`.pipe(
+            orStorageError(`deleting the record of volume "${key}"`)
+          )
+          yield* sql`DELETE FROM attachments WHERE key = ${key}`.pipe(
+            orStorageError(`deleting the attachments of volume "${key}"`)
+          )
+          yield* sql`DELETE FROM usage_writers WHERE key = ${key}`.pipe(
+            orStorageError(`deleting the usage markers of volume "${key}"`)
+          )
+          return trashed
+        }))
+        // The removal is decided and done; deleting the files may take long (a volume of
+        // 200,000 files) and stays interruptible even inside an uninterruptible caller.
+        if (Option.isSome(trashed)) yield* Effect.interruptible(discardTrash(trashed.value))
+      })
 
     const takeOverAbandoned = (row: OwnedRow) =>
       Effect.gen(function*() {
@@ -123,9 +133,10 @@ export const make = (
     const discardOrphan = (key: string) =>
       Effect.gen(function*() {
         const self = yield* Liveness.current
+        const now = yield* Clock.currentTimeMillis
         const claimed = yield* sql<{ readonly key: string }>`INSERT INTO volumes
           (key, name, kind, labels, created_at, used_bytes, state, owner_pid, owner_start)
-          VALUES (${key}, ${key}, 'directory', '[]', ${Date.now()}, 0, 'removing', ${self.pid}, ${self.start})
+          VALUES (${key}, ${key}, 'directory', '[]', ${now}, 0, 'removing', ${self.pid}, ${self.start})
           ON CONFLICT (key) DO NOTHING
           RETURNING key`.pipe(orStorageError(`claiming orphaned directory "${key}"`))
         if (claimed.length > 0) {
@@ -167,30 +178,12 @@ export const make = (
   })
 
 /**
- * Deletes the temporary files that writers which died (crash, SIGKILL) left below `root`
- * (a directory volume's data directory, or a mounted disk image's root). Only run it
- * while no sandbox holds the volume: the walk never follows symlinks, but a sandbox could
- * swap a directory for one while it runs.
+ * Whether `name` is a temporary file (or unfinished copy) of a writer that is gone: the
+ * pid in the name no longer runs. Used to sweep what crashed writers left in a volume,
+ * only while no sandbox holds it.
  */
-export const sweepDeadTempFiles = (root: string): Effect.Effect<void> =>
-  Effect.gen(function*() {
-    const pending = [root]
-    while (pending.length > 0) {
-      const dir = pending.pop()!
-      const children = yield* Effect.tryPromise(() => readdir(dir, { withFileTypes: true })).pipe(
-        Effect.orElseSucceed((): Array<Dirent> => [])
-      )
-      for (const child of children) {
-        const path = NodePath.join(dir, child.name)
-        if (child.name.startsWith(TEMP_PREFIX)) {
-          const pid = Number(child.name.slice(TEMP_PREFIX.length).split("-")[0])
-          if (Number.isSafeInteger(pid) && !(yield* Liveness.isPidAlive(pid))) {
-            // Dirent types come from lstat: a symlink is removed as a link, never followed.
-            yield* Effect.tryPromise(() => rm(path, { recursive: true, force: true })).pipe(Effect.ignore)
-          }
-        } else if (child.isDirectory()) {
-          pending.push(path)
-        }
-      }
-    }
-  })
+export const isAbandonedTemporary = (name: string): boolean => {
+  if (!name.startsWith(TEMP_PREFIX)) return false
+  const pid = Number(name.slice(TEMP_PREFIX.length).split("-")[0])
+  return Number.isSafeInteger(pid) && !Liveness.isPidAliveSync(pid)
+}

@@ -21,6 +21,7 @@ import { FileSystem } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option } from "effect"
+import type { Scope } from "effect"
 import * as NodePath from "node:path"
 import { SnapshotInfo } from "../../VolumeBackend.js"
 import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
@@ -41,7 +42,7 @@ import * as VolumeFsImpl from "../volumeFs.js"
 import type { Attachments } from "./attachments.js"
 import { orStorageError } from "./database.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
-import { makeDiskDriver } from "./diskDriver.js"
+import { makeDiskDriver, makeDiskSessions } from "./diskDriver.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
 import type { Recovery } from "./recovery.js"
@@ -58,11 +59,11 @@ export interface LocalVolumes {
   readonly measureAt: (kind: VolumeKind, root: string, name: string) => Effect.Effect<number, StorageError>
   /**
    * Creates a volume whose content `fill` puts into the (existing, empty) staging
-   * directory; `fill` may report the content's usage so it is not measured again.
+   * directory; the volume's usage account starts from a measurement of what it put there.
    */
   readonly createWith: <E>(
     spec: ValidSpec,
-    fill: (staging: string) => Effect.Effect<Option.Option<number>, E>
+    fill: (staging: string) => Effect.Effect<void, E>
   ) => Effect.Effect<VolumeInfo, E | VolumeAlreadyExists | StorageError>
 }
 
@@ -106,11 +107,13 @@ const copyContent = (kind: VolumeKind, fromRoot: string, toRoot: string, live: b
 
 export const make = (
   volumes: LocalVolumes
-): Effect.Effect<VolumeSnapshotsService, StorageError, SqlClient.SqlClient | FileSystem.FileSystem> =>
+): Effect.Effect<VolumeSnapshotsService, StorageError, SqlClient.SqlClient | FileSystem.FileSystem | Scope.Scope> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const fs = yield* FileSystem.FileSystem
     const { attachments, layout, recovery } = volumes
+    // Snapshot images are only ever mounted read-only, so host-side readers need no attachment.
+    const snapshotSessions = yield* makeDiskSessions({ runDir: layout.run, acquireExclusive: () => Effect.void, readOnly: true })
 
     const fsFailure = (what: string) => (cause: PlatformError) =>
       new StorageError({ message: `${what}: ${cause.message}`, cause })
@@ -364,13 +367,12 @@ export const make = (
         const target = yield* Rules.forkSpec(info, request)
         const live = request.live && info.kind === "directory"
         if (Option.isNone(snapshot)) yield* holdForCopy(info, `fork to ${target.name}`, live)
-        // The copy is measured once: for the target's quota and for its record.
+        // The copy is measured for the target's quota here, and for its usage account by createWith.
         const created = yield* volumes.createWith(target, (staging) =>
           Effect.gen(function*() {
             yield* copyContent(info.kind, content, staging, live)
             const usedBytes = yield* measureCopy(volumes, info.kind, staging, target.name)
             yield* Rules.checkTargetQuota(target, usedBytes)
-            return Option.some(usedBytes)
           }))
         return created
       }))
@@ -404,7 +406,9 @@ export const make = (
               )
           )
         }).pipe(Effect.ensuring(recovery.discardTrash(staging)))
-        yield* sql`UPDATE volumes SET used_bytes = ${row.used_bytes} WHERE key = ${volumeKey} AND state = 'ready'`.pipe(
+        // The restored tree's allocation and file count were not measured: the next get does.
+        yield* sql`UPDATE volumes SET used_bytes = ${row.used_bytes}, usage_stale = 1
+          WHERE key = ${volumeKey} AND state = 'ready'`.pipe(
           orStorageError(`storing the usage of volume "${info.name}"`)
         )
       }))
@@ -417,13 +421,7 @@ export const make = (
       const display = `${info.volume}@${info.name}`
       const driver = info.kind === "directory"
         ? makeDirectoryDriver({ root: contentOf("directory", root), volume: display })
-        : makeDiskDriver({
-          image: contentOf("disk", root),
-          volume: display,
-          runDir: layout.run,
-          acquireExclusive: Effect.void,
-          readOnly: true
-        })
+        : makeDiskDriver({ image: contentOf("disk", root), volume: display, sessions: snapshotSessions })
       return VolumeFsImpl.make({
         volume: display,
         driver: ReadOnlyDriver.make(driver),

@@ -5,7 +5,7 @@
  * operation is atomic (JavaScript runs one of them at a time) without a `Ref`; a plain map
  * also lets the synchronous `fs(info)` find the volume's write lock.
  */
-import { DateTime, Effect, Either, Option } from "effect"
+import { Clock, DateTime, Effect, Either, Option } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { VolumeInfo } from "../../VolumeBackend.js"
@@ -40,9 +40,9 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   const volumes = new Map<string, MemoryVolume>()
   let lastCreatedMillis = 0
 
-  /** Now, but strictly after every earlier creation, so newest-first order is total. */
-  const nextCreatedAt = (): DateTime.Utc => {
-    lastCreatedMillis = Math.max(DateTime.toEpochMillis(DateTime.unsafeNow()), lastCreatedMillis + 1)
+  /** `now` (by the Effect clock), but strictly after every earlier creation, so newest-first order is total. */
+  const nextCreatedAt = (now: number): DateTime.Utc => {
+    lastCreatedMillis = Math.max(now, lastCreatedMillis + 1)
     return DateTime.unsafeMake(lastCreatedMillis)
   }
 
@@ -56,7 +56,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   }
 
   /** Adds a volume holding `tree`, unless the name is taken (one synchronous step). */
-  const insert = (spec: ValidSpec, tree: MemoryTree): Either.Either<VolumeInfo, VolumeAlreadyExists> => {
+  const insert = (spec: ValidSpec, tree: MemoryTree, now: number): Either.Either<VolumeInfo, VolumeAlreadyExists> => {
     const key = nameKey(spec.name)
     if (volumes.has(key)) return Either.left(new VolumeAlreadyExists({ volume: spec.name }))
     const info = new VolumeInfo({
@@ -66,7 +66,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
       quotaMib: spec.kind === "directory" ? spec.quotaMib : Option.none(),
       capacityMib: spec.kind === "disk" ? spec.capacityMib : Option.none(),
       labels: spec.labels,
-      createdAt: nextCreatedAt(),
+      createdAt: nextCreatedAt(now),
       usedBytes: 0,
       diskPath: Option.none(),
       local: Option.none(),
@@ -77,7 +77,8 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   }
 
   const create = Effect.fn("MemoryBackend.create")(function*(spec: ValidSpec) {
-    return yield* Effect.suspend(() => insert(spec, MemoryDriver.makeTree()))
+    const now = yield* Clock.currentTimeMillis
+    return yield* Effect.suspend(() => insert(spec, MemoryDriver.makeTree(DateTime.unsafeMake(now)), now))
   })
 
   const get = Effect.fn("MemoryBackend.get")(function*(name: string) {
@@ -125,7 +126,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     path: () => Effect.fail(unsupported("path")),
     snapshots: MemorySnapshots.make({
       find: (name) => volumes.get(nameKey(name)),
-      insert: (spec, tree) => Either.map(insert(spec, tree), (info) => new VolumeInfo({ ...info, usedBytes: tree.usedBytes }))
+      insert: (spec, tree, now) => Either.map(insert(spec, tree, now), (info) => new VolumeInfo({ ...info, usedBytes: tree.usedBytes }))
     })
   } satisfies VolumeBackendService
 })

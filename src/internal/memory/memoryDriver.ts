@@ -64,7 +64,7 @@ const newDirectory = (at: DateTime.Utc): DirectoryNode => ({ _tag: "directory", 
 const newFile = (data: Uint8Array, at: DateTime.Utc): FileNode => ({ _tag: "file", data, times: stamp(at) })
 
 /** An empty volume. */
-export const makeTree = (): MemoryTree => ({ root: newDirectory(DateTime.unsafeNow()), usedBytes: 0 })
+export const makeTree = (at: DateTime.Utc): MemoryTree => ({ root: newDirectory(at), usedBytes: 0 })
 
 /** A private copy of caller-owned bytes (`Buffer#slice` would share memory, so not that). */
 const copyBytes = (data: Uint8Array): Uint8Array => new Uint8Array(data)
@@ -240,11 +240,14 @@ export interface MemoryDriverOptions {
 export const make = (options: MemoryDriverOptions): FsDriver => {
   const { capacityBytes, volume } = options
 
-  /** Runs one synchronous, hence atomic, operation on the live tree. */
-  const run = <A>(operation: (tree: MemoryTree) => Result<A>): Effect.Effect<A, VolumeFsFailure> =>
-    Effect.suspend(() => {
+  /**
+   * Runs one synchronous, hence atomic, operation on the live tree; `at` is now by the
+   * Effect clock (so `TestClock` drives file times).
+   */
+  const run = <A>(operation: (tree: MemoryTree, at: DateTime.Utc) => Result<A>): Effect.Effect<A, VolumeFsFailure> =>
+    Effect.flatMap(DateTime.now, (at) => {
       const tree = options.tree()
-      return tree === undefined ? Effect.fail(new VolumeNotFound({ volume: volume })) : operation(tree)
+      return tree === undefined ? Effect.fail(new VolumeNotFound({ volume: volume })) : operation(tree, at)
     })
 
   /** `NoSpace` if `growth` more bytes would not fit on a disk volume. */
@@ -268,7 +271,8 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
     tree: MemoryTree,
     path: Paths.NonRootSegments,
     data: Uint8Array,
-    parents: "create" | "existing"
+    parents: "create" | "existing",
+    at: DateTime.Utc
   ): Result<void> => {
     const { name, parent } = Paths.split(path)
     return Either.flatMap(planDirectory(tree, parent, path), (plan): Result<void> => {
@@ -279,7 +283,6 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
       if (existing?._tag === "directory") return fsError(path, "IsADirectory")
       const growth = data.byteLength - (existing?.data.byteLength ?? 0)
       return Either.map(checkCapacity(tree, path, growth), () => {
-        const at = DateTime.unsafeNow()
         attach(materialize(plan, at), name, newFile(data, at), at)
         tree.usedBytes += growth
       })
@@ -317,13 +320,13 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
     )
 
   const write = (path: Paths.NonRootSegments, data: Uint8Array) =>
-    run((tree) => publishFile(tree, path, copyBytes(data), "create"))
+    run((tree, at) => publishFile(tree, path, copyBytes(data), "create", at))
 
   const openWriter = (path: Paths.NonRootSegments): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
     Effect.gen(function*() {
       const { parent } = Paths.split(path)
       // Like the local driver's temporary file, the writer needs its directory now.
-      yield* run((tree) => Either.map(planDirectory(tree, parent, path), (plan) => void materialize(plan, DateTime.unsafeNow())))
+      yield* run((tree, at) => Either.map(planDirectory(tree, parent, path), (plan) => void materialize(plan, at)))
       const state = yield* Effect.acquireRelease(
         Effect.sync(() => ({ chunks: [] as Array<Uint8Array>, size: 0, open: true })),
         // Whatever was not committed is dropped: the target keeps its old content.
@@ -346,7 +349,7 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
               state.size += chunk.byteLength
             })
           }),
-        commit: run((tree): Result<void> => {
+        commit: run((tree, at): Result<void> => {
           if (!state.open) return closedError("commit")
           const data = new Uint8Array(state.size)
           let offset = 0
@@ -354,7 +357,7 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
             data.set(chunk, offset)
             offset += chunk.byteLength
           }
-          return Either.map(publishFile(tree, path, data, "existing"), () => {
+          return Either.map(publishFile(tree, path, data, "existing", at), () => {
             state.open = false
             state.chunks = []
           })
@@ -364,33 +367,33 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
     })
 
   const mkdir = (path: Paths.Segments) =>
-    run((tree): Result<void> => {
+    run((tree, at): Result<void> => {
       if (!Paths.isNonRoot(path)) return Either.void
       const { name, parent } = Paths.split(path)
       return Either.flatMap(planDirectory(tree, parent, path), (plan): Result<void> => {
         const existing = plannedEntry(plan, name)
         if (existing?._tag === "directory") return Either.void
         if (existing !== undefined) return fsError(path, "AlreadyExists")
-        materialize({ base: plan.base, missing: [...plan.missing, name] }, DateTime.unsafeNow())
+        materialize({ base: plan.base, missing: [...plan.missing, name] }, at)
         return Either.void
       })
     })
 
   const remove = (path: Paths.NonRootSegments) =>
-    run((tree) =>
+    run((tree, at) =>
       Either.flatMap(locate(tree, path), ({ name, node, parent }): Result<void> => {
         if (node._tag === "directory") return fsError(path, "IsADirectory")
-        detach(parent, name, DateTime.unsafeNow())
+        detach(parent, name, at)
         tree.usedBytes -= node.data.byteLength
         return Either.void
       })
     )
 
   const removeDir = (path: Paths.NonRootSegments) =>
-    run((tree) =>
+    run((tree, at) =>
       Either.flatMap(locate(tree, path), ({ name, node, parent }): Result<void> => {
         if (node._tag !== "directory") return fsError(path, "NotADirectory")
-        detach(parent, name, DateTime.unsafeNow())
+        detach(parent, name, at)
         tree.usedBytes -= bytesBelow(node)
         return Either.void
       })
@@ -404,7 +407,7 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
   }
 
   const rename = (from: Paths.NonRootSegments, to: Paths.NonRootSegments) =>
-    run((tree) =>
+    run((tree, at) =>
       Either.flatMap(locate(tree, from), (source) => {
         // Linux refuses a target that is an ancestor of the source before it looks at kinds.
         if (to.length < from.length && Paths.isWithin(from, to)) return fsError(to, "DirectoryNotEmpty")
@@ -413,8 +416,7 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
           const existing = plannedEntry(plan, name)
           const allowed = existing === undefined ? Either.void : renameOnto(source.node, existing, to)
           return Either.map(allowed, () => {
-            const at = DateTime.unsafeNow()
-            // Only a replaced file holds bytes: a replaced directory was empty.
+                // Only a replaced file holds bytes: a replaced directory was empty.
             if (existing?._tag === "file") tree.usedBytes -= existing.data.byteLength
             detach(source.parent, source.name, at)
             attach(materialize(plan, at), name, source.node, at)
@@ -424,16 +426,15 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
     )
 
   const copy = (from: Paths.NonRootSegments, to: Paths.NonRootSegments) =>
-    run((tree) =>
+    run((tree, at) =>
       Either.flatMap(find(tree, from), (source) => {
-        if (source._tag === "file") return publishFile(tree, to, source.data, "create")
+        if (source._tag === "file") return publishFile(tree, to, source.data, "create", at)
         const { name, parent } = Paths.split(to)
         return Either.flatMap(planDirectory(tree, parent, to), (plan): Result<void> => {
           if (plannedEntry(plan, name) !== undefined) return fsError(to, "AlreadyExists")
           const bytes = bytesBelow(source)
           return Either.map(checkCapacity(tree, to, bytes), () => {
-            const at = DateTime.unsafeNow()
-            attach(materialize(plan, at), name, cloneNode(source, at), at)
+                attach(materialize(plan, at), name, cloneNode(source, at), at)
             tree.usedBytes += bytes
           })
         })

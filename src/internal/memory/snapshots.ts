@@ -3,7 +3,7 @@
  * of the volume's tree that shares every file buffer with it (buffers are never mutated,
  * so sharing is safe); each operation runs in one synchronous step, so it is atomic.
  */
-import { DateTime, Effect, Either, Option } from "effect"
+import { Clock, DateTime, Effect, Either, Option } from "effect"
 import { SnapshotInfo } from "../../VolumeBackend.js"
 import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import { QuotaExceeded, SnapshotAlreadyExists, SnapshotNotFound, VolumeNotFound } from "../../VolumeError.js"
@@ -21,7 +21,7 @@ export interface MemoryVolumes {
   /** The current incarnation of a volume. */
   readonly find: (name: string) => { readonly info: VolumeInfo; readonly tree: MemoryTree } | undefined
   /** Adds a volume with the given content, unless the name is taken (synchronous). */
-  readonly insert: (spec: ValidSpec, tree: MemoryTree) => Either.Either<VolumeInfo, VolumeAlreadyExists>
+  readonly insert: (spec: ValidSpec, tree: MemoryTree, now: number) => Either.Either<VolumeInfo, VolumeAlreadyExists>
 }
 
 interface MemorySnapshot {
@@ -119,7 +119,7 @@ export const make = (volumes: MemoryVolumes): VolumeSnapshotsService => {
       // `insert` changes the map when called: only once the quota check passed.
       return Effect.zipRight(
         Rules.checkTargetQuota(target, tree.usedBytes),
-        Effect.suspend(() => volumes.insert(target, MemoryDriver.copyTree(tree)))
+        Effect.flatMap(Clock.currentTimeMillis, (now) => volumes.insert(target, MemoryDriver.copyTree(tree), now))
       )
     })
   })

@@ -7,7 +7,7 @@ import type { ChildProcess } from "node:child_process"
 import { spawn } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { constants } from "node:os"
-import { Effect, Stream } from "effect"
+import { Clock, Effect, Stream } from "effect"
 import type { ExecEvent } from "../../Sandbox.js"
 import { ExecEvent as Events } from "../../Sandbox.js"
 import { SandboxError } from "../../VolumeError.js"
@@ -42,13 +42,13 @@ const groupHasLiveMembers = (pgid: number): boolean => {
   return false
 }
 
-/** Waits (bounded) until every member of the group led by `child` is gone. */
+/** Waits (bounded, by the Effect clock) until every member of the group led by `child` is gone. */
 const awaitGroupGone = (child: ChildProcess): Effect.Effect<void> =>
-  child.pid === undefined ? Effect.void : Effect.promise(async () => {
-    const deadline = Date.now() + 5_000
-    while (groupHasLiveMembers(child.pid!) && Date.now() < deadline) {
+  child.pid === undefined ? Effect.void : Effect.gen(function*() {
+    const deadline = (yield* Clock.currentTimeMillis) + 5_000
+    while (groupHasLiveMembers(child.pid!) && (yield* Clock.currentTimeMillis) < deadline) {
       killGroup(child)
-      await new Promise((resolve) => setTimeout(resolve, 10))
+      yield* Effect.sleep("10 millis")
     }
   })
 
@@ -87,8 +87,22 @@ export const run = (file: string, args: ReadonlyArray<string>, options: RunOptio
               new SandboxError({ sandbox: options.sandbox, reason: "Exec", message: `cannot run ${file}: ${error.message}` })
             )
           })
-          child.stdout.on("data", (data: Buffer) => void emit.single(Events.Stdout({ data })))
-          child.stderr.on("data", (data: Buffer) => void emit.single(Events.Stderr({ data })))
+          // Backpressure: a pipe is paused until the consumer took its last chunk, so a
+          // command writing faster than the consumer reads waits on a full pipe instead of
+          // filling our memory.
+          let undelivered = 0
+          const forward = (pipe: NodeJS.ReadableStream, event: (data: Buffer) => ExecEvent) =>
+            pipe.on("data", (data: Buffer) => {
+              pipe.pause()
+              undelivered++
+              const resume = () => {
+                undelivered--
+                pipe.resume()
+              }
+              emit.single(event(data)).then(resume, resume)
+            })
+          forward(child.stdout, (data) => Events.Stdout({ data }))
+          forward(child.stderr, (data) => Events.Stderr({ data }))
           let finished = false
           const finish = (code: number | null, signal: NodeJS.Signals | null) => {
             if (finished) return
@@ -102,11 +116,15 @@ export const run = (file: string, args: ReadonlyArray<string>, options: RunOptio
             // A background process the command started may keep the output pipes open
             // forever; the command is done when it exits. What it wrote before is
             // already in the pipes and is read within the grace period.
-            setTimeout(() => {
+            // Output the consumer has not taken yet is not dropped: wait while it is.
+            const afterGrace = () => {
+              if (finished) return
+              if (undelivered > 0) return void setTimeout(afterGrace, OUTPUT_GRACE_MS).unref()
               child.stdout.destroy()
               child.stderr.destroy()
               finish(code, signal)
-            }, OUTPUT_GRACE_MS).unref()
+            }
+            setTimeout(afterGrace, OUTPUT_GRACE_MS).unref()
           })
           child.stdin.on("error", () => {
             // EPIPE: the command did not read its input; its exit status tells the story.

@@ -127,7 +127,10 @@ interface Keeper {
 
 /** Starts the keeper and waits until the sandbox is up; stopping it waits until it is gone. */
 const startKeeper = (name: string, script: string) =>
-  Effect.acquireRelease(
+  // Spawning and registering the stop are one uninterruptible step; the wait for the
+  // sandbox to come up (up to START_TIMEOUT) is interruptible, and the registered stop
+  // ends the keeper then.
+  Effect.uninterruptibleMask((restore) =>
     Effect.gen(function*() {
       const ready = yield* Deferred.make<number, SandboxError>()
       const exited = yield* Deferred.make<void>()
@@ -180,17 +183,16 @@ const startKeeper = (name: string, script: string) =>
         Deferred.unsafeDone(exited, Effect.void)
       })
       const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid })
-      return yield* Deferred.await(ready).pipe(
+      yield* Effect.addFinalizer(() => stopKeeper({ child, exited }))
+      return yield* restore(Deferred.await(ready)).pipe(
         Effect.timeoutFail({
           duration: START_TIMEOUT,
           onTimeout: () => startError(name, `the sandbox did not start within ${Duration.format(START_TIMEOUT)}: ${stderr.trim()}`)
         }),
         Effect.map(keeper),
-        // (acquisition is uninterruptible: the keeper either reports ready or exits)
         Effect.tapError(() => stopKeeper({ child, exited }))
       )
-    }),
-    stopKeeper
+    })
   )
 
 const stopKeeper = (keeper: Pick<Keeper, "child" | "exited">) =>

@@ -1,0 +1,254 @@
+/**
+ * Directory-tree walks for the local directory driver, through descriptors only (a
+ * concurrent rename cannot redirect them), in batches that let other fibers run.
+ */
+import { Effect } from "effect"
+import * as NodeFs from "node:fs"
+import type { VolumeFsFailure } from "../../VolumeError.js"
+import { errnoCode } from "./errno.js"
+import * as Usage from "../usage.js"
+import type { UsageSink } from "../usage.js"
+import { at, closeQuietlySync, DIR_FLAGS, hostCall, openSubdirSync, self, unlinkQuietlySync, WALK_BATCH } from "./fd.js"
+
+/** Directory entries handled between two turns of the event loop. */
+export const ENTRY_BATCH = 512
+
+/**
+ * Lets the event loop run once (timers, I/O callbacks, other fibers) before continuing.
+ * `Effect.yieldNow` only yields to other fibers; work done in long synchronous batches
+ * must also let timers and sockets through. Interruptible.
+ */
+export const yieldToEventLoop: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/**
+ * Calls `f` with the raw name of every entry of the directory open as `dirfd`, in
+ * batches of {@link ENTRY_BATCH} with a turn of the event loop between them, so a
+ * directory of 100,000 entries never holds the loop for long. `f` runs inside a host
+ * call: what it throws is typed like any failed host call. Interruptible between batches.
+ */
+export const eachEntry = (
+  dirfd: number,
+  path: string,
+  f: (name: Buffer) => void
+): Effect.Effect<void, VolumeFsFailure> =>
+  Effect.acquireUseRelease(
+    // A second descriptor of the same directory (the magic link is the directory itself).
+    hostCall(path, () => NodeFs.opendirSync(self(dirfd), { encoding: "buffer" as BufferEncoding, bufferSize: 128 })),
+    (dir) =>
+      Effect.gen(function*() {
+        while (true) {
+          const done = yield* hostCall(path, () => {
+            for (let i = 0; i < ENTRY_BATCH; i++) {
+              const entry = dir.readSync()
+              if (entry === null) return true
+              f(entry.name as unknown as Buffer)
+            }
+            return false
+          })
+          if (done) return
+          yield* yieldToEventLoop
+        }
+      }),
+    (dir) => Effect.sync(() => dir.closeSync())
+  )
+
+// ---- tree walks -------------------------------------------------------------------------
+
+/**
+ * A depth-first walk over a directory tree through descriptors (never paths, which a
+ * concurrent rename could redirect). Handles are opened by `descend` and closed by
+ * `close`; at most one handle per level is open at a time.
+ */
+export interface TreeVisitor<H> {
+  /** Handles the entries of `dir`; returns the names of the subdirectories to visit. */
+  readonly scan: (dir: H) => Effect.Effect<ReadonlyArray<Buffer>, VolumeFsFailure>
+  /** Opens subdirectory `name` of `dir`, or `undefined` to skip it (it vanished or changed kind). */
+  readonly descend: (dir: H, name: Buffer) => Effect.Effect<H | undefined, VolumeFsFailure>
+  /** Runs after subdirectory `name` of `dir` was visited completely, while `child` is still open. */
+  readonly leave: (dir: H, name: Buffer, child: H) => Effect.Effect<void, VolumeFsFailure>
+  readonly close: (dir: H) => void
+}
+
+export interface Frame<H> {
+  readonly handle: H
+  readonly name: Buffer
+  readonly pending: Array<Buffer>
+}
+
+/** Visits everything below `top` (whose handle the caller owns and closes). */
+export const walkTree = <H>(top: H, visitor: TreeVisitor<H>): Effect.Effect<void, VolumeFsFailure> =>
+  Effect.suspend(() => {
+    const stack: Array<Frame<H>> = []
+    const walk = Effect.gen(function*() {
+      const pending = [...(yield* visitor.scan(top))]
+      let steps = 0
+      while (true) {
+        const frame = stack[stack.length - 1]
+        const queue = frame?.pending ?? pending
+        const name = queue.pop()
+        if (name === undefined) {
+          if (frame === undefined) return
+          stack.pop()
+          yield* Effect.ensuring(
+            visitor.leave(stack[stack.length - 1]?.handle ?? top, frame.name, frame.handle),
+            Effect.sync(() => visitor.close(frame.handle))
+          )
+        } else {
+          const child = yield* visitor.descend(frame?.handle ?? top, name)
+          if (child === undefined) continue
+          const next: Frame<H> = { handle: child, name, pending: [] }
+          stack.push(next)
+          next.pending.push(...(yield* visitor.scan(child)))
+        }
+        if (++steps % WALK_BATCH === 0) yield* yieldToEventLoop
+      }
+    })
+    return Effect.ensuring(
+      walk,
+      Effect.sync(() => {
+        for (const frame of stack) visitor.close(frame.handle)
+      })
+    )
+  })
+
+
+/** Sums the usage of regular files and symlinks below a directory. */
+export const measureTree = (dirfd: number, path: string): Effect.Effect<Usage.Usage, VolumeFsFailure> => {
+  let total = Usage.zero
+  return walkTree<number>(dirfd, {
+    scan: (dir) => {
+      const subdirs: Array<Buffer> = []
+      return Effect.as(
+        eachEntry(dir, path, (name) => {
+          const stat = NodeFs.lstatSync(at(dir, name), { throwIfNoEntry: false })
+          if (stat === undefined) return
+          if (stat.isDirectory()) subdirs.push(name)
+          else total = Usage.add(total, Usage.ofStat(stat))
+        }),
+        subdirs
+      )
+    },
+    descend: (dir, name) => hostCall(path, () => openSubdirSync(dir, name)),
+    leave: () => Effect.void,
+    close: closeQuietlySync
+  }).pipe(Effect.map(() => total))
+}
+
+/**
+ * Deletes everything below a directory (not the directory itself); `removed` hears what
+ * each deleted file or symlink held.
+ */
+export const emptyTree = (dirfd: number, path: string, removed?: UsageSink): Effect.Effect<void, VolumeFsFailure> =>
+  walkTree<number>(dirfd, {
+    // unlink first: one call for the common case, and EISDIR tells directories apart.
+    scan: (dir) => {
+      const subdirs: Array<Buffer> = []
+      return Effect.as(
+        eachEntry(dir, path, (name) => {
+          const stat = removed === undefined ? undefined : NodeFs.lstatSync(at(dir, name), { throwIfNoEntry: false })
+          try {
+            NodeFs.unlinkSync(at(dir, name))
+            if (removed !== undefined) removed(Usage.ofStat(stat))
+          } catch (error) {
+            const code = errnoCode(error)
+            if (code === "EISDIR") subdirs.push(name)
+            else if (code !== "ENOENT") throw error
+          }
+        }),
+        subdirs
+      )
+    },
+    descend: (dir, name) =>
+      hostCall(path, () => {
+        const child = openSubdirSync(dir, name)
+        // Swapped for a file or symlink since the scan: remove that instead.
+        if (child === undefined) {
+          const stat = removed === undefined ? undefined : NodeFs.lstatSync(at(dir, name), { throwIfNoEntry: false })
+          unlinkQuietlySync(dir, name)
+          if (removed !== undefined) removed(Usage.ofStat(stat))
+        }
+        return child
+      }),
+    leave: (dir, name) =>
+      hostCall(path, () => {
+        try {
+          NodeFs.rmdirSync(at(dir, name))
+        } catch (error) {
+          if (errnoCode(error) !== "ENOENT") throw error
+        }
+      }),
+    close: closeQuietlySync
+  })
+
+/**
+ * Deletes the temporary files (and temporary directories of unfinished copies) below a
+ * directory whose writer is gone, as `doomed(name)` decides from the name. Walks through
+ * descriptors like every other walk, so a symlink swapped in meanwhile is never followed.
+ */
+export const sweepTree = (
+  dirfd: number,
+  path: string,
+  doomed: (name: string) => boolean
+): Effect.Effect<void, VolumeFsFailure> =>
+  walkTree<number>(dirfd, {
+    scan: (dir) => {
+      const subdirs: Array<Buffer> = []
+      const doomedDirs: Array<Buffer> = []
+      return eachEntry(dir, path, (name) => {
+        const stat = NodeFs.lstatSync(at(dir, name), { throwIfNoEntry: false })
+        if (stat === undefined) return
+        if (doomed(name.toString("utf8"))) {
+          if (stat.isDirectory()) doomedDirs.push(name)
+          else unlinkQuietlySync(dir, name)
+        } else if (stat.isDirectory()) {
+          subdirs.push(name)
+        }
+      }).pipe(
+        Effect.zipRight(Effect.forEach(doomedDirs, (name) =>
+          Effect.acquireUseRelease(
+            hostCall(path, () => openSubdirSync(dir, name)),
+            (child) =>
+              child === undefined
+                ? Effect.void
+                : Effect.zipRight(emptyTree(child, path), hostCall(path, () => NodeFs.rmdirSync(at(dir, name)))),
+            (child) => Effect.sync(() => child === undefined ? undefined : closeQuietlySync(child))
+          ), { discard: true })),
+        Effect.as(subdirs)
+      )
+    },
+    descend: (dir, name) => hostCall(path, () => openSubdirSync(dir, name)),
+    leave: () => Effect.void,
+    close: closeQuietlySync
+  })
+
+/**
+ * Deletes the trusted host directory `dir` (ours, e.g. a trash entry) and everything
+ * below it, without following any symlink inside; nothing when it does not exist.
+ * Interruptible between batches.
+ */
+export const removeTree = (dir: string): Effect.Effect<void, VolumeFsFailure> =>
+  Effect.acquireUseRelease(
+    hostCall(dir, () => {
+      try {
+        return NodeFs.openSync(dir, DIR_FLAGS)
+      } catch (error) {
+        const code = errnoCode(error)
+        if (code === "ENOENT") return undefined
+        // A file (a disk image's trash entry is a directory; anything else is unlinked).
+        if (code === "ENOTDIR" || code === "ELOOP") {
+          NodeFs.unlinkSync(dir)
+          return undefined
+        }
+        throw error
+      }
+    }),
+    (fd) =>
+      fd === undefined ? Effect.void : Effect.zipRight(
+        emptyTree(fd, dir),
+        hostCall(dir, () => NodeFs.rmdirSync(dir))
+      ),
+    (fd) => Effect.sync(() => fd === undefined ? undefined : closeQuietlySync(fd))
+  )
