@@ -264,3 +264,13 @@ export type VolumeFsFailure =
   | QuotaExceeded
   | VolumeFsError
   | StorageError
+
+/**
+ * Every error a volume file-system operation that adds no bytes can raise (reads,
+ * listings, metadata, removals, renames): {@link VolumeFsFailure} without `QuotaExceeded`.
+ * `VolumeInUse` stays: a disk volume's files are unreachable while a sandbox has it.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export type VolumeFsReadFailure = Exclude<VolumeFsFailure, QuotaExceeded>

@@ -35,6 +35,8 @@ import { FsEntry, FsMetadata } from "../../VolumeFs.js"
 import type { FsDriver, FsWriter } from "../fsDriver.js"
 import * as Paths from "../paths.js"
 import { errnoCode, fromErrno, fsError, symlinkRefused } from "./errno.js"
+import { linkTargetSync, makeLinkOps } from "./links.js"
+import { watchDirectory } from "./watch.js"
 
 const C = NodeFs.constants
 
@@ -42,9 +44,9 @@ const C = NodeFs.constants
 const O_PATH = 0o10000000
 
 /** A directory handle that refuses a symlink as the last component. */
-const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW
+export const DIR_FLAGS = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW
 /** A handle on the entry itself, whatever it is (a symlink is not followed). */
-const HANDLE_FLAGS = O_PATH | C.O_NOFOLLOW
+export const HANDLE_FLAGS = O_PATH | C.O_NOFOLLOW
 /** A fresh temporary file: never an existing entry, never through a symlink. */
 const TEMP_FLAGS = C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW
 const FILE_MODE = 0o644
@@ -70,15 +72,15 @@ const RACE_RETRIES = 3
 type Name = string | Buffer
 
 /** `name` inside the directory open as `dirfd`; `name` is one component, never `..`. */
-const at = (dirfd: number, name: Name): string | Buffer =>
+export const at = (dirfd: number, name: Name): string | Buffer =>
   typeof name === "string"
     ? `/proc/self/fd/${dirfd}/${name}`
     : Buffer.concat([Buffer.from(`/proc/self/fd/${dirfd}/`), name])
 
 /** The open file or directory `fd` itself, as a path (used to reopen an `O_PATH` handle). */
-const self = (fd: number): string => `/proc/self/fd/${fd}`
+export const self = (fd: number): string => `/proc/self/fd/${fd}`
 
-const closeQuietlySync = (fd: number): void => {
+export const closeQuietlySync = (fd: number): void => {
   try {
     NodeFs.closeSync(fd)
   } catch {
@@ -97,7 +99,7 @@ const unlinkQuietlySync = (dirfd: number, name: Name): void => {
 }
 
 /** Runs host file-system calls for the volume path `path`, typing what they throw. */
-const hostCall = <A>(path: string, f: () => A): Effect.Effect<A, VolumeFsFailure> =>
+export const hostCall = <A>(path: string, f: () => A): Effect.Effect<A, VolumeFsFailure> =>
   Effect.try({ try: f, catch: (error) => fromErrno(error, path) })
 
 /**
@@ -141,7 +143,7 @@ const openChildDirSync = (
  * Opens the directory `segments` below `rootfd` one component at a time (creating missing
  * ones with `create`), so no symlink is ever followed. The result is a new descriptor.
  */
-const openDirChainSync = (rootfd: number, segments: Paths.Segments, create: boolean, path: string): number => {
+export const openDirChainSync = (rootfd: number, segments: Paths.Segments, create: boolean, path: string): number => {
   let fd = rootfd
   try {
     for (let index = 0; index < segments.length; index++) {
@@ -164,23 +166,25 @@ const kindOf = (stat: NodeFs.Stats): FsEntry["kind"] =>
 const time = (millis: number): Option.Option<DateTime.Utc> =>
   millis > 0 ? Option.some(DateTime.unsafeMake(millis)) : Option.none()
 
-const entryFields = (path: Paths.Segments, stat: NodeFs.Stats) => ({
+const entryFields = (path: Paths.Segments, stat: NodeFs.Stats, target: string | undefined) => ({
   path: Paths.format(path),
   kind: kindOf(stat),
   size: stat.size,
   mode: stat.mode & 0o7777,
   uid: stat.uid,
   gid: stat.gid,
-  modified: time(stat.mtimeMs)
+  modified: time(stat.mtimeMs),
+  target: Option.fromNullable(target)
 })
 
 // The fields come straight from the kernel, so schema validation is skipped (it showed in
 // the profile of large listings).
-const toEntry = (path: Paths.Segments, stat: NodeFs.Stats): FsEntry => new FsEntry(entryFields(path, stat), true)
+const toEntry = (path: Paths.Segments, stat: NodeFs.Stats, target: string | undefined): FsEntry =>
+  new FsEntry(entryFields(path, stat, target), true)
 
-const toMetadata = (path: Paths.Segments, stat: NodeFs.Stats): FsMetadata =>
+const toMetadata = (path: Paths.Segments, stat: NodeFs.Stats, target?: string): FsMetadata =>
   new FsMetadata({
-    ...entryFields(path, stat),
+    ...entryFields(path, stat, target),
     readonly: (stat.mode & 0o222) === 0,
     accessed: time(stat.atimeMs),
     created: time(stat.birthtimeMs)
@@ -200,7 +204,9 @@ const listSync = (dirfd: number, path: Paths.Segments): Array<FsEntry> => {
     const stat = NodeFs.lstatSync(at(dirfd, raw), { throwIfNoEntry: false })
     if (stat !== undefined) found.push({ name, stat })
   }
-  return found.sort(byName).map(({ name, stat }) => toEntry(Paths.child(path, name), stat))
+  return found.sort(byName).map(({ name, stat }) =>
+    toEntry(Paths.child(path, name), stat, stat.isSymbolicLink() ? linkTargetSync(dirfd, name) : undefined)
+  )
 }
 
 // ---- file contents ----------------------------------------------------------------------
@@ -297,17 +303,20 @@ interface TempFile {
   readonly name: string
 }
 
-const createTempSync = (dirfd: number): TempFile => {
+/** A new temporary file; an explicit `mode` is set exactly (the umask does not apply to it). */
+const createTempSync = (dirfd: number, mode?: number): TempFile => {
   const name = Paths.tempName()
-  return { fd: NodeFs.openSync(at(dirfd, name), TEMP_FLAGS, FILE_MODE), name }
+  const fd = NodeFs.openSync(at(dirfd, name), TEMP_FLAGS, FILE_MODE)
+  if (mode !== undefined) NodeFs.fchmodSync(fd, mode)
+  return { fd, name }
 }
 
 /** Makes the finished temporary file `temp` the entry `name` (a symlink there is replaced, not followed). */
 const publishSync = (dirfd: number, temp: Name, name: Name): void => NodeFs.renameSync(at(dirfd, temp), at(dirfd, name))
 
 /** The whole atomic write of a small buffer, as one synchronous step. */
-const writeAtomicSync = (dirfd: number, name: string, data: Uint8Array): void => {
-  const temp = createTempSync(dirfd)
+const writeAtomicSync = (dirfd: number, name: string, data: Uint8Array, mode?: number): void => {
+  const temp = createTempSync(dirfd, mode)
   let published = false
   try {
     try {
@@ -326,11 +335,16 @@ const writeAtomicSync = (dirfd: number, name: string, data: Uint8Array): void =>
  * An atomic writer into `name` of the directory `dirfd` (which must stay open for the
  * writer's scope). Closing the scope without `commit` closes and removes the temporary file.
  */
-const makeWriter = (dirfd: number, name: string, path: string): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
+const makeWriter = (
+  dirfd: number,
+  name: string,
+  path: string,
+  mode?: number
+): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
   Effect.gen(function*() {
     const state = { open: true, committed: false }
     const temp = yield* Effect.acquireRelease(
-      hostCall(path, () => createTempSync(dirfd)),
+      hostCall(path, () => createTempSync(dirfd, mode)),
       (temp) =>
         Effect.sync(() => {
           if (state.open) closeQuietlySync(temp.fd)
@@ -694,7 +708,11 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
 
   const stat = (segments: Paths.Segments) =>
     Paths.isNonRoot(segments)
-      ? withParent(segments, false, (dirfd, name, path) => hostCall(path, () => toMetadata(segments, NodeFs.lstatSync(at(dirfd, name)))))
+      ? withParent(segments, false, (dirfd, name, path) =>
+        hostCall(path, () => {
+          const stat = NodeFs.lstatSync(at(dirfd, name))
+          return toMetadata(segments, stat, stat.isSymbolicLink() ? linkTargetSync(dirfd, name) : undefined)
+        }))
       : withRoot((rootfd) => hostCall("/", () => toMetadata(segments, NodeFs.fstatSync(rootfd))))
 
   const list = (segments: Paths.Segments) => {
@@ -747,7 +765,7 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
       )
     )
 
-  const openWriter = (segments: Paths.NonRootSegments): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
+  const openWriter = (segments: Paths.NonRootSegments, mode?: number): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
     Effect.gen(function*() {
       const path = Paths.format(segments)
       const { name, parent } = Paths.split(segments)
@@ -756,14 +774,16 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
       const dirfd = parent.length === 0
         ? rootfd
         : yield* Effect.acquireRelease(hostCall(path, () => openDirChainSync(rootfd, parent, true, path)), closeQuietly)
-      return yield* makeWriter(dirfd, name, path)
+      return yield* makeWriter(dirfd, name, path, mode)
     })
 
-  const write = (segments: Paths.NonRootSegments, data: Uint8Array) =>
+  const write = (segments: Paths.NonRootSegments, data: Uint8Array, mode?: number) =>
     withParent(segments, true, (dirfd, name, path) =>
       data.byteLength <= SYNC_IO_BYTES
-        ? hostCall(path, () => writeAtomicSync(dirfd, name, data))
-        : Effect.scoped(Effect.flatMap(makeWriter(dirfd, name, path), (writer) => Effect.zipRight(writer.write(data), writer.commit))))
+        ? hostCall(path, () => writeAtomicSync(dirfd, name, data, mode))
+        : Effect.scoped(
+          Effect.flatMap(makeWriter(dirfd, name, path, mode), (writer) => Effect.zipRight(writer.write(data), writer.commit))
+        ))
 
   const mkdir = (segments: Paths.Segments) =>
     Paths.isNonRoot(segments)
@@ -933,5 +953,20 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): FsDriver =
     )
   }
 
-  return { stat, list, read, readStream, openWriter, write, mkdir, remove, removeDir, rename, copy, measure }
+  return {
+    stat,
+    list,
+    read,
+    readStream,
+    openWriter,
+    write,
+    mkdir,
+    remove,
+    removeDir,
+    rename,
+    copy,
+    measure,
+    ...makeLinkOps({ withParent, withRoot }),
+    watch: (segments, recursive) => watchDirectory({ root, volume, segments, recursive, stat })
+  }
 }

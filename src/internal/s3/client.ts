@@ -101,7 +101,12 @@ export interface ObjectHead {
   readonly size: number
   readonly etag: string
   readonly modified: Date
+  /** User metadata (`x-amz-meta-*`, names lower-cased); only HEAD fills it. */
+  readonly metadata?: Readonly<Record<string, string>>
 }
+
+/** User metadata of an object (`x-amz-meta-<name>: <value>`; values must be ASCII). */
+export type ObjectMetadata = Readonly<Record<string, string>>
 
 /** A whole small object. */
 export interface ObjectBody extends ObjectHead {
@@ -146,7 +151,14 @@ export interface S3 {
     endInclusive: number,
     ifMatch: string
   ) => Effect.Effect<Option.Option<Readable>, StorageError, Scope.Scope>
-  readonly put: (key: string, body: Uint8Array, contentType?: string) => Effect.Effect<void, StorageError>
+  readonly put: (
+    key: string,
+    body: Uint8Array,
+    contentType?: string,
+    metadata?: ObjectMetadata
+  ) => Effect.Effect<void, StorageError>
+  /** Replaces an object's user metadata in place (a copy onto itself); `None` if it is gone. */
+  readonly replaceMetadata: (key: string, metadata: ObjectMetadata) => Effect.Effect<Option.Option<void>, StorageError>
   /** A single, never retried, conditional PUT (`ifNoneMatch: "*"` or `ifMatch: <etag>`). */
   readonly putConditional: (
     key: string,
@@ -161,7 +173,7 @@ export interface S3 {
     prefix: string,
     options?: { readonly delimiter?: string; readonly limit?: number }
   ) => Effect.Effect<Listing, StorageError>
-  readonly createUpload: (key: string) => Effect.Effect<string, StorageError>
+  readonly createUpload: (key: string, metadata?: ObjectMetadata) => Effect.Effect<string, StorageError>
   readonly uploadPart: (
     key: string,
     uploadId: string,
@@ -235,7 +247,8 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
           Effect.map(Option.map((out) => ({
             size: out.ContentLength ?? 0,
             etag: out.ETag ?? "",
-            modified: out.LastModified ?? new Date(0)
+            modified: out.LastModified ?? new Date(0),
+            metadata: out.Metadata ?? {}
           })))
         )
 
@@ -264,7 +277,8 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       key: string,
       body: Uint8Array,
       contentType: string,
-      condition: { readonly IfNoneMatch: string } | { readonly IfMatch: string } | {} = {}
+      condition: { readonly IfNoneMatch: string } | { readonly IfMatch: string } | {} = {},
+      metadata?: ObjectMetadata
     ) =>
       new PutObjectCommand({
         Bucket: bucket,
@@ -272,12 +286,13 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
         Body: body,
         ContentLength: body.byteLength,
         ContentType: contentType,
-        ...condition
+        ...condition,
+        ...(metadata === undefined ? {} : { Metadata: { ...metadata } })
       })
 
-    const put: S3["put"] = (key, body, contentType = "application/octet-stream") =>
+    const put: S3["put"] = (key, body, contentType = "application/octet-stream", metadata) =>
       orStorage(request("PutObject", key, (abortSignal) =>
-        sdk.send(putObject(key, body, contentType), { abortSignal }))).pipe(Effect.asVoid)
+        sdk.send(putObject(key, body, contentType, {}, metadata), { abortSignal }))).pipe(Effect.asVoid)
 
     const putConditional: S3["putConditional"] = (key, body, condition) =>
       request(
@@ -313,6 +328,22 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
         sdk.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: copySource(from) }), { abortSignal }))).pipe(
           Effect.map(Option.map(() => undefined))
         )
+
+    const replaceMetadata: S3["replaceMetadata"] = (key, metadata) =>
+      optional(request("CopyObject (metadata)", key, async (abortSignal) => {
+        const head = await sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal })
+        return sdk.send(
+          new CopyObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            CopySource: copySource(key),
+            MetadataDirective: "REPLACE",
+            Metadata: { ...metadata },
+            ...(head.ContentType === undefined ? {} : { ContentType: head.ContentType })
+          }),
+          { abortSignal }
+        )
+      })).pipe(Effect.map(Option.map(() => undefined)))
 
     const del: S3["delete"] = (key) =>
       orStorage(request("DeleteObject", key, (abortSignal) =>
@@ -379,10 +410,15 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
         return { objects, prefixes }
       })
 
-    const createUpload: S3["createUpload"] = (key) =>
+    const createUpload: S3["createUpload"] = (key, metadata) =>
       orStorage(request("CreateMultipartUpload", key, (abortSignal) =>
         sdk.send(
-          new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: "application/octet-stream" }),
+          new CreateMultipartUploadCommand({
+            Bucket: bucket,
+            Key: key,
+            ContentType: "application/octet-stream",
+            ...(metadata === undefined ? {} : { Metadata: { ...metadata } })
+          }),
           { abortSignal }
         ))).pipe(
           Effect.flatMap((out) =>
@@ -448,6 +484,7 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       get,
       getRange,
       put,
+      replaceMetadata,
       putConditional,
       copy,
       delete: del,

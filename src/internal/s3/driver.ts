@@ -17,8 +17,9 @@ import type { VolumeFsErrorReason, VolumeFsFailure } from "../../VolumeError.js"
 import { FsEntry, FsMetadata } from "../../VolumeFs.js"
 import type { FsDriver, FsWriter } from "../fsDriver.js"
 import * as Paths from "../paths.js"
-import type { ListedObject, ObjectHead, S3 } from "./client.js"
+import type { ListedObject, ObjectHead, ObjectMetadata, S3 } from "./client.js"
 import { ancestors, directoryKey, fileKey } from "./layout.js"
+import * as Links from "./links.js"
 import * as Records from "./records.js"
 import type { Versioned } from "./records.js"
 
@@ -182,8 +183,9 @@ export const make = (options: S3DriverOptions): FsDriver => {
       (object) => Effect.asVoid(s3.copy(object.key, target + object.key.slice(source.length))),
       { concurrency: TREE_CONCURRENCY, discard: true }
     ).pipe(
-      // The target directory exists even if the source had no marker of its own.
-      Effect.zipRight(s3.put(target, EMPTY, "application/x-directory"))
+      // The target directory exists even if the source had no marker of its own (a copied
+      // marker is kept: it carries the directory's mode).
+      Effect.zipRight(objects.some((object) => object.key === source) ? Effect.void : s3.put(target, EMPTY, "application/x-directory"))
     )
   }
 
@@ -299,17 +301,26 @@ export const make = (options: S3DriverOptions): FsDriver => {
       Effect.tapErrorTag("VolumeNotFound", () => Effect.ignore(s3.delete(key)))
     )
 
-  const write = (path: Paths.NonRootSegments, data: Uint8Array): Effect.Effect<void, VolumeFsFailure> =>
+  /** A whole-object write with the given user metadata (a mode, a symlink's target). */
+  const writeObject = (
+    path: Paths.NonRootSegments,
+    data: Uint8Array,
+    metadata: ObjectMetadata | undefined
+  ): Effect.Effect<void, VolumeFsFailure> =>
     Effect.gen(function*() {
       const { parents, replaced, versioned } = yield* prepareWrite(path)
       yield* createMarkers(parents.missingMarkers)
       const key = fileOf(path)
-      yield* s3.put(key, data)
+      yield* s3.put(key, data, undefined, metadata)
       yield* settle(key, data.byteLength - replaced, Option.some(versioned))
     })
 
-  const openWriter = (path: Paths.NonRootSegments): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
+  const write = (path: Paths.NonRootSegments, data: Uint8Array, mode?: number) =>
+    writeObject(path, data, Links.modeMetadata(mode))
+
+  const openWriter = (path: Paths.NonRootSegments, mode?: number): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
     Effect.gen(function*() {
+      const metadata = Links.modeMetadata(mode)
       yield* prepareWrite(path)
       const key = fileOf(path)
       const scope = yield* Effect.scope
@@ -343,7 +354,7 @@ export const make = (options: S3DriverOptions): FsDriver => {
         const body = state.buffer.subarray(0, state.filled)
         state.buffer = new Uint8Array(0)
         state.filled = 0
-        const uploadId = Option.isSome(state.uploadId) ? state.uploadId.value : yield* s3.createUpload(key)
+        const uploadId = Option.isSome(state.uploadId) ? state.uploadId.value : yield* s3.createUpload(key, metadata)
         state.uploadId = Option.some(uploadId)
         const partNumber = state.nextPart++
         const upload = Effect.map(s3.uploadPart(key, uploadId, partNumber, body), (etag) => {
@@ -388,7 +399,7 @@ export const make = (options: S3DriverOptions): FsDriver => {
             const { parents, replaced, versioned } = yield* prepareWrite(path)
             yield* createMarkers(parents.missingMarkers)
             if (Option.isNone(state.uploadId)) {
-              yield* s3.put(key, state.buffer.subarray(0, state.filled))
+              yield* s3.put(key, state.buffer.subarray(0, state.filled), undefined, metadata)
             } else {
               if (state.filled > 0) yield* flushPart
               yield* Effect.forEach(state.inflight.splice(0), Fiber.join, { discard: true })
@@ -501,5 +512,8 @@ export const make = (options: S3DriverOptions): FsDriver => {
       }
     })
 
-  return { stat, list, read, readStream, openWriter, write, mkdir, remove, removeDir, rename, copy, measure }
+  return Links.withLinks(
+    { s3, fileOf, dirOf, writeObject, loadVolume },
+    { stat, list, read, readStream, openWriter, write, mkdir, remove, removeDir, rename, copy, measure }
+  )
 }
