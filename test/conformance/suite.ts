@@ -15,9 +15,11 @@ import { diskTests } from "./disk.js"
 import { errorsTests } from "./errors.js"
 import { filesTests } from "./files.js"
 import { lifecycleTests } from "./lifecycle.js"
+import { linksTests } from "./links.js"
 import { pathsTests } from "./paths.js"
 import { quotaTests } from "./quota.js"
 import { streamsTests } from "./streams.js"
+import { watchTests } from "./watch.js"
 import type { ConformanceOptions } from "./support.js"
 import { makeContext } from "./support.js"
 
@@ -39,5 +41,7 @@ export const conformanceSuite = (
     containmentTests(context)
     diskTests(context)
     errorsTests(context)
+    linksTests(context)
+    watchTests(context)
   })
 }
