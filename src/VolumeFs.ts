@@ -6,8 +6,10 @@
  *
  * @since 0.1.0
  */
+import { FileSystem } from "@effect/platform"
 import type { Effect, Scope, Sink, Stream } from "effect"
-import { Option, Schema } from "effect"
+import { Layer, Option, Schema } from "effect"
+import * as internalFileSystem from "./internal/fileSystem.js"
 import type { InvalidConfig, VolumeFsFailure, VolumeFsReadFailure } from "./VolumeError.js"
 
 /**
@@ -209,3 +211,28 @@ export interface VolumeFs {
   /** Whether the path exists; false only when it is absent. */
   readonly exists: (path: string) => Effect.Effect<boolean, VolumeFsReadFailure>
 }
+
+/**
+ * An `@effect/platform` `FileSystem` over the volume: existing Effect code
+ * (`readFileString`, `writeFile`, `readDirectory`, `stream`, `sink`, ...) runs against the
+ * volume with volume paths and the containment of `VolumeFs`. Failures are the platform's
+ * `SystemError`/`BadArgument`, carrying the volume's typed error as `cause`; what a volume
+ * cannot do (`chown`, hard `link`, `utimes`) fails with a `SystemError`.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const toFileSystem: (fs: VolumeFs) => FileSystem.FileSystem = internalFileSystem.toFileSystem
+
+/**
+ * A layer providing `FileSystem.FileSystem` over `volume.fs()`.
+ *
+ * ```ts
+ * program.pipe(Effect.provide(VolumeFs.layerFileSystem(vol)))
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerFileSystem = (volume: { readonly fs: () => VolumeFs }): Layer.Layer<FileSystem.FileSystem> =>
+  Layer.sync(FileSystem.FileSystem, () => toFileSystem(volume.fs()))

@@ -13,6 +13,7 @@ import type { VolumeBackend } from "../../src/VolumeBackend.js"
 import { containmentTests } from "./containment.js"
 import { diskTests } from "./disk.js"
 import { errorsTests } from "./errors.js"
+import { fileSystemTests } from "./fileSystem.js"
 import { filesTests } from "./files.js"
 import { lifecycleTests } from "./lifecycle.js"
 import { linksTests } from "./links.js"
@@ -43,5 +44,6 @@ export const conformanceSuite = (
     errorsTests(context)
     linksTests(context)
     watchTests(context)
+    fileSystemTests(context)
   })
 }
