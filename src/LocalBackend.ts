@@ -15,6 +15,7 @@ import type { Scope } from "effect"
 import { LocalAttachments } from "./internal/local/attachments.js"
 import * as Database from "./internal/local/database.js"
 import * as Layout from "./internal/local/layout.js"
+import { guardBackend } from "./internal/layerGuard.js"
 import * as internal from "./internal/local/localBackend.js"
 import type { VolumeBackendService } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
@@ -47,9 +48,10 @@ const context = (options: LocalBackendOptions) =>
   Layer.unwrapEffect(
     Effect.map(resolveHome(options), (home) => {
       const layout = Layout.make(home)
-      return Layer.effectContext(
-        Effect.map(internal.make(layout), (backend) =>
-          Context.make(VolumeBackend, backend.service).pipe(Context.add(LocalAttachments, backend.attachments)))
+      return Layer.scopedContext(
+        Effect.flatMap(internal.make(layout), (backend) =>
+          Effect.map(guardBackend(backend.service), (service) =>
+            Context.make(VolumeBackend, service).pipe(Context.add(LocalAttachments, backend.attachments))))
       ).pipe(Layer.provide(Layer.merge(Database.layer(layout.database), NodeContext.layer)))
     })
   )

@@ -15,6 +15,7 @@ import { diskTests } from "./disk.js"
 import { errorsTests } from "./errors.js"
 import { fileSystemTests } from "./fileSystem.js"
 import { filesTests } from "./files.js"
+import { layerClosedTests } from "./layerClosed.js"
 import { lifecycleTests } from "./lifecycle.js"
 import { linksTests } from "./links.js"
 import { pathsTests } from "./paths.js"
@@ -45,5 +46,6 @@ export const conformanceSuite = (
     linksTests(context)
     watchTests(context)
     fileSystemTests(context)
+    layerClosedTests(context)
   })
 }
