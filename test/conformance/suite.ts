@@ -10,6 +10,7 @@
 import { describe } from "@effect/vitest"
 import type { Layer } from "effect"
 import type { VolumeBackend } from "../../src/VolumeBackend.js"
+import { archiveTreesTests } from "./archiveTrees.js"
 import { containmentTests } from "./containment.js"
 import { diskTests } from "./disk.js"
 import { errorsTests } from "./errors.js"
@@ -47,5 +48,6 @@ export const conformanceSuite = (
     watchTests(context)
     fileSystemTests(context)
     layerClosedTests(context)
+    archiveTreesTests(context)
   })
 }

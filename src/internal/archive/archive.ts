@@ -8,7 +8,7 @@ import * as NodePath from "node:path"
 import { DateTime, Effect, Exit, Fiber, Option, Stream } from "effect"
 import * as TarStream from "tar-stream"
 import type { Volume } from "../../Volume.js"
-import { InvalidPath, PathNotFound, Unsupported, VolumeFsError } from "../../VolumeError.js"
+import { InvalidPath, PathNotFound, VolumeFsError } from "../../VolumeError.js"
 import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsEntry } from "../../VolumeFs.js"
 import { ArchiveError } from "./archiveError.js"
@@ -31,7 +31,7 @@ const hostCall = <A>(path: string, f: () => A): Effect.Effect<A, VolumeFsError> 
 
 /** The volume's whole tree as a tar stream (directories before their contents, by name). */
 export const exportVolume = (volume: Volume): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> =>
-  Stream.unwrap(Effect.map(hostRoot(volume), (root) => {
+  Stream.suspend(() => {
     const fs = volume.fs()
 
     const fileData = (entry: FsEntry): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> =>
@@ -55,12 +55,9 @@ export const exportVolume = (volume: Volume): Stream.Stream<Uint8Array, VolumeFs
         )
       })
 
-    const symlinkTarget = (entry: FsEntry): Effect.Effect<string, VolumeFsError | ArchiveError> =>
-      Option.match(root, {
-        onNone: () =>
-          Effect.fail(new ArchiveError({ entry: entry.path, message: `cannot read the target of symlink ${entry.path} on this backend` })),
-        onSome: (dir) => hostCall(entry.path, () => NodeFs.readlinkSync(NodePath.join(dir, entry.path)))
-      })
+    /** A link's target as listed (every backend lists it), else read without following it. */
+    const symlinkTarget = (entry: FsEntry): Effect.Effect<string, VolumeFsFailure> =>
+      Option.match(entry.target, { onNone: () => fs.readlink(entry.path), onSome: Effect.succeed })
 
     const entryStream = (entry: FsEntry): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> => {
       const base = { name: entry.path.slice(1), mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: seconds(entry) }
@@ -82,8 +79,16 @@ export const exportVolume = (volume: Volume): Stream.Stream<Uint8Array, VolumeFs
     const walk = (dir: string): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> =>
       Stream.fromIterableEffect(fs.list(dir)).pipe(Stream.flatMap(entryStream))
 
-    return walk("/").pipe(Stream.concat(Stream.sync(Tar.trailer)), Stream.filter((chunk) => chunk.length > 0))
-  }))
+    // The root's own entry (`./`) comes first, so its mode and mtime survive a round trip.
+    const rootEntry = Stream.fromEffect(Effect.map(fs.stat("/"), (meta) =>
+      Tar.encodeHeader({ name: ".", type: "directory", size: 0, mode: meta.mode, uid: meta.uid, gid: meta.gid, mtime: seconds(meta) })))
+
+    return rootEntry.pipe(
+      Stream.concat(walk("/")),
+      Stream.concat(Stream.sync(Tar.trailer)),
+      Stream.filter((chunk) => chunk.length > 0)
+    )
+  })
 
 // ---------------------------------------------------------------------------- import
 
@@ -194,30 +199,44 @@ export const importIntoVolume = <E, R>(
     const root = yield* hostRoot(volume)
     const staging = `${STAGING_PREFIX}${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
     const stagedPath = (segments: ReadonlyArray<string>) => [staging, ...segments].join("/")
-    const hostPath = (dir: string, segments: ReadonlyArray<string>) => NodePath.join(dir, staging, ...segments)
     const staged: Array<Staged> = []
     let bytes = 0
 
-    const writeSymlink = (segments: ReadonlyArray<string>, target: string, name: string) =>
-      Option.match(root, {
-        onNone: () => Effect.fail(new Unsupported({ operation: `importing symlink ${name}`, backend: volume.backendKind })),
-        onSome: (dir) =>
-          Effect.gen(function*() {
-            yield* fs.mkdir(stagedPath(segments.slice(0, -1)))
-            const path = hostPath(dir, segments)
-            yield* hostCall(name, () => {
-              // The parent was just created through VolumeFs; make sure nothing swapped it for a link.
-              const stagingReal = NodeFs.realpathSync(NodePath.join(dir, staging))
-              const parentReal = NodeFs.realpathSync(NodePath.dirname(path))
-              if (parentReal !== stagingReal && !parentReal.startsWith(stagingReal + NodePath.sep)) {
-                throw new Error("the staging directory changed under the import")
-              }
-              const existing = NodeFs.lstatSync(path, { throwIfNoEntry: false })
-              if (existing !== undefined && !existing.isDirectory()) NodeFs.unlinkSync(path)
-              NodeFs.symlinkSync(target, path)
-            })
-          })
-      })
+    /** A link through `VolumeFs` (every backend stores links); a later entry replaces an earlier one. */
+    const writeSymlink = (segments: ReadonlyArray<string>, target: string) => {
+      const path = stagedPath(segments)
+      return fs.symlink(target, path).pipe(
+        Effect.catchIf(
+          (e): e is VolumeFsError => e._tag === "VolumeFsError" && e.reason === "AlreadyExists",
+          () => Effect.zipRight(fs.remove(path), fs.symlink(target, path))
+        )
+      )
+    }
+
+    /** The volume root's own metadata, from an archive's `./` entry. */
+    let rootMetadata: Option.Option<Pick<Staged, "mode" | "mtime">> = Option.none()
+
+    /**
+     * A failure inside the staging directory, told with the archive entry's path: the
+     * staging directory is an implementation detail the user never named.
+     */
+    const unstage = <E2>(error: E2): E2 => {
+      if (typeof error !== "object" || error === null || !("path" in error) || typeof error.path !== "string") return error
+      const prefix = `/${staging}`
+      if (!error.path.startsWith(prefix)) return error
+      const path = error.path.slice(prefix.length) || "/"
+      const tagged = error as unknown as { readonly _tag: string; readonly constructor: unknown }
+      switch (tagged._tag) {
+        case "VolumeFsError":
+        case "InvalidPath":
+        case "PathNotFound": {
+          const Class = tagged.constructor as new(fields: object) => E2
+          return new Class({ ...error, path })
+        }
+        default:
+          return error
+      }
+    }
 
     const stageEntry = (entry: ArchiveEntry<E>) =>
       Effect.gen(function*() {
@@ -240,12 +259,13 @@ export const importIntoVolume = <E, R>(
           case "directory":
             yield* fs.mkdir(stagedPath(segments))
             if (segments.length > 0) yield* record("directory")
+            else rootMetadata = Option.some({ mode: header.mode, mtime: header.mtime })
             return
           case "symlink":
             if (segments.length === 0) {
               return yield* new ArchiveError({ entry: header.name, message: `archive entry ${header.name} is a symlink at the volume root` })
             }
-            yield* writeSymlink(segments, header.linkname, header.name)
+            yield* writeSymlink(segments, header.linkname)
             return yield* record("symlink")
           case "link": {
             const source = yield* entrySegments(header.linkname)
@@ -260,7 +280,8 @@ export const importIntoVolume = <E, R>(
                 })
               )
             )
-            return yield* record("file")
+            // A hard link to a symlink is that link again, not a file.
+            return yield* record((yield* fs.stat(stagedPath(segments))).kind === "symlink" ? "symlink" : "file")
           }
           default:
             return yield* new ArchiveError({
@@ -270,28 +291,45 @@ export const importIntoVolume = <E, R>(
         }
       })
 
-    /** Modes and mtimes, where the files are on this host; deepest entries last-recorded first. */
-    const applyMetadata = Effect.suspend(() => Option.match(root, {
-      onNone: () => Effect.void,
-      onSome: (dir) =>
-        Effect.forEach(staged.slice().reverse(), (item) =>
-          hostCall(item.segments.join("/"), () => {
-            const path = hostPath(dir, item.segments)
-            if (item.type === "symlink") {
-              if (item.mtime !== undefined) NodeFs.lutimesSync(path, item.mtime, item.mtime)
-              return
-            }
-            const flags = NodeFs.constants.O_RDONLY | NodeFs.constants.O_NOFOLLOW |
-              (item.type === "directory" ? NodeFs.constants.O_DIRECTORY : 0)
-            const fd = NodeFs.openSync(path, flags)
-            try {
-              if (item.mode !== undefined) NodeFs.fchmodSync(fd, item.mode & 0o7777)
-              if (item.mtime !== undefined) NodeFs.futimesSync(fd, item.mtime, item.mtime)
-            } finally {
-              NodeFs.closeSync(fd)
-            }
-          }), { discard: true })
-    }))
+    /** A header's mode as permission bits (always valid, hence no `InvalidConfig`). */
+    const chmod = (path: string, mode: number) =>
+      fs.chmod(path, mode & 0o7777).pipe(Effect.catchTag("InvalidConfig", (e) => Effect.die(e)))
+
+    /** Sets an mtime where the files are on this host (no backend-independent call for it). */
+    const setMtime = (dir: string, segments: ReadonlyArray<string>, mtime: Date, type: Staged["type"]) =>
+      hostCall(segments.join("/") || "/", () => {
+        const path = NodePath.join(dir, ...segments)
+        if (type === "symlink") return NodeFs.lutimesSync(path, mtime, mtime)
+        const flags = NodeFs.constants.O_RDONLY | NodeFs.constants.O_NOFOLLOW |
+          (type === "directory" ? NodeFs.constants.O_DIRECTORY : 0)
+        const fd = NodeFs.openSync(path, flags)
+        try {
+          NodeFs.futimesSync(fd, mtime, mtime)
+        } finally {
+          NodeFs.closeSync(fd)
+        }
+      })
+
+    /** Modes on every backend, mtimes where the files are on this host; deepest entries last-recorded first. */
+    const applyMetadata = Effect.suspend(() => Effect.forEach(staged.slice().reverse(), (item) =>
+      Effect.gen(function*() {
+        if (item.type !== "symlink" && item.mode !== undefined) yield* chmod(stagedPath(item.segments), item.mode)
+        if (Option.isSome(root) && item.mtime !== undefined) {
+          yield* setMtime(root.value, [staging, ...item.segments], item.mtime, item.type)
+        }
+      }), { discard: true }))
+
+    /** The root's mode and mtime from the archive's `./` entry, once everything is in place. */
+    const applyRootMetadata = Effect.suspend(() =>
+      Option.match(rootMetadata, {
+        onNone: () => Effect.void,
+        onSome: ({ mode, mtime }) =>
+          Effect.gen(function*() {
+            if (mode !== undefined) yield* chmod("/", mode)
+            if (Option.isSome(root) && mtime !== undefined) yield* setMtime(root.value, [], mtime, "directory")
+          })
+      })
+    )
 
     const targetKind = (path: string) =>
       fs.stat(path).pipe(
@@ -338,7 +376,12 @@ export const importIntoVolume = <E, R>(
       yield* applyMetadata
       yield* moveAll(false)
       yield* moveAll(true)
-    }).pipe(Effect.ensuring(fs.removeDir(staging).pipe(Effect.ignore)))
+    }).pipe(
+      Effect.mapError(unstage),
+      Effect.ensuring(fs.removeDir(staging).pipe(Effect.ignore))
+    )
+    // The root's entry is applied after the move: the root may lose its write bit.
+    yield* applyRootMetadata
     return { entries: staged.length, bytes }
   })
 
