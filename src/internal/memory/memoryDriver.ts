@@ -478,7 +478,9 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
   const copy = (from: Paths.NonRootSegments, to: Paths.NonRootSegments) =>
     mutate((tree, events) =>
       Either.flatMap(find(tree, from), (source) => {
-        if (source._tag !== "directory") return publishFile(tree, to, (at) => cloneNode(source, at) as FileNode | SymlinkNode, "create", events)
+        if (source._tag !== "directory") {
+          return publishFile(tree, to, (at) => cloneNode(source, at) as FileNode | SymlinkNode, "create", events)
+        }
         const { name, parent } = Paths.split(to)
         return Either.flatMap(planDirectory(tree, parent, to), (plan): Result<void> => {
           if (plannedEntry(plan, name) !== undefined) return fsError(to, "AlreadyExists")
@@ -529,27 +531,15 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
   const watch = (path: Paths.Segments, recursive: boolean) =>
     Stream.unwrap(
       Effect.map(
-        run((tree) => Either.flatMap(find(tree, path), (node) => node._tag === "directory" ? Either.right(tree) : fsError(path, "NotADirectory", "only directories can be watched"))),
-        (tree) => watchTree({ tree, path, recursive, alive: () => options.tree() === tree, gone: new VolumeNotFound({ volume }) })
+        run((tree) =>
+          Either.flatMap(find(tree, path), (node) =>
+            node._tag === "directory" ? Either.right(tree) : fsError(path, "NotADirectory", "only directories can be watched"))
+        ),
+        (tree) =>
+          watchTree({ tree, path, recursive, alive: () => options.tree() === tree, gone: new VolumeNotFound({ volume }) })
       )
     )
 
-  return {
-    stat,
-    list,
-    read,
-    readStream,
-    openWriter,
-    write,
-    mkdir,
-    remove,
-    removeDir,
-    rename,
-    copy,
-    measure,
-    symlink,
-    readlink,
-    chmod,
-    watch
-  }
+  const fileOps = { stat, list, read, readStream, openWriter, write, mkdir, remove, removeDir, rename, copy, measure }
+  return { ...fileOps, symlink, readlink, chmod, watch }
 }
