@@ -31,6 +31,25 @@ const noWatchersLeft = (owner: number) =>
   )
 
 describe("local watch lifetime", () => {
+  it.scopedLive("a watch inside a disk volume sees writes and holds the image while it runs", () =>
+    Effect.flatMap(makeHome, (home) =>
+      Effect.gen(function*() {
+        const vol = yield* Volume.builder("img").disk().size(64).create()
+        const fs = vol.fs()
+        const seen = yield* fs.watch("/", { recursive: true }).pipe(
+          Stream.filter((event) => event.path === "/inside.txt"),
+          Stream.runHead,
+          Effect.fork
+        )
+        // Writes until the watch (which mounts the image first) reports one.
+        const writer = yield* Effect.fork(fs.write("/inside.txt", "x").pipe(Effect.repeat(Schedule.spaced("200 millis"))))
+        const event = yield* Fiber.join(seen)
+        yield* Fiber.interrupt(writer)
+        assert.strictEqual(event._tag === "Some" ? event.value.path : undefined, "/inside.txt")
+      }).pipe(withHome(home))
+    ))
+
+
   it.scopedLive("interrupting a watch ends its inotifywait", () =>
     Effect.flatMap(makeHome, (home) =>
       Effect.gen(function*() {
