@@ -101,7 +101,7 @@ export interface ObjectHead {
   readonly size: number
   readonly etag: string
   readonly modified: Date
-  /** User metadata (`x-amz-meta-*`, names lower-cased); only HEAD fills it. */
+  /** User metadata (`x-amz-meta-*`, names lower-cased); HEAD and GET fill it. */
   readonly metadata?: Readonly<Record<string, string>>
 }
 
@@ -256,7 +256,13 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       optional(request("GetObject", key, async (abortSignal) => {
         const out = await sdk.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal })
         const bytes = out.Body === undefined ? new Uint8Array(0) : await out.Body.transformToByteArray()
-        return { bytes, size: bytes.byteLength, etag: out.ETag ?? "", modified: out.LastModified ?? new Date(0) }
+        return {
+          bytes,
+          size: bytes.byteLength,
+          etag: out.ETag ?? "",
+          modified: out.LastModified ?? new Date(0),
+          metadata: out.Metadata ?? {}
+        }
       }))
 
     const getRange: S3["getRange"] = (key, start, endInclusive, ifMatch) =>

@@ -241,13 +241,17 @@ export const make = (options: S3DriverOptions): FsDriver => {
     Effect.flatMap(s3.head(dirOf(path)), (marker) => Option.isSome(marker) ? fsError(path, "IsADirectory") : missing(path))
 
   const read = (path: Paths.NonRootSegments): Effect.Effect<Uint8Array, VolumeFsFailure> =>
-    Effect.flatMap(s3.get(fileOf(path)), (body) => Option.isSome(body) ? Effect.succeed(body.value.bytes) : notAFile(path))
+    Effect.flatMap(s3.get(fileOf(path)), (body) =>
+      Option.isSome(body)
+        ? Effect.as(Links.refuseLink(path, body.value.metadata), body.value.bytes)
+        : notAFile(path))
 
   const readStream = (path: Paths.NonRootSegments, chunkSize: number): Stream.Stream<Uint8Array, VolumeFsFailure> =>
     Stream.unwrap(Effect.gen(function*() {
       const key = fileOf(path)
       const head = yield* s3.head(key)
       if (Option.isNone(head)) return yield* notAFile(path)
+      yield* Links.refuseLink(path, head.value.metadata)
       const { etag, size } = head.value
       const starts = Stream.iterate(0, (start) => start + RANGE_BYTES).pipe(Stream.takeWhile((start) => start < size))
       /** One ranged GET, pinned to the ETag seen first so a replaced file fails the stream. */

@@ -11,7 +11,7 @@
  * do not carry metadata, so `stat` and `list` ask for it with one HEAD per entry.
  * `watch` polls (see `watchPoll.ts`) every {@link POLL_INTERVAL}.
  */
-import { Duration, Effect, Option, Stream } from "effect"
+import { Duration, Effect, Option } from "effect"
 import { InvalidPath, VolumeFsError } from "../../VolumeError.js"
 import type { StorageError, VolumeFsFailure, VolumeNotFound } from "../../VolumeError.js"
 import { FsEntry, FsMetadata } from "../../VolumeFs.js"
@@ -45,6 +45,19 @@ const attributesOf = (head: Option.Option<ObjectHead>) => {
   }
 }
 
+const refused = (path: Paths.Segments) =>
+  new InvalidPath({
+    path: Paths.format(path),
+    reason: "is a symlink; host-side access never follows symlinks inside a volume"
+  })
+
+/**
+ * Fails with `InvalidPath` when an object's metadata marks a symlink: reads never follow one
+ * (the object driver checks the metadata its GET or HEAD already returned).
+ */
+export const refuseLink = (path: Paths.Segments, metadata: ObjectMetadata | undefined): Effect.Effect<void, InvalidPath> =>
+  metadata?.[LINK_KEY] === undefined ? Effect.void : Effect.fail(refused(path))
+
 /** The driver operations this module extends (the object layout's own driver). */
 type BaseDriver = Omit<FsDriver, "symlink" | "readlink" | "chmod" | "watch">
 
@@ -61,12 +74,6 @@ export interface LinksContext {
   ) => Effect.Effect<void, VolumeFsFailure>
   readonly loadVolume: Effect.Effect<unknown, VolumeNotFound | StorageError>
 }
-
-const refused = (path: Paths.Segments) =>
-  new InvalidPath({
-    path: Paths.format(path),
-    reason: "is a symlink; host-side access never follows symlinks inside a volume"
-  })
 
 /** The object driver with links, modes and a polling watch. */
 export const withLinks = (context: LinksContext, base: BaseDriver): FsDriver => {
@@ -97,11 +104,6 @@ export const withLinks = (context: LinksContext, base: BaseDriver): FsDriver => 
       base.list(path),
       (entries) => Effect.forEach(entries, (entry) => decorate(entry, (fields) => new FsEntry(fields)), { concurrency: HEAD_CONCURRENCY })
     )
-
-  /** Fails with `InvalidPath` when `path` is a symlink; reads never follow one. */
-  const refuseLink = (path: Paths.NonRootSegments) =>
-    Effect.flatMap(s3.head(fileOf(path)), (head) =>
-      attributesOf(head).target === undefined ? Effect.void : Effect.fail(refused(path)))
 
   const symlink: FsDriver["symlink"] = (target, path) =>
     Effect.gen(function*() {
@@ -140,9 +142,6 @@ export const withLinks = (context: LinksContext, base: BaseDriver): FsDriver => 
     ...base,
     stat,
     list,
-    read: (path) => Effect.zipRight(refuseLink(path), base.read(path)),
-    // A link is refused before any byte is read.
-    readStream: (path, chunkSize) => Stream.unwrap(Effect.as(refuseLink(path), base.readStream(path, chunkSize))),
     symlink,
     readlink,
     chmod,
