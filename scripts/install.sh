@@ -20,6 +20,7 @@ SYSTEM_PACKAGES=(
   python3-seccomp     # compiles the seccomp profile to BPF (scripts/)
   attr                # getfattr/setfattr: tests inspect the xattr ownership overlay
   tmux                # a real pty for the CLI's terminal tests
+  inotify-tools       # inotifywait: fs.watch on the local backend
 )
 
 missing=()

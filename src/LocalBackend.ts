@@ -15,6 +15,7 @@ import type { Duration, Scope } from "effect"
 import { LocalAttachments } from "./internal/local/attachments.js"
 import * as Database from "./internal/local/database.js"
 import * as Layout from "./internal/local/layout.js"
+import { guardBackend } from "./internal/layerGuard.js"
 import * as internal from "./internal/local/localBackend.js"
 import type { VolumeBackendService } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
@@ -57,8 +58,9 @@ const context = (options: LocalBackendOptions) =>
     Effect.map(resolveHome(options), (home) => {
       const layout = Layout.make(home)
       return Layer.scopedContext(
-        Effect.map(internal.make(layout, { diskIdleTimeToLive: options.diskIdleTimeToLive }), (backend) =>
-          Context.make(VolumeBackend, backend.service).pipe(Context.add(LocalAttachments, backend.attachments)))
+        Effect.flatMap(internal.make(layout, { diskIdleTimeToLive: options.diskIdleTimeToLive }), (backend) =>
+          Effect.map(guardBackend(backend.service), (service) =>
+            Context.make(VolumeBackend, service).pipe(Context.add(LocalAttachments, backend.attachments))))
       ).pipe(Layer.provide(Layer.merge(Database.layer(layout.database), NodeContext.layer)))
     })
   )

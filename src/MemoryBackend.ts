@@ -7,8 +7,8 @@
  *
  * @since 0.1.0
  */
-import type { Effect } from "effect"
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
+import { guardBackend } from "./internal/layerGuard.js"
 import * as internal from "./internal/memory/memoryBackend.js"
 import type { VolumeBackendService } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
@@ -40,4 +40,4 @@ export const make: Effect.Effect<VolumeBackendService> = internal.make
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<VolumeBackend> = Layer.effect(VolumeBackend, make)
+export const layer: Layer.Layer<VolumeBackend> = Layer.scoped(VolumeBackend, Effect.flatMap(make, guardBackend))

@@ -16,6 +16,7 @@
  */
 import { Config, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { ConfigError, Scope } from "effect"
+import { guardBackend } from "./internal/layerGuard.js"
 import * as internal from "./internal/s3/backend.js"
 import * as Snapshot from "./internal/snapshot.js"
 import type { Volume } from "./Volume.js"
@@ -97,7 +98,7 @@ export const make = (options: S3BackendOptions): Effect.Effect<VolumeBackendServ
  * @category layers
  */
 export const layer = (options: S3BackendOptions): Layer.Layer<VolumeBackend, StorageError> =>
-  Layer.scoped(VolumeBackend, make(options))
+  Layer.scoped(VolumeBackend, Effect.flatMap(make(options), guardBackend))
 
 /**
  * The options {@link layerConfig} reads: `EFFECT_VOLUMES_S3_ENDPOINT`, `_REGION`

@@ -31,15 +31,28 @@ export const Mebibytes = Schema.Int.pipe(Schema.positive(), Schema.brand("Mebiby
 export const BYTES_PER_MIB = 1024 * 1024
 
 /**
- * `n` MiB. Throws on a value that is not a positive integer (a programming error).
+ * What a size setter accepts: a number of MiB (`512`, `Size.gib(20)`) or a string with a
+ * unit (`"512M"`, `"20G"`, `"1T"`). It is checked where it is used (`create()`, mount
+ * validation), and anything that is not a positive whole number of MiB fails there with
+ * `InvalidConfig` — never with an exception.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type SizeInput = number | string
+
+/**
+ * `n` MiB. Never throws: the brand marks the unit, and the value is checked where it is
+ * used (`create()`, mount validation), so a bad one (`0`, `1.5`) is `InvalidConfig` there.
+ * {@link decode} checks a size up front.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const mib = (n: number): Mebibytes => Schema.decodeSync(Mebibytes)(n)
+export const mib = (n: number): Mebibytes => n as Mebibytes
 
 /**
- * `n` GiB in MiB.
+ * `n` GiB in MiB (never throws; see {@link mib}).
  *
  * @since 0.1.0
  * @category constructors
@@ -47,7 +60,7 @@ export const mib = (n: number): Mebibytes => Schema.decodeSync(Mebibytes)(n)
 export const gib = (n: number): Mebibytes => mib(n * 1024)
 
 /**
- * `n` TiB in MiB.
+ * `n` TiB in MiB (never throws; see {@link mib}).
  *
  * @since 0.1.0
  * @category constructors
@@ -81,6 +94,21 @@ export const parse = (input: string): Either.Either<Mebibytes, InvalidConfig> =>
   if (value <= 0) return fail("must be positive")
   return Either.right(value as Mebibytes)
 }
+
+/**
+ * Checks a {@link SizeInput}: the whole, positive number of MiB it names, or `InvalidConfig`
+ * saying what is wrong with it.
+ *
+ * @since 0.2.0
+ * @category parsing
+ */
+export const decode = (input: SizeInput): Either.Either<Mebibytes, InvalidConfig> =>
+  typeof input === "string"
+    ? parse(input)
+    : Either.mapLeft(
+      Schema.decodeEither(Mebibytes)(input),
+      () => new InvalidConfig({ message: `size ${String(input)}: must be a whole, positive number of MiB` })
+    )
 
 /**
  * Human-readable bytes ("1.5 GiB").

@@ -3,8 +3,9 @@
  *
  * @since 0.1.0
  */
-import { DateTime, Duration, Effect, Option } from "effect"
-import type { Mebibytes } from "./Size.js"
+import { DateTime, Duration, Effect, Either, Option } from "effect"
+import type { Mebibytes, SizeInput } from "./Size.js"
+import * as Size from "./Size.js"
 import { BYTES_PER_MIB } from "./Size.js"
 import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
@@ -100,7 +101,11 @@ export interface ListFilter {
  * @category constructors
  */
 export class VolumeBuilder {
-  private constructor(private readonly spec: VolumeSpec.VolumeSpec) {}
+  private constructor(
+    private readonly spec: VolumeSpec.VolumeSpec,
+    /** Sizes given as strings that did not parse; `create()` reports the first. */
+    private readonly problems: ReadonlyArray<InvalidConfig> = []
+  ) {}
 
   /** A directory builder for `name`. */
   static make(name: string): VolumeBuilder {
@@ -109,8 +114,17 @@ export class VolumeBuilder {
     )
   }
 
-  private with(patch: Partial<VolumeSpec.VolumeSpec>): VolumeBuilder {
-    return new VolumeBuilder(new VolumeSpec.VolumeSpec({ ...this.spec, ...patch }, { disableValidation: true }))
+  private with(patch: Partial<VolumeSpec.VolumeSpec>, problems = this.problems): VolumeBuilder {
+    return new VolumeBuilder(new VolumeSpec.VolumeSpec({ ...this.spec, ...patch }, { disableValidation: true }), problems)
+  }
+
+  /** A size setter's value: a number is checked by `create()`, a string is parsed now. */
+  private sized(field: "quotaMib" | "capacityMib", size: SizeInput): VolumeBuilder {
+    if (typeof size === "number") return this.with({ [field]: Option.some(size) })
+    return Either.match(Size.parse(size), {
+      onLeft: (problem) => this.with({ [field]: Option.none() }, [...this.problems, problem]),
+      onRight: (mib) => this.with({ [field]: Option.some(mib) })
+    })
   }
 
   /** A directory volume (the default): files on the host. */
@@ -123,14 +137,14 @@ export class VolumeBuilder {
     return this.with({ kind: "disk" })
   }
 
-  /** Size of a disk volume in MiB. */
-  size(mib: number): VolumeBuilder {
-    return this.with({ capacityMib: Option.some(mib) })
+  /** Size of a disk volume: MiB (`64`, `Size.gib(1)`) or a string (`"1G"`); bad sizes fail `create()` with `InvalidConfig`. */
+  size(size: SizeInput): VolumeBuilder {
+    return this.sized("capacityMib", size)
   }
 
-  /** Quota of a directory volume in MiB. */
-  quota(mib: number): VolumeBuilder {
-    return this.with({ quotaMib: Option.some(mib) })
+  /** Quota of a directory volume: MiB or a string (`"512M"`); bad sizes fail `create()` with `InvalidConfig`. */
+  quota(size: SizeInput): VolumeBuilder {
+    return this.sized("quotaMib", size)
   }
 
   /** Adds a label; a repeated key keeps the last value. */
@@ -145,7 +159,8 @@ export class VolumeBuilder {
 
   /** Validates and creates the volume. */
   create(): Effect.Effect<VolumeHandle, VolumeAlreadyExists | InvalidConfig | Unsupported | StorageError, VolumeBackend> {
-    return create(this.spec)
+    const [problem] = this.problems
+    return problem === undefined ? create(this.spec) : Effect.fail(problem)
   }
 }
 

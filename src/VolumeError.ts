@@ -348,3 +348,13 @@ export class CommitFailed extends Schema.TaggedError<CommitFailed>()("CommitFail
       (kept.length > 0 ? `; the sandbox's versions are kept on this host, e.g. at ${kept[0]}` : "")
   }
 }
+
+/**
+ * Every error a volume file-system operation that adds no bytes can raise (reads,
+ * listings, metadata, removals, renames): {@link VolumeFsFailure} without `QuotaExceeded`.
+ * `VolumeInUse` stays: a disk volume's files are unreachable while a sandbox has it.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export type VolumeFsReadFailure = Exclude<VolumeFsFailure, QuotaExceeded>

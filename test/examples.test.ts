@@ -38,6 +38,14 @@ describe("examples", () => {
     assert.include(stdout, "line-count.txt (written in the sandbox): 2")
   })
 
+  it("links, modes, watch and the FileSystem layer (docs/files.md)", async () => {
+    const stdout = await runExample("links-modes-watch.ts")
+    assert.include(stdout, "readlink=../tool/lib/cli.js")
+    assert.include(stdout, "run.sh=755 pgdata=700")
+    assert.match(stdout, /watch=(Created|Modified) \/logs\/today\.log/)
+    assert.include(stdout, "notes=a.txt")
+  })
+
   it("typical flow (docs/sandboxes.md): a named volume, a tmpfs and a disk volume in one sandbox", async () => {
     const stdout = await runExample("typical-flow.ts")
     assert.include(stdout, "exit=0 stdout=shared cache")

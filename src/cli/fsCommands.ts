@@ -1,15 +1,17 @@
 /**
- * `volumes fs NAME ls | cat | put | get | mkdir | rm | cp | mv | stat`.
+ * `volumes fs NAME ls | cat | put | get | mkdir | rm | cp | mv | stat` (and, from
+ * `fsLinkCommands.ts`, `ln -s | readlink | chmod | watch`).
  */
 import { Args, Command, Options } from "@effect/cli"
 import { FileSystem } from "@effect/platform"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import { Effect, Sink, Stream } from "effect"
+import { Effect, Option, Sink, Stream } from "effect"
 import * as Volume from "../Volume.js"
 import type { VolumeFsFailure } from "../VolumeError.js"
 import type { VolumeFs } from "../VolumeFs.js"
 import { HostFileError } from "./errors.js"
+import { makeLinkCommands } from "./fsLinkCommands.js"
 import * as Output from "./output.js"
 import * as Progress from "./progress.js"
 import { withBackend } from "./root.js"
@@ -46,24 +48,33 @@ const hostError = (path: string) => (cause: { readonly message: string }) =>
 const joinVolume = (dir: string, name: string) => (dir.endsWith("/") ? dir + name : `${dir}/${name}`)
 const baseName = (path: string) => path.split("/").filter((s) => s !== "").pop() ?? ""
 
-/** A file or directory to create during a transfer. */
+/** A file, directory or symlink to create during a transfer (links keep their target, everything its mode). */
 interface Step {
-  readonly kind: "file" | "directory"
+  readonly kind: "file" | "directory" | "symlink"
   readonly from: string
   readonly to: string
   readonly size: number
   readonly mode: number
+  /** A symlink's target, stored as given. */
+  readonly target?: string
 }
 
-const transfer = <E, R>(
+/**
+ * Runs the steps in order, then gives directories their modes deepest first: a directory
+ * without its write bit (or a 0500 one) still receives its contents.
+ */
+const transfer = <E, R, E2, R2>(
   label: string,
   steps: ReadonlyArray<Step>,
-  run: (step: Step, progress: Progress.Progress) => Effect.Effect<void, E, R>
+  run: (step: Step, progress: Progress.Progress) => Effect.Effect<void, E, R>,
+  directoryMode: (step: Step) => Effect.Effect<void, E2, R2>
 ) =>
   Effect.scoped(Effect.gen(function*() {
     const total = steps.reduce((sum, step) => sum + step.size, 0)
     const progress = yield* Progress.make(label, total)
     yield* Effect.forEach(steps, (step) => run(step, progress), { discard: true })
+    const directories = steps.filter((step) => step.kind === "directory").reverse()
+    yield* Effect.forEach(directories, directoryMode, { discard: true })
   }))
 
 const ls = Command.make("ls", { path: volumePath("PATH").pipe(Args.withDefault("/")), json }, (args) =>
@@ -109,7 +120,7 @@ const isVolumeDirectory = (fs: VolumeFs, path: string) =>
     Effect.catchTag("PathNotFound", () => Effect.succeed(false))
   )
 
-/** Host files and directories below `from` (symlinks and special files are skipped with a warning). */
+/** Host files, directories and symlinks below `from` (special files are skipped with a warning). */
 const planHostTree = (from: string, to: string): Effect.Effect<ReadonlyArray<Step>, HostFileError> =>
   Effect.gen(function*() {
     const steps: Array<Step> = []
@@ -123,12 +134,15 @@ const planHostTree = (from: string, to: string): Effect.Effect<ReadonlyArray<Ste
           steps.push({ kind: "directory", from: path, to: target, size: 0, mode: info.mode & 0o7777 })
           const names = (yield* host(path, () => NodeFs.readdirSync(path))).sort()
           for (const name of names) yield* visit(NodePath.join(path, name), joinVolume(target, name))
+        } else if (info.isSymbolicLink()) {
+          const linkTarget = yield* host(path, () => NodeFs.readlinkSync(path))
+          steps.push({ kind: "symlink", from: path, to: target, size: 0, mode: 0o777, target: linkTarget })
         } else {
           skipped.push(path)
         }
       })
     yield* visit(from, to)
-    for (const path of skipped) yield* warn(`skipped ${path}: only regular files and directories are copied`)
+    for (const path of skipped) yield* warn(`skipped ${path}: only regular files, directories and symlinks are copied`)
     return steps
   })
 
@@ -146,15 +160,26 @@ const put = Command.make("put", {
       yield* transfer(`put ${args.source}`, steps, (step, progress) =>
         step.kind === "directory"
           ? fs.mkdir(step.to)
+          : step.kind === "symlink"
+          ? replaceWithLink(fs, step.target!, step.to)
           : files.stream(step.from).pipe(
             Stream.mapError(hostError(step.from)),
             progress.track,
-            Stream.run(fs.sink(step.to))
-          ))
+            Stream.run(fs.sink(step.to, { mode: step.mode }))
+          ), (step) => fs.chmod(step.to, step.mode))
     })
   )).pipe(Command.withDescription("copy a host file or directory tree into the volume"))
 
-/** Volume files and directories below `from`. */
+/** A link at `path`, replacing a file or link already there (as `put` replaces files). */
+const replaceWithLink = (fs: VolumeFs, target: string, path: string) =>
+  fs.symlink(target, path).pipe(
+    Effect.catchIf(
+      (e) => e._tag === "VolumeFsError" && e.reason === "AlreadyExists",
+      () => Effect.zipRight(fs.remove(path), fs.symlink(target, path))
+    )
+  )
+
+/** Volume files, directories and symlinks below `from`. */
 const planVolumeTree = (fs: VolumeFs, from: string, to: string) =>
   Effect.gen(function*() {
     const steps: Array<Step> = []
@@ -169,6 +194,8 @@ const planVolumeTree = (fs: VolumeFs, from: string, to: string) =>
             yield* visitDirectory(entry.path, next)
           } else if (entry.kind === "file") {
             steps.push({ kind: "file", from: entry.path, to: next, size: entry.size, mode: entry.mode })
+          } else if (entry.kind === "symlink" && Option.isSome(entry.target)) {
+            steps.push({ kind: "symlink", from: entry.path, to: next, size: 0, mode: entry.mode, target: entry.target.value })
           } else {
             skipped.push(entry.path)
           }
@@ -179,10 +206,12 @@ const planVolumeTree = (fs: VolumeFs, from: string, to: string) =>
       yield* visitDirectory(root.path, to)
     } else if (root.kind === "file") {
       steps.push({ kind: "file", from: root.path, to, size: root.size, mode: root.mode })
+    } else if (root.kind === "symlink" && Option.isSome(root.target)) {
+      steps.push({ kind: "symlink", from: root.path, to, size: 0, mode: root.mode, target: root.target.value })
     } else {
       skipped.push(root.path)
     }
-    for (const path of skipped) yield* warn(`skipped ${path}: only regular files and directories are copied`)
+    for (const path of skipped) yield* warn(`skipped ${path}: only regular files, directories and symlinks are copied`)
     return steps
   })
 
@@ -199,22 +228,30 @@ const get = Command.make("get", {
       const target = into && name !== "" ? NodePath.join(destination, name) : destination
       const steps = yield* planVolumeTree(fs, args.source, target)
       const files = yield* FileSystem.FileSystem
+      // A destination ending in `/` receives the source under its own name, whether or not it exists yet.
+      if (into && existing === undefined) yield* host(destination, () => NodeFs.mkdirSync(destination, { recursive: true }))
       yield* transfer(`get ${args.source}`, steps, (step, progress) =>
         step.kind === "directory"
-          ? host(step.to, () => NodeFs.mkdirSync(step.to, { recursive: true }))
+          ? host(step.to, () => NodeFs.mkdirSync(step.to, { recursive: true, mode: 0o700 }))
+          : step.kind === "symlink"
+          ? host(step.to, () => {
+            const there = NodeFs.lstatSync(step.to, { throwIfNoEntry: false })
+            if (there !== undefined && !there.isDirectory()) NodeFs.unlinkSync(step.to)
+            NodeFs.symlinkSync(step.target!, step.to)
+          })
           : fs.readStream(step.from).pipe(
             // The platform's file sink refuses zero-length writes.
             Stream.filter((chunk) => chunk.length > 0),
             progress.track,
             Stream.run(files.sink(step.to).pipe(Sink.mapError(hostError(step.to)))),
             Effect.zipRight(host(step.to, () => NodeFs.chmodSync(step.to, step.mode)))
-          ))
+          ), (step) => host(step.to, () => NodeFs.chmodSync(step.to, step.mode)))
     })
   )).pipe(Command.withDescription("copy a file or directory tree from the volume to the host"))
 
 /** `volumes fs NAME ...` */
 export const fsCommand = fsParent.pipe(
   Command.withDescription("work with the files of a volume (no sandbox needed)"),
-  Command.withSubcommands([ls, cat, put, get, mkdir, rm, cp, mv, stat])
+  Command.withSubcommands([ls, cat, put, get, mkdir, rm, cp, mv, stat, ...makeLinkCommands(withVolumeFs)])
 )
 

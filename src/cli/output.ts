@@ -94,7 +94,9 @@ export const entryRecord = (entry: FsEntry) => ({
   mode: entry.mode,
   uid: entry.uid,
   gid: entry.gid,
-  modified: optionalDate(entry.modified)
+  modified: optionalDate(entry.modified),
+  /** A symlink's target (null for other kinds). */
+  target: Option.getOrNull(entry.target)
 })
 
 /** The JSON record of `fs stat`. */
@@ -115,7 +117,8 @@ export const entryTable = (entries: ReadonlyArray<FsEntry>): string =>
       modeText(e),
       e.kind === "directory" ? "-" : formatBytes(e.size),
       Option.match(e.modified, { onNone: () => "-", onSome: dateText }),
-      baseName(e.path) + (e.kind === "directory" ? "/" : "")
+      baseName(e.path) + (e.kind === "directory" ? "/" : "") +
+      Option.match(e.target, { onNone: () => "", onSome: (target) => ` -> ${target}` })
     ])
   )
 

@@ -6,7 +6,7 @@
  */
 import type { Effect, Scope, Stream } from "effect"
 import type { VolumeFsFailure } from "../VolumeError.js"
-import type { FsEntry, FsMetadata } from "../VolumeFs.js"
+import type { FsEntry, FsMetadata, WatchEvent } from "../VolumeFs.js"
 import type { NonRootSegments, Segments } from "./paths.js"
 
 /** An open atomic write: chunks go to a temporary object; `commit` makes it visible. */
@@ -29,9 +29,12 @@ export interface FsDriver {
    * Starts an atomic write at `path`, creating parents. If the scope closes before
    * `commit`, nothing changes at `path` and no temporary file remains.
    */
-  readonly openWriter: (path: NonRootSegments) => Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope>
-  /** Whole-buffer atomic write (the common case, kept on a fast path). */
-  readonly write: (path: NonRootSegments, data: Uint8Array) => Effect.Effect<void, VolumeFsFailure>
+  readonly openWriter: (path: NonRootSegments, mode?: number) => Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope>
+  /**
+   * Whole-buffer atomic write (the common case, kept on a fast path). The new file gets
+   * `mode` (already validated) or, without it, the default file mode.
+   */
+  readonly write: (path: NonRootSegments, data: Uint8Array, mode?: number) => Effect.Effect<void, VolumeFsFailure>
   readonly mkdir: (path: Segments) => Effect.Effect<void, VolumeFsFailure>
   /** Removes a file or symlink; directories fail `IsADirectory`. */
   readonly remove: (path: NonRootSegments) => Effect.Effect<void, VolumeFsFailure>
@@ -44,6 +47,20 @@ export interface FsDriver {
    * must not exist yet; creates parents.
    */
   readonly copy: (from: NonRootSegments, to: NonRootSegments) => Effect.Effect<void, VolumeFsFailure>
+  /**
+   * Creates a symlink at `path` (parents created) holding `target` verbatim; an existing
+   * entry at `path` is `AlreadyExists`. Nothing is ever resolved through the target.
+   */
+  readonly symlink: (target: string, path: NonRootSegments) => Effect.Effect<void, VolumeFsFailure>
+  /** The stored target of the symlink `path`; any other kind is `VolumeFsError` `InvalidData`. */
+  readonly readlink: (path: NonRootSegments) => Effect.Effect<string, VolumeFsFailure>
+  /** Sets the permission bits of `path` itself (never through a symlink); `mode` is validated. */
+  readonly chmod: (path: Segments, mode: number) => Effect.Effect<void, VolumeFsFailure>
+  /**
+   * Changes at (and with `recursive`, below) the directory `path`, from every writer. Ends
+   * with `VolumeNotFound` once the volume is removed; releases everything when interrupted.
+   */
+  readonly watch: (path: Segments, recursive: boolean) => Stream.Stream<WatchEvent, VolumeFsFailure>
   /** Sum of apparent sizes of regular files and symlinks at or below `path`; 0 when absent. */
   readonly measure: (path: Segments) => Effect.Effect<number, VolumeFsFailure>
 }

@@ -24,5 +24,9 @@ export const make = (driver: FsDriver): FsDriver => ({
   remove: readOnly,
   removeDir: readOnly,
   rename: (_from, to) => readOnly(to),
-  copy: (_from, to) => readOnly(to)
+  copy: (_from, to) => readOnly(to),
+  readlink: driver.readlink,
+  watch: driver.watch,
+  symlink: (_target, path) => readOnly(path),
+  chmod: (path) => readOnly(path)
 })

@@ -3,11 +3,10 @@
  * sinks. Storage work is delegated to a backend's `FsDriver`.
  */
 import { Effect, Option, Sink, Stream } from "effect"
-import type { Scope } from "effect"
-import { InvalidPath, PathNotFound, QuotaExceeded, VolumeFsError } from "../VolumeError.js"
-import type { VolumeFsFailure } from "../VolumeError.js"
-import type { FsEntry, FsMetadata, VolumeFs, VolumeFsWriteSink } from "../VolumeFs.js"
-import { MAX_CHUNK_BYTES } from "../VolumeFs.js"
+import { InvalidConfig, InvalidPath, PathNotFound, QuotaExceeded, VolumeFsError } from "../VolumeError.js"
+import type { VolumeFsFailure, VolumeFsReadFailure } from "../VolumeError.js"
+import type { VolumeFs, VolumeFsWriteSink, WatchOptions, WriteOptions } from "../VolumeFs.js"
+import { MAX_CHUNK_BYTES, MAX_MODE } from "../VolumeFs.js"
 import type { FsDriver } from "./fsDriver.js"
 import * as Paths from "./paths.js"
 
@@ -87,6 +86,42 @@ export interface VolumeFsOptions {
 }
 
 const encoder = new TextEncoder()
+
+/** Permission bits as given, or `InvalidConfig` for anything outside `0..0o7777`. */
+export const validateMode = (mode: number): Effect.Effect<number, InvalidConfig> =>
+  Number.isInteger(mode) && mode >= 0 && mode <= MAX_MODE
+    ? Effect.succeed(mode)
+    : Effect.fail(
+      new InvalidConfig({
+        message: `mode ${typeof mode === "number" ? `0o${mode.toString(8)} (${mode})` : String(mode)} is not permission bits; use an integer from 0 to 0o7777, e.g. 0o644`
+      })
+    )
+
+/** The validated mode of a write, or `undefined` for the default. */
+const writeMode = (options: WriteOptions | undefined) =>
+  options?.mode === undefined ? Effect.succeed(undefined) : validateMode(options.mode)
+
+/** Longest symlink target Linux stores (`PATH_MAX` minus the NUL). */
+const MAX_TARGET_BYTES = 4095
+
+/** A link target is data, but the kernel refuses empty targets and NUL bytes. */
+const validateTarget = (target: string, path: string) =>
+  typeof target === "string" && target.length > 0 && !target.includes("\0") &&
+    Buffer.byteLength(target) <= MAX_TARGET_BYTES
+    ? Effect.succeed(target)
+    : Effect.fail(
+      new InvalidPath({
+        path,
+        reason: `a symlink target must be 1 to ${MAX_TARGET_BYTES} bytes without NUL, got ${JSON.stringify(String(target))}`
+      })
+    )
+
+/**
+ * Drivers raise `QuotaExceeded` never (quota is enforced here only), so an operation that
+ * adds no bytes can promise the narrower union.
+ */
+const noQuota = <A, R>(effect: Effect.Effect<A, VolumeFsFailure, R>): Effect.Effect<A, VolumeFsReadFailure, R> =>
+  effect as Effect.Effect<A, VolumeFsReadFailure, R>
 
 const toBytes = (data: string | Uint8Array): Uint8Array => typeof data === "string" ? encoder.encode(data) : data
 
@@ -177,17 +212,19 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
     )
   }
 
-  const write = Effect.fn("VolumeFs.write")(function*(path: string, data: string | Uint8Array) {
+  const write = Effect.fn("VolumeFs.write")(function*(path: string, data: string | Uint8Array, options?: WriteOptions) {
     const segments = yield* Paths.parseNonRoot(path, "write")
+    const mode = yield* writeMode(options)
     const bytes = toBytes(data)
     yield* withQuota(
       Effect.map(replacedBytes(driver, segments), (replaced) => bytes.byteLength - replaced),
-      driver.write(segments, bytes)
+      driver.write(segments, bytes, mode)
     )
   })
 
-  const writeStream = Effect.fn("VolumeFs.writeStream")(function*(path: string) {
+  const writeStream = Effect.fn("VolumeFs.writeStream")(function*(path: string, options?: WriteOptions) {
     const segments = yield* Paths.parseNonRoot(path, "writeStream")
+    const mode = yield* writeMode(options)
     yield* account.prepare
     // With a quota, the stream reserves the bytes it writes (beyond the size of the file it
     // replaces) as they arrive, under the lock only for that check; `close()` checks and
@@ -211,7 +248,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
         reserved.bytes += extra
         mine += extra
       }))
-    const writer = yield* driver.openWriter(segments)
+    const writer = yield* driver.openWriter(segments, mode)
     let written = 0
     let closed = false
     const commit = Option.match(quotaBytes, {
@@ -247,9 +284,9 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
     return sink
   })
 
-  const sink = (path: string): Sink.Sink<void, Uint8Array, never, VolumeFsFailure> =>
+  const sink = (path: string, options?: WriteOptions): Sink.Sink<void, Uint8Array, never, VolumeFsFailure | InvalidConfig> =>
     Sink.unwrapScoped(
-      Effect.map(writeStream(path), (writer) =>
+      Effect.map(writeStream(path, options), (writer) =>
         Sink.forEach((chunk: Uint8Array) => writer.write(chunk)).pipe(Sink.mapEffect(() => writer.close())))
     )
 
@@ -307,6 +344,25 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
     yield* changing(driver.rename(source, target))
   })
 
+  const symlink = Effect.fn("VolumeFs.symlink")(function*(target: string, path: string) {
+    const segments = yield* Paths.parseNonRoot(path, "symlink")
+    const stored = yield* validateTarget(target, path)
+    // A link's size is its target's length, and it counts towards the quota like a file.
+    yield* withQuota(Effect.succeed(Buffer.byteLength(stored)), changing(driver.symlink(stored, segments)))
+  })
+
+  const readlink = Effect.fn("VolumeFs.readlink")(function*(path: string) {
+    return yield* driver.readlink(yield* Paths.parseNonRoot(path, "readlink"))
+  })
+
+  const chmod = Effect.fn("VolumeFs.chmod")(function*(path: string, mode: number) {
+    const segments = yield* Paths.parse(path)
+    yield* driver.chmod(segments, yield* validateMode(mode))
+  })
+
+  const watch = (path: string = "/", options?: WatchOptions) =>
+    Stream.unwrap(Effect.map(Paths.parse(path), (segments) => driver.watch(segments, options?.recursive === true)))
+
   const stat = Effect.fn("VolumeFs.stat")(function*(path: string) {
     return yield* driver.stat(yield* Paths.parse(path))
   })
@@ -324,20 +380,25 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
 
   return {
     volume,
-    read,
-    readToString,
-    readStream,
-    write,
-    writeStream: writeStream as (path: string) => Effect.Effect<VolumeFsWriteSink, VolumeFsFailure, Scope.Scope>,
-    sink,
-    list: list as (path?: string) => Effect.Effect<ReadonlyArray<FsEntry>, VolumeFsFailure>,
-    mkdir,
-    remove,
-    removeDir,
+    read: (path) => noQuota(read(path)),
+    readToString: (path) => noQuota(readToString(path)),
+    readStream: (path, options) => Stream.mapError(readStream(path, options), (e) => e as VolumeFsReadFailure),
+    // Without options no mode is validated, so the overloads without `InvalidConfig` hold.
+    write: write as VolumeFs["write"],
+    writeStream: writeStream as VolumeFs["writeStream"],
+    sink: sink as VolumeFs["sink"],
+    symlink,
+    readlink: (path) => noQuota(readlink(path)),
+    chmod: (path, mode) => chmod(path, mode) as Effect.Effect<void, VolumeFsReadFailure | InvalidConfig>,
+    watch: (path, options) => Stream.mapError(watch(path, options), (e) => e as VolumeFsReadFailure),
+    list: (path) => noQuota(list(path)),
+    mkdir: (path) => noQuota(mkdir(path)),
+    remove: (path) => noQuota(remove(path)),
+    removeDir: (path) => noQuota(removeDir(path)),
     copy,
-    rename,
-    stat: stat as (path: string) => Effect.Effect<FsMetadata, VolumeFsFailure>,
-    exists
+    rename: (from, to) => noQuota(rename(from, to)),
+    stat: (path) => noQuota(stat(path)),
+    exists: (path) => noQuota(exists(path))
   }
 }
 

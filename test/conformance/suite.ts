@@ -10,15 +10,20 @@
 import { describe } from "@effect/vitest"
 import type { Layer } from "effect"
 import type { VolumeBackend } from "../../src/VolumeBackend.js"
+import { archiveTreesTests } from "./archiveTrees.js"
 import { containmentTests } from "./containment.js"
 import { diskTests } from "./disk.js"
 import { errorsTests } from "./errors.js"
+import { fileSystemTests } from "./fileSystem.js"
 import { filesTests } from "./files.js"
+import { layerClosedTests } from "./layerClosed.js"
 import { lifecycleTests } from "./lifecycle.js"
+import { linksTests } from "./links.js"
 import { pathsTests } from "./paths.js"
 import { quotaTests } from "./quota.js"
 import { snapshotsTests } from "./snapshots.js"
 import { streamsTests } from "./streams.js"
+import { watchTests } from "./watch.js"
 import type { ConformanceOptions } from "./support.js"
 import { makeContext } from "./support.js"
 
@@ -41,5 +46,10 @@ export const conformanceSuite = (
     diskTests(context)
     errorsTests(context)
     snapshotsTests(context)
+    linksTests(context)
+    watchTests(context)
+    fileSystemTests(context)
+    layerClosedTests(context)
+    archiveTreesTests(context)
   })
 }

@@ -31,6 +31,8 @@ export type Test = (name: string, program: Program) => void
 export interface Context {
   readonly options: ConformanceOptions
   readonly test: Test
+  /** The backend's layer, for tests that build and close it themselves. */
+  readonly layer: Layer.Layer<VolumeBackend, unknown>
 }
 
 /**
@@ -43,6 +45,7 @@ export const makeContext = (
   options: ConformanceOptions
 ): Context => ({
   options,
+  layer,
   test: (name, program) => it.scopedLive(name, () => Effect.suspend(program).pipe(Effect.provide(layer)))
 })
 

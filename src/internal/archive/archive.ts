@@ -5,10 +5,12 @@
  */
 import { DateTime, Effect, Exit, Fiber, Option, Stream } from "effect"
 import * as TarStream from "tar-stream"
+import * as NodeFs from "node:fs"
 import type { Volume } from "../../Volume.js"
-import { InvalidPath, PathNotFound, Unsupported } from "../../VolumeError.js"
+import { InvalidPath, PathNotFound, VolumeFsError } from "../../VolumeError.js"
 import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsEntry } from "../../VolumeFs.js"
+import { hostCall } from "../local/fd.js"
 import { ArchiveError } from "./archiveError.js"
 import * as HostEntries from "../local/hostEntries.js"
 import * as Paths from "../paths.js"
@@ -25,7 +27,7 @@ const seconds = (entry: FsEntry): number =>
 
 /** The volume's whole tree as a tar stream (directories before their contents, by name). */
 export const exportVolume = (volume: Volume): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> =>
-  Stream.unwrap(Effect.map(hostRoot(volume), (root) => {
+  Stream.suspend(() => {
     const fs = volume.fs()
 
     const fileData = (entry: FsEntry): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> =>
@@ -49,13 +51,9 @@ export const exportVolume = (volume: Volume): Stream.Stream<Uint8Array, VolumeFs
         )
       })
 
-    const symlinkTarget = (entry: FsEntry): Effect.Effect<string, VolumeFsFailure | ArchiveError> =>
-      Option.match(root, {
-        onNone: () =>
-          Effect.fail(new ArchiveError({ entry: entry.path, message: `cannot read the target of symlink ${entry.path} on this backend` })),
-        onSome: (dir) =>
-          Effect.flatMap(Paths.parseNonRoot(entry.path, "export"), (segments) => HostEntries.readSymlink(dir, segments))
-      })
+    /** A link's target as listed (every backend lists it), else read without following it. */
+    const symlinkTarget = (entry: FsEntry): Effect.Effect<string, VolumeFsFailure> =>
+      Option.match(entry.target, { onNone: () => fs.readlink(entry.path), onSome: Effect.succeed })
 
     const entryStream = (entry: FsEntry): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> => {
       const base = { name: entry.path.slice(1), mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: seconds(entry) }
@@ -77,8 +75,16 @@ export const exportVolume = (volume: Volume): Stream.Stream<Uint8Array, VolumeFs
     const walk = (dir: string): Stream.Stream<Uint8Array, VolumeFsFailure | ArchiveError> =>
       Stream.fromIterableEffect(fs.list(dir)).pipe(Stream.flatMap(entryStream))
 
-    return walk("/").pipe(Stream.concat(Stream.sync(Tar.trailer)), Stream.filter((chunk) => chunk.length > 0))
-  }))
+    // The root's own entry (`./`) comes first, so its mode and mtime survive a round trip.
+    const rootEntry = Stream.fromEffect(Effect.map(fs.stat("/"), (meta) =>
+      Tar.encodeHeader({ name: ".", type: "directory", size: 0, mode: meta.mode, uid: meta.uid, gid: meta.gid, mtime: seconds(meta) })))
+
+    return rootEntry.pipe(
+      Stream.concat(walk("/")),
+      Stream.concat(Stream.sync(Tar.trailer)),
+      Stream.filter((chunk) => chunk.length > 0)
+    )
+  })
 
 // ---------------------------------------------------------------------------- import
 
@@ -197,16 +203,41 @@ export const importIntoVolume = <E, R>(
     const staged: Array<Staged> = []
     let bytes = 0
 
-    const writeSymlink = (segments: ReadonlyArray<string>, target: string, name: string) =>
-      Option.match(root, {
-        onNone: () => Effect.fail(new Unsupported({ operation: `importing symlink ${name}`, backend: volume.backendKind })),
-        onSome: (dir) =>
-          Effect.gen(function*() {
-            yield* fs.mkdir(stagedPath(segments.slice(0, -1)))
-            // Through the descriptor walk: a staging directory swapped for a link is refused.
-            yield* HostEntries.writeSymlink(dir, stagedSegments(segments), target)
-          })
-      })
+    /** A link through `VolumeFs` (every backend stores links); a later entry replaces an earlier one. */
+    const writeSymlink = (segments: ReadonlyArray<string>, target: string) => {
+      const path = stagedPath(segments)
+      return fs.symlink(target, path).pipe(
+        Effect.catchIf(
+          (e): e is VolumeFsError => e._tag === "VolumeFsError" && e.reason === "AlreadyExists",
+          () => Effect.zipRight(fs.remove(path), fs.symlink(target, path))
+        )
+      )
+    }
+
+    /** The volume root's own metadata, from an archive's `./` entry. */
+    let rootMetadata: Option.Option<Pick<Staged, "mode" | "mtime">> = Option.none()
+
+    /**
+     * A failure inside the staging directory, told with the archive entry's path: the
+     * staging directory is an implementation detail the user never named.
+     */
+    const unstage = <E2>(error: E2): E2 => {
+      if (typeof error !== "object" || error === null || !("path" in error) || typeof error.path !== "string") return error
+      const prefix = `/${staging}`
+      if (!error.path.startsWith(prefix)) return error
+      const path = error.path.slice(prefix.length) || "/"
+      const tagged = error as unknown as { readonly _tag: string; readonly constructor: unknown }
+      switch (tagged._tag) {
+        case "VolumeFsError":
+        case "InvalidPath":
+        case "PathNotFound": {
+          const Class = tagged.constructor as new(fields: object) => E2
+          return new Class({ ...error, path })
+        }
+        default:
+          return error
+      }
+    }
 
     const stageEntry = (entry: ArchiveEntry<E>) =>
       Effect.gen(function*() {
@@ -229,12 +260,13 @@ export const importIntoVolume = <E, R>(
           case "directory":
             yield* fs.mkdir(stagedPath(segments))
             if (segments.length > 0) yield* record("directory")
+            else rootMetadata = Option.some({ mode: header.mode, mtime: header.mtime })
             return
           case "symlink":
             if (segments.length === 0) {
               return yield* new ArchiveError({ entry: header.name, message: `archive entry ${header.name} is a symlink at the volume root` })
             }
-            yield* writeSymlink(segments, header.linkname, header.name)
+            yield* writeSymlink(segments, header.linkname)
             return yield* record("symlink")
           case "link": {
             const source = yield* entrySegments(header.linkname)
@@ -249,7 +281,8 @@ export const importIntoVolume = <E, R>(
                 })
               )
             )
-            return yield* record("file")
+            // A hard link to a symlink is that link again, not a file.
+            return yield* record((yield* fs.stat(stagedPath(segments))).kind === "symlink" ? "symlink" : "file")
           }
           default:
             return yield* new ArchiveError({
@@ -259,20 +292,37 @@ export const importIntoVolume = <E, R>(
         }
       })
 
+    /** A header's mode as permission bits, without set-user-ID/set-group-ID/sticky unless asked. */
+    const chmod = (path: string, mode: number) =>
+      fs.chmod(path, (modeOf(mode) ?? mode) & 0o7777).pipe(Effect.catchTag("InvalidConfig", (e) => Effect.die(e)))
+
     /**
-     * Modes and mtimes, where the files are on this host; deepest entries last-recorded
-     * first. Through the descriptor walk, never through a host path string: a staged
-     * directory swapped for a symlink is refused, not followed.
+     * Modes on every backend (through `VolumeFs`, contained), mtimes where the files are on
+     * this host; deepest entries last-recorded first. Mtimes go through the descriptor walk,
+     * never a host path string: a staged directory swapped for a symlink is refused, not followed.
      */
-    const applyMetadata = Effect.suspend(() => Option.match(root, {
-      onNone: () => Effect.void,
-      onSome: (dir) =>
-        Effect.forEach(staged.slice().reverse(), (item) =>
-          HostEntries.setMetadata(dir, stagedSegments(item.segments), {
-            mode: item.type === "symlink" ? undefined : modeOf(item.mode),
-            mtime: item.mtime
-          }), { discard: true })
-    }))
+    const applyMetadata = Effect.suspend(() => Effect.forEach(staged.slice().reverse(), (item) =>
+      Effect.gen(function*() {
+        if (item.type !== "symlink" && item.mode !== undefined) yield* chmod(stagedPath(item.segments), item.mode)
+        if (Option.isSome(root) && item.mtime !== undefined) {
+          yield* HostEntries.setMetadata(root.value, stagedSegments(item.segments), { mode: undefined, mtime: item.mtime })
+        }
+      }), { discard: true }))
+
+    /** The root's mode and mtime from the archive's `./` entry, once everything is in place. */
+    const applyRootMetadata = Effect.suspend(() =>
+      Option.match(rootMetadata, {
+        onNone: () => Effect.void,
+        onSome: ({ mode, mtime }) =>
+          Effect.gen(function*() {
+            if (mode !== undefined) yield* chmod("/", mode)
+            // The volume's own data directory: ours, not a path a sandbox can swap.
+            if (Option.isSome(root) && mtime !== undefined) {
+              yield* hostCall("/", () => NodeFs.utimesSync(root.value, mtime, mtime))
+            }
+          })
+      })
+    )
 
     const targetKind = (path: string) =>
       fs.stat(path).pipe(
@@ -319,7 +369,12 @@ export const importIntoVolume = <E, R>(
       yield* applyMetadata
       yield* moveAll(false)
       yield* moveAll(true)
-    }).pipe(Effect.ensuring(fs.removeDir(staging).pipe(Effect.ignore)))
+    }).pipe(
+      Effect.mapError(unstage),
+      Effect.ensuring(fs.removeDir(staging).pipe(Effect.ignore))
+    )
+    // The root's entry is applied after the move: the root may lose its write bit.
+    yield* applyRootMetadata
     return { entries: staged.length, bytes }
   })
 

@@ -54,7 +54,9 @@ import {
   unlinkQuietlySync
 } from "./fd.js"
 import { allocate, makeWriter, notAFile, openFileForReadSync, publishSync, readAll, readAsync, writeAtomicSync } from "./fileIo.js"
+import { linkTargetSync, makeLinkOps } from "./links.js"
 import { eachEntry, emptyTree, measureTree, sweepTree } from "./tree.js"
+import { watchDirectory } from "./watch.js"
 
 export { SYNC_IO_BYTES } from "./fd.js"
 
@@ -72,23 +74,25 @@ const kindOf = (stat: NodeFs.Stats): FsEntry["kind"] =>
 const time = (millis: number): Option.Option<DateTime.Utc> =>
   millis > 0 ? Option.some(DateTime.unsafeMake(millis)) : Option.none()
 
-const entryFields = (path: Paths.Segments, stat: NodeFs.Stats) => ({
+const entryFields = (path: Paths.Segments, stat: NodeFs.Stats, target: string | undefined) => ({
   path: Paths.format(path),
   kind: kindOf(stat),
   size: stat.size,
   mode: stat.mode & 0o7777,
   uid: stat.uid,
   gid: stat.gid,
-  modified: time(stat.mtimeMs)
+  modified: time(stat.mtimeMs),
+  target: Option.fromNullable(target)
 })
 
 // The fields come straight from the kernel, so schema validation is skipped (it showed in
 // the profile of large listings).
-const toEntry = (path: Paths.Segments, stat: NodeFs.Stats): FsEntry => new FsEntry(entryFields(path, stat), true)
+const toEntry = (path: Paths.Segments, stat: NodeFs.Stats, target: string | undefined): FsEntry =>
+  new FsEntry(entryFields(path, stat, target), true)
 
-const toMetadata = (path: Paths.Segments, stat: NodeFs.Stats): FsMetadata =>
+const toMetadata = (path: Paths.Segments, stat: NodeFs.Stats, target?: string): FsMetadata =>
   new FsMetadata({
-    ...entryFields(path, stat),
+    ...entryFields(path, stat, target),
     readonly: (stat.mode & 0o222) === 0,
     accessed: time(stat.atimeMs),
     created: time(stat.birthtimeMs)
@@ -112,7 +116,9 @@ const listDir = (dirfd: number, segments: Paths.Segments, path: string): Effect.
       const stat = NodeFs.lstatSync(at(dirfd, raw), { throwIfNoEntry: false })
       if (stat !== undefined) found.push({ name, stat })
     }).pipe(
-      Effect.map(() => found.sort(byName).map(({ name, stat }) => toEntry(Paths.child(segments, name), stat)))
+      Effect.map(() => found.sort(byName).map(({ name, stat }) =>
+        toEntry(Paths.child(segments, name), stat, stat.isSymbolicLink() ? linkTargetSync(dirfd, name) : undefined)
+      ))
     )
   })
 
@@ -193,7 +199,11 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryD
 
   const stat = (segments: Paths.Segments) =>
     Paths.isNonRoot(segments)
-      ? withParent(segments, false, (dirfd, name, path) => hostCall(path, () => toMetadata(segments, NodeFs.lstatSync(at(dirfd, name)))))
+      ? withParent(segments, false, (dirfd, name, path) =>
+        hostCall(path, () => {
+          const stat = NodeFs.lstatSync(at(dirfd, name))
+          return toMetadata(segments, stat, stat.isSymbolicLink() ? linkTargetSync(dirfd, name) : undefined)
+        }))
       : withRoot((rootfd) => hostCall("/", () => toMetadata(segments, NodeFs.fstatSync(rootfd))))
 
   const list = (segments: Paths.Segments) => {
@@ -246,7 +256,7 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryD
       )
     )
 
-  const openWriter = (segments: Paths.NonRootSegments): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
+  const openWriter = (segments: Paths.NonRootSegments, mode?: number): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
     Effect.gen(function*() {
       const path = Paths.format(segments)
       const { name, parent } = Paths.split(segments)
@@ -255,14 +265,16 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryD
       const dirfd = parent.length === 0
         ? rootfd
         : yield* Effect.acquireRelease(hostCall(path, () => openDirChainSync(rootfd, parent, true, path)), closeQuietly)
-      return yield* makeWriter(dirfd, name, path, changed)
+      return yield* makeWriter(dirfd, name, path, changed, mode)
     })
 
-  const write = (segments: Paths.NonRootSegments, data: Uint8Array) =>
+  const write = (segments: Paths.NonRootSegments, data: Uint8Array, mode?: number) =>
     withParent(segments, true, (dirfd, name, path) =>
       data.byteLength <= SYNC_IO_BYTES
-        ? hostCall(path, () => writeAtomicSync(dirfd, name, data, changed))
-        : Effect.scoped(Effect.flatMap(makeWriter(dirfd, name, path, changed), (writer) => Effect.zipRight(writer.write(data), writer.commit))))
+        ? hostCall(path, () => writeAtomicSync(dirfd, name, data, changed, mode))
+        : Effect.scoped(
+          Effect.flatMap(makeWriter(dirfd, name, path, changed, mode), (writer) => Effect.zipRight(writer.write(data), writer.commit))
+        ))
 
   const mkdir = (segments: Paths.Segments) =>
     Paths.isNonRoot(segments)
@@ -467,6 +479,8 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryD
     copy,
     measure,
     measureUsage,
-    sweepTemporaries
+    sweepTemporaries,
+    ...makeLinkOps({ withParent, withRoot, changed }),
+    watch: (segments, recursive) => watchDirectory({ root, volume, segments, recursive, stat })
   }
 }

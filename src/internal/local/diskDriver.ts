@@ -124,13 +124,18 @@ export const makeDiskDriver = (options: DiskDriverOptions): FsDriver => {
     readStream: (path: Paths.NonRootSegments, chunkSize: number) =>
       Stream.unwrapScoped(Effect.map(mounted, (driver) => driver.readStream(path, chunkSize))),
     // The mount lives as long as the writer's scope.
-    openWriter: (path) => Effect.flatMap(mounted, (driver) => driver.openWriter(path)),
-    write: (path, data) => within((driver) => driver.write(path, data)),
+    openWriter: (path, mode) => Effect.flatMap(mounted, (driver) => driver.openWriter(path, mode)),
+    write: (path, data, mode) => within((driver) => driver.write(path, data, mode)),
     mkdir: (path) => within((driver) => driver.mkdir(path)),
     remove: (path) => within((driver) => driver.remove(path)),
     removeDir: (path) => within((driver) => driver.removeDir(path)),
     rename: (from, to) => within((driver) => driver.rename(from, to)),
     copy: (from, to) => within((driver) => driver.copy(from, to)),
-    measure: (path) => within((driver) => driver.measure(path))
+    measure: (path) => within((driver) => driver.measure(path)),
+    symlink: (target, path) => within((driver) => driver.symlink(target, path)),
+    readlink: (path) => within((driver) => driver.readlink(path)),
+    chmod: (path, mode) => within((driver) => driver.chmod(path, mode)),
+    // The watch keeps the image mounted (and the volume attached) for as long as it runs.
+    watch: (path, recursive) => Stream.unwrapScoped(Effect.map(mounted, (driver) => driver.watch(path, recursive)))
   }
 }

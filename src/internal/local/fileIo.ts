@@ -121,9 +121,12 @@ export interface TempFile {
   readonly name: string
 }
 
-export const createTempSync = (dirfd: number): TempFile => {
+/** A new temporary file; an explicit `mode` is set exactly (the umask does not apply to it). */
+export const createTempSync = (dirfd: number, mode?: number): TempFile => {
   const name = Paths.tempName()
-  return { fd: NodeFs.openSync(at(dirfd, name), TEMP_FLAGS, FILE_MODE), name }
+  const fd = NodeFs.openSync(at(dirfd, name), TEMP_FLAGS, FILE_MODE)
+  if (mode !== undefined) NodeFs.fchmodSync(fd, mode)
+  return { fd, name }
 }
 
 /**
@@ -139,8 +142,14 @@ export const publishSync = (dirfd: number, temp: Name, name: Name): Usage.Usage 
 }
 
 /** The whole atomic write of a small buffer, as one synchronous step; `changed` hears the usage change. */
-export const writeAtomicSync = (dirfd: number, name: string, data: Uint8Array, changed?: UsageSink): void => {
-  const temp = createTempSync(dirfd)
+export const writeAtomicSync = (
+  dirfd: number,
+  name: string,
+  data: Uint8Array,
+  changed?: UsageSink,
+  mode?: number
+): void => {
+  const temp = createTempSync(dirfd, mode)
   let published = false
   try {
     try {
@@ -164,12 +173,13 @@ export const makeWriter = (
   dirfd: number,
   name: string,
   path: string,
-  changed?: UsageSink
+  changed?: UsageSink,
+  mode?: number
 ): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
   Effect.gen(function*() {
     const state = { open: true, committed: false }
     const temp = yield* Effect.acquireRelease(
-      hostCall(path, () => createTempSync(dirfd)),
+      hostCall(path, () => createTempSync(dirfd, mode)),
       (temp) =>
         Effect.sync(() => {
           if (state.open) closeQuietlySync(temp.fd)

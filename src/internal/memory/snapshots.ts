@@ -125,9 +125,10 @@ export const make = (volumes: MemoryVolumes): VolumeSnapshotsService => {
   })
 
   const restore = Effect.fn("MemoryBackend.restore")(function*(volume: string, snapshot: string) {
+    const at = yield* DateTime.now
     return yield* Effect.suspend(() =>
       Either.map(findSnapshot(volume, snapshot), (found) => {
-        MemoryDriver.replaceTree(found.volume.tree, found.snapshot.tree)
+        MemoryDriver.replaceTree(found.volume.tree, found.snapshot.tree, at)
       })
     )
   })

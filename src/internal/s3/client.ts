@@ -56,7 +56,12 @@ export interface ObjectHead {
   readonly size: number
   readonly etag: string
   readonly modified: Date
+  /** User metadata (`x-amz-meta-*`, names lower-cased); HEAD and GET fill it. */
+  readonly metadata?: Readonly<Record<string, string>>
 }
+
+/** User metadata of an object (`x-amz-meta-<name>: <value>`; values must be ASCII). */
+export type ObjectMetadata = Readonly<Record<string, string>>
 
 /** A whole small object. */
 export interface ObjectBody extends ObjectHead {
@@ -120,13 +125,21 @@ export interface S3 {
     endInclusive: number,
     ifMatch: string
   ) => Effect.Effect<RangeBody, StorageError, Scope.Scope>
-  readonly put: (key: string, body: Uint8Array, contentType?: string) => Effect.Effect<void, StorageError>
+  readonly put: (
+    key: string,
+    body: Uint8Array,
+    contentType?: string,
+    metadata?: ObjectMetadata
+  ) => Effect.Effect<void, StorageError>
+  /** Replaces an object's user metadata in place (a copy onto itself); `None` if it is gone. */
+  readonly replaceMetadata: (key: string, metadata: ObjectMetadata) => Effect.Effect<Option.Option<void>, StorageError>
   /** A single, never retried, conditional PUT (`ifNoneMatch: "*"` or `ifMatch: <etag>`). */
   readonly putConditional: (
     key: string,
     body: Uint8Array,
     condition: { readonly ifNoneMatch: "*" } | { readonly ifMatch: string },
-    contentType?: string
+    contentType?: string,
+    metadata?: ObjectMetadata
   ) => Effect.Effect<ConditionalPut, StorageError>
   readonly copy: (from: string, to: string) => Effect.Effect<Option.Option<void>, StorageError>
   readonly delete: (key: string) => Effect.Effect<void, StorageError>
@@ -136,7 +149,7 @@ export interface S3 {
     prefix: string,
     options?: { readonly delimiter?: string; readonly limit?: number }
   ) => Effect.Effect<Listing, StorageError>
-  readonly createUpload: (key: string) => Effect.Effect<string, StorageError>
+  readonly createUpload: (key: string, metadata?: ObjectMetadata) => Effect.Effect<string, StorageError>
   readonly uploadPart: (
     key: string,
     uploadId: string,
@@ -221,7 +234,8 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
           Effect.map(Option.map((out) => ({
             size: out.ContentLength ?? 0,
             etag: out.ETag ?? "",
-            modified: out.LastModified ?? new Date(0)
+            modified: out.LastModified ?? new Date(0),
+            metadata: out.Metadata ?? {}
           })))
         )
 
@@ -229,7 +243,13 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       optional(request("GetObject", key, async (abortSignal) => {
         const out = await sdk.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal })
         const bytes = out.Body === undefined ? new Uint8Array(0) : await out.Body.transformToByteArray()
-        return { bytes, size: bytes.byteLength, etag: out.ETag ?? "", modified: out.LastModified ?? new Date(0) }
+        return {
+          bytes,
+          size: bytes.byteLength,
+          etag: out.ETag ?? "",
+          modified: out.LastModified ?? new Date(0),
+          metadata: out.Metadata ?? {}
+        }
       }))
 
     const getRange: S3["getRange"] = (key, start, endInclusive, ifMatch) =>
@@ -255,7 +275,8 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       key: string,
       body: Uint8Array,
       contentType: string,
-      condition: { readonly IfNoneMatch: string } | { readonly IfMatch: string } | {} = {}
+      condition: { readonly IfNoneMatch: string } | { readonly IfMatch: string } | {} = {},
+      metadata?: ObjectMetadata
     ) =>
       new PutObjectCommand({
         Bucket: bucket,
@@ -263,14 +284,15 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
         Body: body,
         ContentLength: body.byteLength,
         ContentType: contentType,
-        ...condition
+        ...condition,
+        ...(metadata === undefined ? {} : { Metadata: { ...metadata } })
       })
 
-    const put: S3["put"] = (key, body, contentType = "application/octet-stream") =>
+    const put: S3["put"] = (key, body, contentType = "application/octet-stream", metadata) =>
       orStorage(request("PutObject", key, (abortSignal) =>
-        sdk.send(putObject(key, body, contentType), { abortSignal }))).pipe(Effect.asVoid)
+        sdk.send(putObject(key, body, contentType, {}, metadata), { abortSignal }))).pipe(Effect.asVoid)
 
-    const putConditional: S3["putConditional"] = (key, body, condition, contentType = "application/json") =>
+    const putConditional: S3["putConditional"] = (key, body, condition, contentType = "application/json", metadata) =>
       request(
         "PutObject (conditional)",
         key,
@@ -280,7 +302,8 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
               key,
               body,
               contentType,
-              "ifNoneMatch" in condition ? { IfNoneMatch: "*" } : { IfMatch: bareEtag(condition.ifMatch) }
+              "ifNoneMatch" in condition ? { IfNoneMatch: "*" } : { IfMatch: bareEtag(condition.ifMatch) },
+              metadata
             ),
             { abortSignal }
           ),
@@ -306,6 +329,22 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
         sdk.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: copySource(from) }), { abortSignal }))).pipe(
           Effect.map(Option.map(() => undefined))
         )
+
+    const replaceMetadata: S3["replaceMetadata"] = (key, metadata) =>
+      optional(request("CopyObject (metadata)", key, async (abortSignal) => {
+        const head = await sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal })
+        return sdk.send(
+          new CopyObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            CopySource: copySource(key),
+            MetadataDirective: "REPLACE",
+            Metadata: { ...metadata },
+            ...(head.ContentType === undefined ? {} : { ContentType: head.ContentType })
+          }),
+          { abortSignal }
+        )
+      })).pipe(Effect.map(Option.map(() => undefined)))
 
     const del: S3["delete"] = (key) =>
       orStorage(request("DeleteObject", key, (abortSignal) =>
@@ -374,10 +413,15 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
         return { objects, prefixes }
       })
 
-    const createUpload: S3["createUpload"] = (key) =>
+    const createUpload: S3["createUpload"] = (key, metadata) =>
       orStorage(request("CreateMultipartUpload", key, (abortSignal) =>
         sdk.send(
-          new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: "application/octet-stream" }),
+          new CreateMultipartUploadCommand({
+            Bucket: bucket,
+            Key: key,
+            ContentType: "application/octet-stream",
+            ...(metadata === undefined ? {} : { Metadata: { ...metadata } })
+          }),
           { abortSignal }
         ))).pipe(
           Effect.flatMap((out) =>
@@ -476,6 +520,7 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       get,
       getRange,
       put,
+      replaceMetadata,
       putConditional,
       copy,
       delete: del,

@@ -22,6 +22,7 @@ import type { EntriesOptions } from "./entries.js"
 import { fsError, TREE_CONCURRENCY } from "./entries.js"
 import * as Intents from "./intent.js"
 import { metaOfData } from "./layout.js"
+import * as Links from "./links.js"
 import * as Tree from "./tree.js"
 import { sumListing } from "./usage.js"
 import * as Writer from "./writer.js"
@@ -129,7 +130,10 @@ export const make = (options: S3DriverOptions): FsDriver => {
   const read = (path: Paths.NonRootSegments): Effect.Effect<Uint8Array, VolumeFsFailure> =>
     Effect.zipRight(
       checkLength(path),
-      Effect.flatMap(s3.get(fileOf(path)), (body) => Option.isSome(body) ? Effect.succeed(body.value.bytes) : notAFile(path))
+      Effect.flatMap(s3.get(fileOf(path)), (body) =>
+        Option.isSome(body)
+          ? Effect.as(Links.refuseLink(path, body.value.metadata), body.value.bytes)
+          : notAFile(path))
     )
 
   const readStream = (path: Paths.NonRootSegments, chunkSize: number): Stream.Stream<Uint8Array, VolumeFsFailure> =>
@@ -138,6 +142,7 @@ export const make = (options: S3DriverOptions): FsDriver => {
       const key = fileOf(path)
       const head = yield* s3.head(key)
       if (Option.isNone(head)) return yield* notAFile(path)
+      yield* Links.refuseLink(path, head.value.metadata)
       const { etag, size } = head.value
       const starts = Stream.iterate(0, (start) => start + RANGE_BYTES).pipe(Stream.takeWhile((start) => start < size))
       /** One ranged GET, pinned to the ETag seen first so a replaced file fails the stream. */
@@ -173,11 +178,11 @@ export const make = (options: S3DriverOptions): FsDriver => {
       )
     }))
 
-  const write = (path: Paths.NonRootSegments, data: Uint8Array): Effect.Effect<void, VolumeFsFailure> =>
-    entries.writeWhole(path, data)
+  const write = (path: Paths.NonRootSegments, data: Uint8Array, mode?: number): Effect.Effect<void, VolumeFsFailure> =>
+    entries.writeWhole(path, data, Links.modeMetadata(mode))
 
-  const openWriter = (path: Paths.NonRootSegments): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
-    Writer.open(entries, path)
+  const openWriter = (path: Paths.NonRootSegments, mode?: number): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
+    Writer.open(entries, path, Links.modeMetadata(mode))
 
   const mkdir = (path: Paths.Segments): Effect.Effect<void, VolumeFsFailure> =>
     Effect.gen(function*() {
@@ -221,18 +226,8 @@ export const make = (options: S3DriverOptions): FsDriver => {
       }
     })
 
-  return {
-    stat,
-    list,
-    read,
-    readStream,
-    openWriter,
-    write,
-    mkdir,
-    remove,
-    removeDir,
-    rename: tree.rename,
-    copy: tree.copy,
-    measure
-  }
+  return Links.withLinks(
+    { s3, fileOf, dirOf, writeObject: entries.writeWhole, loadVolume },
+    { stat, list, read, readStream, openWriter, write, mkdir, remove, removeDir, rename: tree.rename, copy: tree.copy, measure }
+  )
 }

@@ -18,7 +18,7 @@ import { createHash } from "node:crypto"
 import { InvalidPath, PathNotFound, StorageError, VolumeFsError, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFsErrorReason, VolumeFsFailure } from "../../VolumeError.js"
 import * as Paths from "../paths.js"
-import type { ObjectHead, S3 } from "./client.js"
+import type { ObjectHead, ObjectMetadata, S3 } from "./client.js"
 import { bareEtag } from "./client.js"
 import { ancestors, directoryKey, fileKey, MAX_KEY_BYTES } from "./layout.js"
 import * as Records from "./records.js"
@@ -170,11 +170,11 @@ export const make = (options: EntriesOptions) => {
    * exactly known. Returns the new ETag and the bytes replaced; `None` if the path changed
    * since `target` was probed (the caller probes again).
    */
-  const putFile = (path: Paths.NonRootSegments, data: Uint8Array, target: Probe) =>
+  const putFile = (path: Paths.NonRootSegments, data: Uint8Array, target: Probe, metadata?: ObjectMetadata) =>
     Effect.gen(function*() {
       const key = fileOf(path)
       const condition = target.kind === "file" ? { ifMatch: target.head.etag } : { ifNoneMatch: "*" as const }
-      const outcome = yield* s3.putConditional(key, data, condition, "application/octet-stream")
+      const outcome = yield* s3.putConditional(key, data, condition, "application/octet-stream", metadata)
       const replaced = target.kind === "file" ? target.head.size : 0
       if (outcome._tag === "Written") {
         const etag = Option.getOrElse(outcome.etag, () => md5(data))
@@ -226,13 +226,18 @@ export const make = (options: EntriesOptions) => {
    * of the same file won), the file/directory guards, then the usage delta. Once the object
    * landed the rest is a state transition and runs uninterruptibly.
    */
-  const writeWhole = (path: Paths.NonRootSegments, data: Uint8Array): Effect.Effect<void, VolumeFsFailure> =>
+  /** A whole-object write; `metadata` carries a mode or a symlink's target (SPEC §11). */
+  const writeWhole = (
+    path: Paths.NonRootSegments,
+    data: Uint8Array,
+    metadata?: ObjectMetadata
+  ): Effect.Effect<void, VolumeFsFailure> =>
     Effect.gen(function*() {
       for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
         const { parents, target, versioned } = yield* prepareWrite(path)
         yield* createMarkers(parents.missing)
         const landed = yield* Effect.uninterruptibleMask((restore) =>
-          Effect.flatMap(restore(putFile(path, data, target)), (put) =>
+          Effect.flatMap(restore(putFile(path, data, target, metadata)), (put) =>
             Option.match(put, {
               onNone: () => Effect.succeed(false),
               onSome: ({ etag, replaced }) =>

@@ -78,8 +78,14 @@ const lazyDriver = <E>(resolve: Effect.Effect<FsDriver, E>): FsDriver => {
     read: (path) => use((driver) => driver.read(path)),
     readStream: (path, chunkSize) =>
       Stream.unwrap(Effect.map(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.readStream(path, chunkSize))),
-    openWriter: (path) => Effect.flatMap(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.openWriter(path)),
-    write: (path, data) => use((driver) => driver.write(path, data)),
+    openWriter: (path, mode) =>
+      Effect.flatMap(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.openWriter(path, mode)),
+    write: (path, data, mode) => use((driver) => driver.write(path, data, mode)),
+    symlink: (target, path) => use((driver) => driver.symlink(target, path)),
+    readlink: (path) => use((driver) => driver.readlink(path)),
+    chmod: (path, mode) => use((driver) => driver.chmod(path, mode)),
+    watch: (path, recursive) =>
+      Stream.unwrap(Effect.map(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.watch(path, recursive))),
     mkdir: (path) => use((driver) => driver.mkdir(path)),
     remove: (path) => use((driver) => driver.remove(path)),
     removeDir: (path) => use((driver) => driver.removeDir(path)),

@@ -46,8 +46,9 @@ export const make = (entries: Entries, intents: Intents.Intents) => {
         (object) => Effect.asVoid(s3.copy(object.key, target + object.key.slice(source.length))),
         { concurrency: TREE_CONCURRENCY, discard: true }
       )
-      // The target directory exists even if the source had no marker of its own.
-      yield* entries.createMarkers([to])
+      // The target directory exists even if the source had no marker of its own (a copied
+      // marker is kept: it carries the directory's mode).
+      if (!objects.some((object) => object.key === source)) yield* entries.createMarkers([to])
       return objects
     })
 

@@ -10,6 +10,7 @@ import type { Scope } from "effect"
 import type { StorageError, VolumeFsFailure } from "../../VolumeError.js"
 import type { FsWriter } from "../fsDriver.js"
 import type * as Paths from "../paths.js"
+import type { ObjectMetadata } from "./client.js"
 import type { Entries } from "./entries.js"
 import { fsError } from "./entries.js"
 
@@ -18,7 +19,11 @@ export const PART_BYTES = 8 * 1024 * 1024
 /** Part uploads of one `writeStream` running at once (memory: this many parts plus one). */
 const PARTS_IN_FLIGHT = 3
 
-export const open = (entries: Entries, path: Paths.NonRootSegments): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
+export const open = (
+  entries: Entries,
+  path: Paths.NonRootSegments,
+  metadata?: ObjectMetadata
+): Effect.Effect<FsWriter, VolumeFsFailure, Scope.Scope> =>
   Effect.gen(function*() {
     const { s3 } = entries
     yield* entries.prepareWrite(path)
@@ -54,7 +59,7 @@ export const open = (entries: Entries, path: Paths.NonRootSegments): Effect.Effe
       const body = state.buffer.subarray(0, state.filled)
       state.buffer = new Uint8Array(0)
       state.filled = 0
-      const uploadId = Option.isSome(state.uploadId) ? state.uploadId.value : yield* s3.createUpload(key)
+      const uploadId = Option.isSome(state.uploadId) ? state.uploadId.value : yield* s3.createUpload(key, metadata)
       state.uploadId = Option.some(uploadId)
       const partNumber = state.nextPart++
       const upload = Effect.map(s3.uploadPart(key, uploadId, partNumber, body), (etag) => {
@@ -98,7 +103,7 @@ export const open = (entries: Entries, path: Paths.NonRootSegments): Effect.Effe
         if (Option.isNone(state.uploadId)) {
           const data = state.buffer.subarray(0, state.filled)
           state.buffer = new Uint8Array(0)
-          return entries.writeWhole(path, data)
+          return entries.writeWhole(path, data, metadata)
         }
         return Effect.gen(function*() {
           if (state.filled > 0) yield* flushPart
