@@ -36,7 +36,10 @@ const guardObject = <T extends object>(target: T, check: (operation: string) => 
         const result: unknown = value(...args)
         return key === "fs" ? guardObject(result as VolumeFs, check) : guarded(result, check(key))
       }
-    } else out[key] = Effect.isEffect(value) ? Effect.zipRight(check(key), value) : value
+    } else if (Effect.isEffect(value)) out[key] = Effect.zipRight(check(key), value)
+    // A group of operations (e.g. `snapshots`) is guarded like the service itself.
+    else if (typeof value === "object" && value !== null) out[key] = guardObject(value, check)
+    else out[key] = value
   }
   return out as T
 }
