@@ -49,7 +49,8 @@ export const startWatch = (fs: VolumeFs, path: string, options: WatchOptions, pr
     for (let i = 0;; i++) {
       const probe = `${probeDir === "/" ? "" : probeDir}/.probe-${i}`
       yield* fs.write(probe, "p").pipe(Effect.orDie)
-      if (Option.isSome(yield* take((event) => event.path === probe, Duration.seconds(1)))) break
+      // Any probe counts: a slow poll may report an earlier probe after its own wait ran out.
+      if (Option.isSome(yield* take((event) => isProbe(event) && event._tag !== "Removed", Duration.seconds(1)))) break
       if (i >= 30) assert.fail("the watch never reported a probe write")
     }
     const next = (predicate: (event: WatchEvent) => boolean, what: string) =>
