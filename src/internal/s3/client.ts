@@ -43,7 +43,16 @@ export interface S3Settings {
   readonly maxAttempts?: number
   /** Longest wait for the answer of one attempt, in milliseconds (default 30,000). */
   readonly requestTimeoutMillis?: number
+  /** Bytes of one ranged GET of a file read (default {@link DEFAULT_READ_PART_BYTES}). */
+  readonly readPartBytes?: number
+  /** Ranged GETs of one file read in flight or held at once (default {@link DEFAULT_READ_WINDOW}). */
+  readonly readWindow?: number
 }
+
+/** Default bytes of one ranged GET of a file read. */
+export const DEFAULT_READ_PART_BYTES = 8 * 1024 * 1024
+/** Default ranged GETs of one file read in flight or held at once: memory is about (window + 1) parts. */
+export const DEFAULT_READ_WINDOW = 4
 
 /** Default per-attempt timeout: a 64 MiB PUT on a slow link still fits. */
 export const DEFAULT_REQUEST_TIMEOUT_MILLIS = 30_000
@@ -87,17 +96,31 @@ export type ConditionalPut =
   | { readonly _tag: "Missing" }
   | { readonly _tag: "Unknown"; readonly failure: S3Failure }
 
-/** The answer of a pinned ranged GET. */
+/** The answer of a ranged GET (pinned to an ETag or not). */
 export type RangeBody =
-  | { readonly _tag: "Body"; readonly body: Readable }
+  | {
+    readonly _tag: "Body"
+    readonly body: Readable
+    /** The whole object's size (from `Content-Range`). */
+    readonly size: number
+    readonly etag: string
+  }
   | { readonly _tag: "Missing" }
   | { readonly _tag: "Changed" }
+  /** The range starts at or past the end (416): at 0, the object is empty. */
+  | { readonly _tag: "Unsatisfiable" }
 
 /** A multipart upload that was started and neither completed nor aborted. */
 export interface PendingUpload {
   readonly key: string
   readonly uploadId: string
   readonly initiated: Date
+}
+
+/** The whole object's size of a ranged answer: `Content-Range: bytes a-b/size`, or the length of a 200. */
+const totalSize = (out: GetObjectCommandOutput): number => {
+  const total = /\/(\d+)$/.exec(out.ContentRange ?? "")
+  return total === null ? out.ContentLength ?? 0 : Number(total[1])
 }
 
 /** Most keys one DeleteObjects request may carry. */
@@ -113,12 +136,19 @@ export interface S3 {
   readonly requestTimeoutMillis: number
   readonly head: (key: string) => Effect.Effect<Option.Option<ObjectHead>, StorageError>
   readonly get: (key: string) => Effect.Effect<Option.Option<ObjectBody>, StorageError>
-  /** A ranged GET whose body is streamed; `ifMatch` makes it answer `Changed` if the object changed. */
+  /** Bytes of one ranged GET of a file read. */
+  readonly readPartBytes: number
+  /** Ranged GETs of one file read in flight or held at once. */
+  readonly readWindow: number
+  /**
+   * A ranged GET whose body is streamed (destroyed when the scope closes); `ifMatch` makes it
+   * answer `Changed` if the object changed.
+   */
   readonly getRange: (
     key: string,
     start: number,
     endInclusive: number,
-    ifMatch: string
+    ifMatch: Option.Option<string>
   ) => Effect.Effect<RangeBody, StorageError, Scope.Scope>
   readonly put: (key: string, body: Uint8Array, contentType?: string) => Effect.Effect<void, StorageError>
   /** A single, never retried, conditional PUT (`ifNoneMatch: "*"` or `ifMatch: <etag>`). */
@@ -234,16 +264,29 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
 
     const getRange: S3["getRange"] = (key, start, endInclusive, ifMatch) =>
       Effect.acquireRelease(
-        request("GetObject", key, (abortSignal) =>
+        // Interruptible, so the per-attempt timeout can abort a request the store never answers
+        // (its abort signal tears the request down: no body is left behind).
+        Effect.interruptible(request("GetObject", key, (abortSignal) =>
           sdk.send(
-            new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${endInclusive}`, IfMatch: ifMatch }),
+            new GetObjectCommand({
+              Bucket: bucket,
+              Key: key,
+              Range: `bytes=${start}-${endInclusive}`,
+              ...(Option.isSome(ifMatch) ? { IfMatch: ifMatch.value } : {})
+            }),
             { abortSignal }
           )).pipe(
-            Effect.map((out: GetObjectCommandOutput): RangeBody => ({ _tag: "Body", body: out.Body as Readable })),
+            Effect.map((out: GetObjectCommandOutput): RangeBody => ({
+              _tag: "Body",
+              body: out.Body as Readable,
+              size: totalSize(out),
+              etag: out.ETag ?? ""
+            })),
             Effect.catchIf(isNotFound, () => Effect.succeed<RangeBody>({ _tag: "Missing" })),
             Effect.catchIf(isPreconditionFailed, () => Effect.succeed<RangeBody>({ _tag: "Changed" })),
+            Effect.catchIf((f) => f.status === 416, () => Effect.succeed<RangeBody>({ _tag: "Unsatisfiable" })),
             Effect.mapError(toStorageError)
-          ),
+          )),
         // An unread body holds a socket: release it when the consumer stops early.
         (out) =>
           Effect.sync(() => {
@@ -472,6 +515,8 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       bucket,
       sdk,
       requestTimeoutMillis: timeoutMillis,
+      readPartBytes: Math.max(1, settings.readPartBytes ?? DEFAULT_READ_PART_BYTES),
+      readWindow: Math.max(1, settings.readWindow ?? DEFAULT_READ_WINDOW),
       head,
       get,
       getRange,
