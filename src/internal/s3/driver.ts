@@ -129,26 +129,15 @@ export const make = (options: S3DriverOptions): FsDriver => {
       yield* checkLength(path)
       const opened = yield* ObjectRead.open(s3, fileOf(path))
       if (Option.isNone(opened)) return yield* notAFile(path)
-      const { size, parts } = opened.value
+      const lost = (lost: ObjectRead.ReadLost) => fsError(path, "Io", `the file was ${lost.how} while it was read`)
       return {
-        size,
-        parts: Stream.catchTag(parts, "ReadLost", (lost) =>
-          lost.how === "missing" ? notAFile(path) : fsError(path, "Io", `the file was ${lost.how} while it was read`))
+        parts: Stream.catchTag(opened.value.parts, "ReadLost", lost),
+        whole: Effect.catchTag(opened.value.whole, "ReadLost", lost)
       }
     })
 
   const read = (path: Paths.NonRootSegments): Effect.Effect<Uint8Array, VolumeFsFailure> =>
-    Effect.scoped(Effect.gen(function*() {
-      const { parts, size } = yield* openFile(path)
-      const into = new Uint8Array(size)
-      let offset = 0
-      yield* Stream.runForEach(parts, (part) =>
-        Effect.sync(() => {
-          into.set(part, offset)
-          offset += part.byteLength
-        }))
-      return into
-    }))
+    Effect.scoped(Effect.flatMap(openFile(path), (opened) => opened.whole))
 
   const readStream = (path: Paths.NonRootSegments, chunkSize: number): Stream.Stream<Uint8Array, VolumeFsFailure> =>
     Stream.unwrapScoped(Effect.map(openFile(path), ({ parts }) =>
