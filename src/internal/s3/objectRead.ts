@@ -109,6 +109,8 @@ export const open = (s3: S3, key: string): Effect.Effect<Option.Option<OpenedObj
       parts: Stream.mapEffect(starts, (start) => part(start, new Uint8Array(lengthAt(start))), { concurrency }),
       whole: Effect.suspend(() => {
         const into = new Uint8Array(size)
+        // Most files are one part: no stream machinery for them.
+        if (size <= partBytes) return part(0, into)
         return Stream.runForEach(
           Stream.mapEffect(starts, (start) => part(start, into.subarray(start, start + lengthAt(start))), { concurrency }),
           () => Effect.void
