@@ -213,9 +213,10 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
     const { bucket } = settings
     const attempts = Math.max(1, settings.maxAttempts ?? 6)
     const timeoutMillis = Math.max(1, settings.requestTimeoutMillis ?? DEFAULT_REQUEST_TIMEOUT_MILLIS)
-    const backoff = Schedule.exponential(Duration.millis(40), 2).pipe(
+    /** Pauses after the second and later failed attempts (the first pause is 40 ms). */
+    const laterAttempts = Schedule.exponential(Duration.millis(80), 2).pipe(
       Schedule.jittered,
-      Schedule.intersect(Schedule.recurs(attempts - 1))
+      Schedule.intersect(Schedule.recurs(Math.max(0, attempts - 2)))
     )
 
     /**
@@ -229,10 +230,29 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       run: (signal: AbortSignal) => Promise<A>,
       idempotent = true
     ): Effect.Effect<A, S3Failure> => {
-      const once = Effect.tryPromise({ try: run, catch: (cause) => toFailure(operation, key, cause) }).pipe(
-        Effect.timeoutFail({ duration: Duration.millis(timeoutMillis), onTimeout: () => timedOut(operation, key, timeoutMillis) })
-      )
-      return idempotent ? Effect.retry(once, { schedule: backoff, while: isTransient }) : once
+      // The timeout is a timer that aborts the request (no fiber per request): this wrapper
+      // runs around every request, so its cost is the library's per-request overhead.
+      const once = Effect.async<A, S3Failure>((resume, interrupted) => {
+        const controller = new AbortController()
+        const abort = () => controller.abort()
+        interrupted.addEventListener("abort", abort, { once: true })
+        let late = false
+        const timer = setTimeout(() => {
+          late = true
+          abort()
+        }, timeoutMillis)
+        run(controller.signal).then(
+          (value) => resume(Effect.succeed(value)),
+          (cause) => resume(Effect.fail(late ? timedOut(operation, key, timeoutMillis) : toFailure(operation, key, cause)))
+        ).finally(() => {
+          clearTimeout(timer)
+          interrupted.removeEventListener("abort", abort)
+        })
+      })
+      // The first attempt runs without the retry machinery; only a transient failure builds it.
+      if (!idempotent || attempts === 1) return once
+      return Effect.catchIf(once, isTransient, () =>
+        Effect.retry(Effect.delay(once, Duration.millis(40)), { schedule: laterAttempts, while: isTransient }))
     }
 
     const orStorage = <A>(self: Effect.Effect<A, S3Failure>) => Effect.mapError(self, toStorageError)
