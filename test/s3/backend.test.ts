@@ -30,9 +30,15 @@ interface Fault {
 }
 
 /** One "machine": its own client on the shared bucket and prefix, counting its requests. */
-const machine = (prefix: string, extra: { readonly maxAttempts?: number; readonly endpoint?: string } = {}) =>
+const machine = (
+  prefix: string,
+  extra: { readonly maxAttempts?: number; readonly endpoint?: string; readonly readPartBytes?: number } = {}
+) =>
   Effect.gen(function*() {
-    const s3: S3 = yield* Client.make(settings(bucket, extra))
+    const s3: S3 = yield* Client.make({
+      ...settings(bucket, extra),
+      ...(extra.readPartBytes === undefined ? {} : { readPartBytes: extra.readPartBytes })
+    })
     const requests: Array<string> = []
     const faults: Array<Fault> = []
     s3.sdk.middlewareStack.add(
@@ -192,7 +198,8 @@ describeS3("S3Backend against RADOS Gateway", () => {
 
   it.scopedLive("a file replaced while it streams fails the stream instead of mixing versions", () =>
     Effect.gen(function*() {
-      const m = yield* machine(uniquePrefix())
+      // 1 MiB parts, 4 ahead at most: the parts after the first few are requested after the replace.
+      const m = yield* machine(uniquePrefix(), { readPartBytes: MiB })
       const fs = (yield* Volume.builder("mix").create().pipe(Effect.provide(m.layer))).fs()
       yield* fs.write("f.bin", bytes(9 * MiB, 1))
       let replaced = false

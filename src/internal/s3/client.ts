@@ -43,7 +43,16 @@ export interface S3Settings {
   readonly maxAttempts?: number
   /** Longest wait for the answer of one attempt, in milliseconds (default 30,000). */
   readonly requestTimeoutMillis?: number
+  /** Bytes of one ranged GET of a file read (default {@link DEFAULT_READ_PART_BYTES}). */
+  readonly readPartBytes?: number
+  /** Ranged GETs of one file read in flight or held at once (default {@link DEFAULT_READ_WINDOW}). */
+  readonly readWindow?: number
 }
+
+/** Default bytes of one ranged GET of a file read. */
+export const DEFAULT_READ_PART_BYTES = 8 * 1024 * 1024
+/** Default ranged GETs of one file read in flight or held at once: memory is about (window + 1) parts. */
+export const DEFAULT_READ_WINDOW = 4
 
 /** Default per-attempt timeout: a 64 MiB PUT on a slow link still fits. */
 export const DEFAULT_REQUEST_TIMEOUT_MILLIS = 30_000
@@ -92,17 +101,33 @@ export type ConditionalPut =
   | { readonly _tag: "Missing" }
   | { readonly _tag: "Unknown"; readonly failure: S3Failure }
 
-/** The answer of a pinned ranged GET. */
+/** The answer of a ranged GET (pinned to an ETag or not). */
 export type RangeBody =
-  | { readonly _tag: "Body"; readonly body: Readable }
+  | {
+    readonly _tag: "Body"
+    readonly body: Readable
+    /** The whole object's size (from `Content-Range`). */
+    readonly size: number
+    readonly etag: string
+    /** User metadata (a mode, a symlink's target: see `links.ts`). */
+    readonly metadata: ObjectMetadata
+  }
   | { readonly _tag: "Missing" }
   | { readonly _tag: "Changed" }
+  /** The range starts at or past the end (416): at 0, the object is empty. */
+  | { readonly _tag: "Unsatisfiable" }
 
 /** A multipart upload that was started and neither completed nor aborted. */
 export interface PendingUpload {
   readonly key: string
   readonly uploadId: string
   readonly initiated: Date
+}
+
+/** The whole object's size of a ranged answer: `Content-Range: bytes a-b/size`, or the length of a 200. */
+const totalSize = (out: GetObjectCommandOutput): number => {
+  const total = /\/(\d+)$/.exec(out.ContentRange ?? "")
+  return total === null ? out.ContentLength ?? 0 : Number(total[1])
 }
 
 /** Most keys one DeleteObjects request may carry. */
@@ -118,12 +143,19 @@ export interface S3 {
   readonly requestTimeoutMillis: number
   readonly head: (key: string) => Effect.Effect<Option.Option<ObjectHead>, StorageError>
   readonly get: (key: string) => Effect.Effect<Option.Option<ObjectBody>, StorageError>
-  /** A ranged GET whose body is streamed; `ifMatch` makes it answer `Changed` if the object changed. */
+  /** Bytes of one ranged GET of a file read. */
+  readonly readPartBytes: number
+  /** Ranged GETs of one file read in flight or held at once. */
+  readonly readWindow: number
+  /**
+   * A ranged GET whose body is streamed (destroyed when the scope closes); `ifMatch` makes it
+   * answer `Changed` if the object changed.
+   */
   readonly getRange: (
     key: string,
     start: number,
     endInclusive: number,
-    ifMatch: string
+    ifMatch: Option.Option<string>
   ) => Effect.Effect<RangeBody, StorageError, Scope.Scope>
   readonly put: (
     key: string,
@@ -196,9 +228,10 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
     const { bucket } = settings
     const attempts = Math.max(1, settings.maxAttempts ?? 6)
     const timeoutMillis = Math.max(1, settings.requestTimeoutMillis ?? DEFAULT_REQUEST_TIMEOUT_MILLIS)
-    const backoff = Schedule.exponential(Duration.millis(40), 2).pipe(
+    /** Pauses after the second and later failed attempts (the first pause is 40 ms). */
+    const laterAttempts = Schedule.exponential(Duration.millis(80), 2).pipe(
       Schedule.jittered,
-      Schedule.intersect(Schedule.recurs(attempts - 1))
+      Schedule.intersect(Schedule.recurs(Math.max(0, attempts - 2)))
     )
 
     /**
@@ -212,10 +245,29 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       run: (signal: AbortSignal) => Promise<A>,
       idempotent = true
     ): Effect.Effect<A, S3Failure> => {
-      const once = Effect.tryPromise({ try: run, catch: (cause) => toFailure(operation, key, cause) }).pipe(
-        Effect.timeoutFail({ duration: Duration.millis(timeoutMillis), onTimeout: () => timedOut(operation, key, timeoutMillis) })
-      )
-      return idempotent ? Effect.retry(once, { schedule: backoff, while: isTransient }) : once
+      // The timeout is a timer that aborts the request (no fiber per request): this wrapper
+      // runs around every request, so its cost is the library's per-request overhead.
+      const once = Effect.async<A, S3Failure>((resume, interrupted) => {
+        const controller = new AbortController()
+        const abort = () => controller.abort()
+        interrupted.addEventListener("abort", abort, { once: true })
+        let late = false
+        const timer = setTimeout(() => {
+          late = true
+          abort()
+        }, timeoutMillis)
+        run(controller.signal).then(
+          (value) => resume(Effect.succeed(value)),
+          (cause) => resume(Effect.fail(late ? timedOut(operation, key, timeoutMillis) : toFailure(operation, key, cause)))
+        ).finally(() => {
+          clearTimeout(timer)
+          interrupted.removeEventListener("abort", abort)
+        })
+      })
+      // The first attempt runs without the retry machinery; only a transient failure builds it.
+      if (!idempotent || attempts === 1) return once
+      return Effect.catchIf(once, isTransient, () =>
+        Effect.retry(Effect.delay(once, Duration.millis(40)), { schedule: laterAttempts, while: isTransient }))
     }
 
     const orStorage = <A>(self: Effect.Effect<A, S3Failure>) => Effect.mapError(self, toStorageError)
@@ -254,16 +306,30 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
 
     const getRange: S3["getRange"] = (key, start, endInclusive, ifMatch) =>
       Effect.acquireRelease(
-        request("GetObject", key, (abortSignal) =>
+        // Interruptible, so the per-attempt timeout can abort a request the store never answers
+        // (its abort signal tears the request down: no body is left behind).
+        Effect.interruptible(request("GetObject", key, (abortSignal) =>
           sdk.send(
-            new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${endInclusive}`, IfMatch: ifMatch }),
+            new GetObjectCommand({
+              Bucket: bucket,
+              Key: key,
+              Range: `bytes=${start}-${endInclusive}`,
+              ...(Option.isSome(ifMatch) ? { IfMatch: ifMatch.value } : {})
+            }),
             { abortSignal }
           )).pipe(
-            Effect.map((out: GetObjectCommandOutput): RangeBody => ({ _tag: "Body", body: out.Body as Readable })),
+            Effect.map((out: GetObjectCommandOutput): RangeBody => ({
+              _tag: "Body",
+              body: out.Body as Readable,
+              size: totalSize(out),
+              etag: out.ETag ?? "",
+              metadata: out.Metadata ?? {}
+            })),
             Effect.catchIf(isNotFound, () => Effect.succeed<RangeBody>({ _tag: "Missing" })),
             Effect.catchIf(isPreconditionFailed, () => Effect.succeed<RangeBody>({ _tag: "Changed" })),
+            Effect.catchIf((f) => f.status === 416, () => Effect.succeed<RangeBody>({ _tag: "Unsatisfiable" })),
             Effect.mapError(toStorageError)
-          ),
+          )),
         // An unread body holds a socket: release it when the consumer stops early.
         (out) =>
           Effect.sync(() => {
@@ -516,6 +582,8 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
       bucket,
       sdk,
       requestTimeoutMillis: timeoutMillis,
+      readPartBytes: Math.max(1, settings.readPartBytes ?? DEFAULT_READ_PART_BYTES),
+      readWindow: Math.max(1, settings.readWindow ?? DEFAULT_READ_WINDOW),
       head,
       get,
       getRange,

@@ -9,10 +9,8 @@
  * volume's usage counter lives in its record and is moved by compare-and-swap after each
  * change, so measuring the volume costs one GET instead of a listing.
  */
-import * as NodeStream from "@effect/platform-node/NodeStream"
-import { DateTime, Duration, Effect, Option, Stream } from "effect"
+import { DateTime, Effect, Option, Stream } from "effect"
 import type { Scope } from "effect"
-import { StorageError } from "../../VolumeError.js"
 import type { VolumeFsFailure } from "../../VolumeError.js"
 import { FsEntry, FsMetadata } from "../../VolumeFs.js"
 import type { FsDriver, FsWriter } from "../fsDriver.js"
@@ -21,6 +19,7 @@ import * as Entries from "./entries.js"
 import type { EntriesOptions } from "./entries.js"
 import { fsError, TREE_CONCURRENCY } from "./entries.js"
 import * as Intents from "./intent.js"
+import * as ObjectRead from "./objectRead.js"
 import { metaOfData } from "./layout.js"
 import * as Links from "./links.js"
 import * as Tree from "./tree.js"
@@ -36,8 +35,6 @@ const OWNER_UID = process.getuid?.() ?? 0
 const OWNER_GID = process.getgid?.() ?? 0
 
 export { PART_BYTES } from "./writer.js"
-/** Bytes fetched by one ranged GET of `readStream`. */
-export const RANGE_BYTES = 8 * 1024 * 1024
 
 export type S3DriverOptions = EntriesOptions
 
@@ -127,56 +124,34 @@ export const make = (options: S3DriverOptions): FsDriver => {
   const notAFile = (path: Paths.NonRootSegments): Effect.Effect<never, VolumeFsFailure> =>
     Effect.flatMap(probe(path), (found) => found.kind === "directory" ? fsError(path, "IsADirectory") : missing(path))
 
+  /** The object at `path` opened for a read (parallel ranged GETs, see `objectRead.ts`), as file-system failures. */
+  const openFile = (path: Paths.NonRootSegments) =>
+    Effect.gen(function*() {
+      yield* checkLength(path)
+      const opened = yield* ObjectRead.open(s3, fileOf(path))
+      if (Option.isNone(opened)) return yield* notAFile(path)
+      yield* Links.refuseLink(path, opened.value.metadata)
+      const lost = (lost: ObjectRead.ReadLost) => fsError(path, "Io", `the file was ${lost.how} while it was read`)
+      return {
+        parts: Stream.catchTag(opened.value.parts, "ReadLost", lost),
+        whole: Effect.catchTag(opened.value.whole, "ReadLost", lost)
+      }
+    })
+
   const read = (path: Paths.NonRootSegments): Effect.Effect<Uint8Array, VolumeFsFailure> =>
-    Effect.zipRight(
-      checkLength(path),
-      Effect.flatMap(s3.get(fileOf(path)), (body) =>
-        Option.isSome(body)
-          ? Effect.as(Links.refuseLink(path, body.value.metadata), body.value.bytes)
-          : notAFile(path))
-    )
+    Effect.scoped(Effect.flatMap(openFile(path), (opened) => opened.whole))
 
   const readStream = (path: Paths.NonRootSegments, chunkSize: number): Stream.Stream<Uint8Array, VolumeFsFailure> =>
-    Stream.unwrap(Effect.gen(function*() {
-      yield* checkLength(path)
-      const key = fileOf(path)
-      const head = yield* s3.head(key)
-      if (Option.isNone(head)) return yield* notAFile(path)
-      yield* Links.refuseLink(path, head.value.metadata)
-      const { etag, size } = head.value
-      const starts = Stream.iterate(0, (start) => start + RANGE_BYTES).pipe(Stream.takeWhile((start) => start < size))
-      /** One ranged GET, pinned to the ETag seen first so a replaced file fails the stream. */
-      const range = (start: number) =>
-        Stream.unwrapScoped(Effect.gen(function*() {
-          const body = yield* s3.getRange(key, start, Math.min(size, start + RANGE_BYTES) - 1, etag)
-          if (body._tag === "Missing") return yield* fsError(path, "Io", "the file was removed while it was read")
-          if (body._tag === "Changed") return yield* fsError(path, "Io", "the file was replaced while it was read")
-          const failed = (cause?: unknown) =>
-            new StorageError({
-              message: `reading ${Paths.format(path)} from the object store failed${
-                cause === undefined ? `: no data for ${s3.requestTimeoutMillis} ms` : ""
-              }`,
-              reason: "Unavailable",
-              operation: "GetObject",
-              cause
-            })
-          // A body that stops arriving fails like a request that is not answered.
-          return NodeStream.fromReadable<StorageError>(() => body.body, failed).pipe(
-            Stream.timeoutFail(() => failed(), Duration.millis(s3.requestTimeoutMillis))
-          )
-        }))
-      return Stream.flatMap(starts, range).pipe(
-        // Sockets deliver what they like; consumers get at most `chunkSize` bytes at a time.
-        Stream.mapConcat((chunk: Uint8Array) => {
-          if (chunk.byteLength <= chunkSize) return [chunk]
-          const pieces: Array<Uint8Array> = []
-          for (let offset = 0; offset < chunk.byteLength; offset += chunkSize) {
-            pieces.push(chunk.subarray(offset, offset + chunkSize))
-          }
-          return pieces
-        })
-      )
-    }))
+    Stream.unwrapScoped(Effect.map(openFile(path), ({ parts }) =>
+      Stream.mapConcat(parts, (part: Uint8Array) => {
+        // Parts are megabytes; consumers get at most `chunkSize` bytes at a time.
+        if (part.byteLength <= chunkSize) return [part]
+        const pieces: Array<Uint8Array> = []
+        for (let offset = 0; offset < part.byteLength; offset += chunkSize) {
+          pieces.push(part.subarray(offset, offset + chunkSize))
+        }
+        return pieces
+      })))
 
   const write = (path: Paths.NonRootSegments, data: Uint8Array, mode?: number): Effect.Effect<void, VolumeFsFailure> =>
     entries.writeWhole(path, data, Links.modeMetadata(mode))
