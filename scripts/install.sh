@@ -17,6 +17,7 @@ SYSTEM_PACKAGES=(
   build-essential     # cc, make: native pieces built from source
   pkg-config
   libseccomp-dev      # the sandbox's seccomp filter
+  python3             # the pty helper of `run -it`, renameat2 for restores, the seccomp compiler
   python3-seccomp     # compiles the seccomp profile to BPF (scripts/)
   attr                # getfattr/setfattr: tests inspect the xattr ownership overlay
   tmux                # a real pty for the CLI's terminal tests
