@@ -13,7 +13,7 @@
  * @since 0.1.0
  */
 import { Config, Effect, Layer, Option, Redacted } from "effect"
-import type { ConfigError, Scope } from "effect"
+import type { ConfigError, Duration, Scope } from "effect"
 import * as internal from "./internal/s3/backend.js"
 import * as Snapshot from "./internal/snapshot.js"
 import type { Volume } from "./Volume.js"
@@ -43,6 +43,12 @@ export interface S3BackendOptions {
   readonly forcePathStyle?: boolean | undefined
   /** Attempts of an idempotent request on network errors, 5xx and throttling. Default 6. */
   readonly maxAttempts?: number | undefined
+  /**
+   * How long a sandbox's hold on a volume lasts without renewal (it renews every third of
+   * it): a crashed holder blocks `remove`/`rename`/`prune` on every machine for at most
+   * this long. Default 30 seconds.
+   */
+  readonly leaseTtl?: Duration.DurationInput | undefined
 }
 
 /**
@@ -65,7 +71,8 @@ const settingsOf = (options: S3BackendOptions): internal.S3BackendSettings => ({
       : options.credentials.secretAccessKey
   },
   forcePathStyle: options.forcePathStyle ?? true,
-  ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts })
+  ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
+  ...(options.leaseTtl === undefined ? {} : { leaseTtl: options.leaseTtl })
 })
 
 /**

@@ -7,12 +7,11 @@
  */
 import type { Duration } from "effect"
 import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
-import { LocalAttachments } from "./internal/local/attachments.js"
 import * as SandboxStop from "./internal/sandboxStop.js"
 import * as Snapshot from "./internal/snapshot.js"
 import * as Mount from "./Mount.js"
 import * as Volume from "./Volume.js"
-import type { VolumeBackend } from "./VolumeBackend.js"
+import { VolumeBackend } from "./VolumeBackend.js"
 import type { CommitFailed, StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import { CommitConflict, InvalidConfig, SandboxError, Unsupported } from "./VolumeError.js"
 import * as VolumeSpec from "./VolumeSpec.js"
@@ -487,7 +486,7 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   yield* Mount.validateMounts(mounts)
 
   const runtime = yield* SandboxRuntime
-  const attachments = yield* Effect.serviceOption(LocalAttachments)
+  const holders = (yield* VolumeBackend).holders
   const outer = yield* Effect.scope
   // Everything the sandbox holds lives in its own scope, so `stop()` can release it early.
   const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
@@ -516,12 +515,9 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
         if (mount._tag !== "Named") resolved.push({ mount, source: directSource(mount) })
         continue
       }
-      if (Option.isSome(attachments)) {
-        yield* attachments.value.acquire(VolumeSpec.nameKey(handle.name), {
-          holder: `sandbox ${draft.name}`,
-          mode: mount.readonly ? "ro" : "rw"
-        }).pipe(Scope.extend(scope))
-      }
+      yield* holders.acquire(handle.name, `sandbox ${draft.name}`, mount.readonly ? "ro" : "rw").pipe(
+        Scope.extend(scope)
+      )
       if (!named.includes(handle.name)) named.push(handle.name)
       if (handle.kind === "directory" && Option.isNone(handle.local)) {
         // The cache is held by the outer scope: it outlives the processes until the commit is done.

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import type { Effect } from "effect"
+import type { Effect, Scope } from "effect"
 import { Context, Schema } from "effect"
 import { Mebibytes } from "./Size.js"
 import type { StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
@@ -79,6 +79,38 @@ export class VolumeInfo extends Schema.Class<VolumeInfo>("VolumeInfo")({
 }) {}
 
 /**
+ * How a holder uses a volume: a disk volume has one `"rw"` holder or any number of `"ro"`
+ * ones; a directory volume any number of either.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type HoldMode = "rw" | "ro"
+
+/**
+ * Who holds which volume, recorded where every process (and, for a shared store, every
+ * machine) sharing the backend sees it, so `remove`, `rename` and `prune` refuse while a
+ * volume is held. A holder that dies stops counting: local records name their process,
+ * cloud records are leases its holder keeps renewing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VolumeHolders {
+  /**
+   * Holds volume `name` until the scope closes. Fails with `VolumeInUse` when the sharing
+   * rules forbid it and `VolumeNotFound` when the volume does not exist.
+   */
+  readonly acquire: (
+    name: string,
+    holder: string,
+    mode: HoldMode
+  ) => Effect.Effect<void, VolumeInUse | VolumeNotFound | StorageError, Scope.Scope>
+  /** The live holders of volume `name` (empty when nobody holds it or it does not exist). */
+  readonly list: (name: string) => Effect.Effect<ReadonlyArray<string>, StorageError>
+}
+
+/**
  * The backend operations `Volume` builds on. Names are validated and specs checked
  * before a backend sees them; names compare case-insensitively.
  *
@@ -99,6 +131,8 @@ export interface VolumeBackendService {
   readonly getDefault: Effect.Effect<VolumeInfo, Unsupported | StorageError>
   /** File access inside the volume. */
   readonly fs: (volume: VolumeInfo) => VolumeFs
+  /** Who holds which volume (§10 "Holders"). */
+  readonly holders: VolumeHolders
   /** The host directory holding a directory volume's files. */
   readonly path: (volume: VolumeInfo) => Effect.Effect<string, Unsupported | VolumeNotFound | StorageError>
 }

@@ -6,8 +6,7 @@ import { Effect, Either, Option } from "effect"
 import * as Size from "../Size.js"
 import * as Volume from "../Volume.js"
 import { InvalidConfig, VolumeInUse } from "../VolumeError.js"
-import { nameKey } from "../VolumeSpec.js"
-import { LocalAttachments } from "../internal/local/attachments.js"
+import { VolumeBackend } from "../VolumeBackend.js"
 import * as Output from "./output.js"
 import { withBackend } from "./root.js"
 
@@ -93,13 +92,13 @@ export const prune = Command.make("prune", {
 }, (args) =>
   withBackend(Effect.gen(function*() {
     const candidates = yield* Volume.list(listFilter(args.label))
-    // The local backend's attachment records tell a dry run which volumes are held.
-    const attachments = yield* Effect.serviceOption(LocalAttachments)
+    // The backend's holder records tell a dry run which volumes are held.
+    const holdersOf = (yield* VolumeBackend).holders.list
     const removed: Array<string> = []
     const skipped: Array<{ readonly name: string; readonly reason: string }> = []
     for (const volume of candidates) {
       if (args.dryRun) {
-        const holders = Option.isSome(attachments) ? yield* attachments.value.holders(nameKey(volume.name)) : []
+        const holders = yield* holdersOf(volume.name)
         if (holders.length > 0) {
           skipped.push({ name: volume.name, reason: new VolumeInUse({ volume: volume.name, holders }).message })
         } else removed.push(volume.name)

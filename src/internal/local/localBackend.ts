@@ -415,6 +415,10 @@ export const make = (
       remove,
       getDefault: Effect.fail(new Unsupported({ operation: "getDefault", backend: "local" })),
       fs: volumeFs,
+      holders: {
+        acquire: (name, holder, mode) => attachments.acquire(nameKey(name), { holder, mode }),
+        list: (name) => attachments.holders(nameKey(name))
+      },
       path
     }
     return { service, attachments }

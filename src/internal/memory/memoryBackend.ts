@@ -9,12 +9,13 @@ import { DateTime, Effect, Option } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { VolumeInfo } from "../../VolumeBackend.js"
-import { Unsupported, VolumeAlreadyExists, VolumeNotFound } from "../../VolumeError.js"
+import { Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as MemoryDriver from "./memoryDriver.js"
+import * as MemoryHolders from "./memoryHolders.js"
 import type { MemoryTree } from "./memoryDriver.js"
 
 interface MemoryVolume {
@@ -38,6 +39,10 @@ const mibToBytes = (mib: number): number => mib * BYTES_PER_MIB
 export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   const volumes = new Map<string, MemoryVolume>()
   let lastCreatedMillis = 0
+  const holders = MemoryHolders.make((name) => {
+    const volume = volumes.get(nameKey(name))
+    return volume === undefined ? undefined : volume.info.kind
+  })
 
   /** Now, but strictly after every earlier creation, so newest-first order is total. */
   const nextCreatedAt = (): DateTime.Utc => {
@@ -88,9 +93,14 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   ).pipe(Effect.withSpan("MemoryBackend.list"))
 
   const remove = Effect.fn("MemoryBackend.remove")(function*(name: string) {
-    return yield* Effect.suspend(() =>
-      volumes.delete(nameKey(name)) ? Effect.void : Effect.fail(new VolumeNotFound({ volume: name }))
-    )
+    return yield* Effect.suspend((): Effect.Effect<void, VolumeNotFound | VolumeInUse> => {
+      const volume = volumes.get(nameKey(name))
+      if (volume === undefined) return Effect.fail(new VolumeNotFound({ volume: name }))
+      const current = holders.current(name)
+      if (current.length > 0) return Effect.fail(new VolumeInUse({ volume: volume.info.name, holders: current }))
+      volumes.delete(nameKey(name))
+      return Effect.void
+    })
   })
 
   const fs = (info: VolumeInfo): VolumeFs => {
@@ -118,6 +128,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     remove,
     getDefault: Effect.fail(unsupported("getDefault")),
     fs,
+    holders: holders.service,
     path: () => Effect.fail(unsupported("path"))
   } satisfies VolumeBackendService
 })

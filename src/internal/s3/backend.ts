@@ -4,7 +4,7 @@
  * `driver.ts`). Nothing is kept in this process but the client and per-volume write locks,
  * so every process pointing at the same bucket and prefix sees the same volumes.
  */
-import { DateTime, Effect, Option } from "effect"
+import { DateTime, Duration, Effect, Option } from "effect"
 import type { Scope } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { Mebibytes } from "../../Size.js"
@@ -18,12 +18,15 @@ import * as Client from "./client.js"
 import type { S3, S3Settings } from "./client.js"
 import * as Driver from "./driver.js"
 import * as Layout from "./layout.js"
+import * as Leases from "./leases.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
 
 export interface S3BackendSettings extends S3Settings {
   /** Key prefix of everything this backend stores (default: the bucket root). */
   readonly prefix?: string | undefined
+  /** How long a crashed holder's lease keeps blocking remove/rename (default 30 s). */
+  readonly leaseTtl?: Duration.DurationInput | undefined
 }
 
 /** Name of the store's default volume. */
@@ -38,11 +41,20 @@ export const make = (settings: S3BackendSettings): Effect.Effect<VolumeBackendSe
   Effect.gen(function*() {
     const s3 = yield* Client.make(settings)
     yield* s3.ensureBucket
-    return makeService(s3, Layout.make(settings.prefix))
+    return makeService(s3, Layout.make(settings.prefix), settings)
   })
 
 /** The service over an existing client (tests build several over one client). */
-export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService => {
+export const makeService = (
+  s3: S3,
+  layout: Layout.Layout,
+  options: { readonly leaseTtl?: Duration.DurationInput | undefined } = {}
+): VolumeBackendService => {
+  const leases = Leases.make(s3, {
+    base: Leases.baseOf(layout.recordsPrefix),
+    recordKey: layout.recordKey,
+    ttl: Duration.decode(options.leaseTtl ?? Leases.DEFAULT_LEASE_TTL)
+  })
   /** One lock per volume incarnation, shared by every `fs()` of it in this process. */
   const writeLocks = VolumeFsImpl.makeWriteLocks()
   const writeLockOf = writeLocks.lockOf
@@ -117,7 +129,7 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
     }
     // The record goes first: from then on the volume does not exist for anyone, and the
     // data below its (never reused) id can be deleted at leisure.
-    yield* s3.delete(key)
+    yield* leases.guard(record.name, s3.delete(key))
     const data = layout.dataPrefix(record.name, record.id)
     const objects = yield* s3.list(data)
     yield* s3.deleteMany(objects.objects.map((o) => o.key))
@@ -164,6 +176,7 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
     remove,
     getDefault,
     fs,
+    holders: leases.service,
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND }))
   } satisfies VolumeBackendService
 }
