@@ -397,27 +397,13 @@ const resolveNamed = (mount: Mount.NamedMount) =>
     if (mount.mode === "create") {
       return { handle: yield* Volume.create(spec.value), created: true } satisfies NamedResolution
     }
-    const found = yield* Volume.get(mount.name).pipe(
-      Effect.map(Option.some),
-      Effect.catchTag("VolumeNotFound", () => Effect.succeedNone)
-    )
-    const resolution: NamedResolution = Option.isSome(found)
-      ? { handle: found.value, created: false }
-      : yield* Volume.create(spec.value).pipe(
-        Effect.map((handle): NamedResolution => ({ handle, created: true })),
-        // Someone else created it meanwhile: then it must be compatible like any existing one.
-        Effect.catchTag("VolumeAlreadyExists", () =>
-          Effect.map(Volume.get(mount.name), (handle): NamedResolution => ({ handle, created: false })))
-      )
-    if (!resolution.created) {
-      const problem = Mount.compatible(resolution.handle.info, spec.value)
-      if (Option.isSome(problem)) {
-        return yield* new InvalidConfig({
-          message: `mount at ${JSON.stringify(mount.guestPath)}: the existing volume ${
-            JSON.stringify(resolution.handle.name)
-          } does not match ensureExists(): ${problem.value} (it is never changed; use another name or existing())`
-        })
-      }
+    const resolution = yield* Volume.resolve(spec.value)
+    if (Option.isSome(resolution.mismatch)) {
+      return yield* new InvalidConfig({
+        message: `mount at ${JSON.stringify(mount.guestPath)}: the existing volume ${
+          JSON.stringify(resolution.handle.name)
+        } does not match ensureExists(): ${resolution.mismatch.value} (it is never changed; use another name or existing())`
+      })
     }
     return resolution
   })

@@ -8,11 +8,12 @@ import type { Mebibytes } from "./Size.js"
 import { BYTES_PER_MIB } from "./Size.js"
 import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
-import type { InvalidConfig, StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse } from "./VolumeError.js"
-import { VolumeNotFound } from "./VolumeError.js"
+import type { Unsupported, VolumeAlreadyExists, VolumeInUse } from "./VolumeError.js"
+import { InvalidConfig, StorageError, VolumeNotFound } from "./VolumeError.js"
 import type { VolumeFs } from "./VolumeFs.js"
 import type { VolumeKind } from "./VolumeSpec.js"
 import * as VolumeSpec from "./VolumeSpec.js"
+import { compatible } from "./internal/mount/validation.js"
 
 /**
  * A volume: its identity, where it lives, and access to its files.
@@ -145,6 +146,11 @@ export class VolumeBuilder {
   create(): Effect.Effect<VolumeHandle, VolumeAlreadyExists | InvalidConfig | Unsupported | StorageError, VolumeBackend> {
     return create(this.spec)
   }
+
+  /** The existing volume if it is compatible with this builder, else creates it (see {@link getOrCreate}). */
+  getOrCreate(): Effect.Effect<VolumeHandle, InvalidConfig | Unsupported | StorageError, VolumeBackend> {
+    return getOrCreate(this.spec)
+  }
 }
 
 /**
@@ -229,4 +235,74 @@ export const remove = Effect.fn("Volume.remove")(function*(name: string) {
 export const getDefault = Effect.fn("Volume.getDefault")(function*() {
   const backend = yield* VolumeBackend
   return makeHandle(backend, yield* backend.getDefault)
+})
+
+/**
+ * What {@link resolve} found: the volume, whether this call created it, and why an existing
+ * one does not match the spec (`None` when it does).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Resolution {
+  readonly handle: VolumeHandle
+  readonly created: boolean
+  readonly mismatch: Option.Option<string>
+}
+
+/**
+ * Gets the volume `spec` names, creating it when missing (a concurrent creator that wins
+ * the race makes this a get), and compares an existing one with the spec by the
+ * `ensureExists` rule of named mounts. Never changes an existing volume.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolve = Effect.fn("Volume.resolve")(function*(spec: VolumeSpec.VolumeSpec) {
+  const valid = yield* VolumeSpec.validate(spec)
+  return yield* resolveValid(yield* VolumeBackend, valid, RESOLVE_ATTEMPTS)
+})
+
+/**
+ * Rounds of get-then-create: a volume another caller is still creating exists for `create`
+ * but not yet for `get`, so the loser waits for it (disk volumes take a while to format).
+ */
+const RESOLVE_ATTEMPTS = 1200
+const RESOLVE_PAUSE = "25 millis"
+
+const resolveValid = (
+  backend: VolumeBackendService,
+  valid: VolumeSpec.ValidSpec,
+  attempts: number
+): Effect.Effect<Resolution, Unsupported | StorageError> =>
+  backend.get(valid.name).pipe(
+    Effect.map((info): Resolution => ({ handle: makeHandle(backend, info), created: false, mismatch: compatible(info, valid) })),
+    Effect.catchTag("VolumeNotFound", () =>
+      backend.create(valid).pipe(
+        Effect.map((info): Resolution => ({ handle: makeHandle(backend, info), created: true, mismatch: Option.none() })),
+        // Someone else created it meanwhile: then it must be compatible like any existing one.
+        Effect.catchTag("VolumeAlreadyExists", (error) =>
+          attempts > 0
+            ? Effect.zipRight(Effect.sleep(RESOLVE_PAUSE), resolveValid(backend, valid, attempts - 1))
+            : Effect.fail(new StorageError({ message: `${error.message}, but it never became ready`, reason: "Conflict" })))
+      ))
+  )
+
+/**
+ * Idempotent create: the existing volume when it is compatible with `spec` (same kind and,
+ * where the spec sets them, the same quota, size and label values), `InvalidConfig` naming
+ * every mismatch otherwise, a new volume when there is none. Concurrent callers in any
+ * process (and, on a shared store, any machine) all get the same volume.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const getOrCreate = Effect.fn("Volume.getOrCreate")(function*(spec: VolumeSpec.VolumeSpec | VolumeBuilder) {
+  const resolution = yield* resolve(spec instanceof VolumeBuilder ? spec.build() : spec)
+  if (Option.isSome(resolution.mismatch)) {
+    return yield* new InvalidConfig({
+      message: `the existing volume ${JSON.stringify(resolution.handle.name)} does not match: ${resolution.mismatch.value}`
+    })
+  }
+  return resolution.handle
 })

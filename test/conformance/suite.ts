@@ -15,6 +15,7 @@ import { diskTests } from "./disk.js"
 import { errorsTests } from "./errors.js"
 import { filesTests } from "./files.js"
 import { lifecycleTests } from "./lifecycle.js"
+import { lifecycle2Tests } from "./lifecycle2.js"
 import { pathsTests } from "./paths.js"
 import { quotaTests } from "./quota.js"
 import { streamsTests } from "./streams.js"
@@ -32,6 +33,7 @@ export const conformanceSuite = (
   const context = makeContext(layer, options)
   describe(`${name} conformance`, () => {
     lifecycleTests(context)
+    lifecycle2Tests(context)
     filesTests(context)
     streamsTests(context)
     pathsTests(context)

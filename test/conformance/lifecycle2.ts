@@ -1,0 +1,116 @@
+/**
+ * SPEC §10: holders as a backend capability, get-or-create, prune.
+ */
+import { assert, describe } from "@effect/vitest"
+import { Effect, Exit, Option, Scope } from "effect"
+import * as Volume from "../../src/Volume.js"
+import { VolumeBackend } from "../../src/VolumeBackend.js"
+import type { Context } from "./support.js"
+import { createVolume, expectFailure, utf8 } from "./support.js"
+
+/** Holds `name` in a scope of its own; closing the returned scope lets go. */
+const hold = (name: string, holder: string, mode: "rw" | "ro" = "rw") =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const backend = yield* VolumeBackend
+    yield* backend.holders.acquire(name, holder, mode).pipe(Scope.extend(scope))
+    return scope
+  })
+
+export const lifecycle2Tests = ({ options, test }: Context) => {
+  describe("holders", () => {
+    test("a held volume cannot be removed; once let go it can", () =>
+      Effect.gen(function*() {
+        yield* createVolume("held")
+        const scope = yield* hold("Held", "sandbox one")
+        const backend = yield* VolumeBackend
+        assert.deepStrictEqual(yield* backend.holders.list("HELD"), ["sandbox one"])
+        const refused = yield* expectFailure("VolumeInUse")(Volume.remove("held"))
+        assert.deepStrictEqual(refused.holders, ["sandbox one"])
+        assert.strictEqual((yield* Volume.get("held")).name, "held", "nothing was removed")
+        yield* Scope.close(scope, Exit.void)
+        assert.deepStrictEqual(yield* backend.holders.list("held"), [])
+        yield* Volume.remove("held")
+      }))
+
+    test("a directory volume may have several holders; each one blocks removal", () =>
+      Effect.gen(function*() {
+        yield* createVolume("shared")
+        const a = yield* hold("shared", "sandbox a")
+        const b = yield* hold("shared", "sandbox b", "ro")
+        const backend = yield* VolumeBackend
+        assert.deepStrictEqual([...(yield* backend.holders.list("shared"))].sort(), ["sandbox a", "sandbox b"])
+        yield* Scope.close(a, Exit.void)
+        yield* expectFailure("VolumeInUse")(Volume.remove("shared"))
+        yield* Scope.close(b, Exit.void)
+        yield* Volume.remove("shared")
+      }))
+
+    test("holding a missing volume fails with VolumeNotFound", () =>
+      Effect.gen(function*() {
+        const backend = yield* VolumeBackend
+        yield* expectFailure("VolumeNotFound")(Effect.scoped(backend.holders.acquire("ghost", "sandbox", "rw")))
+        assert.deepStrictEqual(yield* backend.holders.list("ghost"), [])
+      }))
+
+    if (options.supportsDisk) {
+      test("a disk volume has one read-write holder or several read-only ones", () =>
+        Effect.gen(function*() {
+          yield* Volume.builder("img").disk().size(64).create()
+          const writer = yield* hold("img", "writer")
+          const second = yield* expectFailure("VolumeInUse")(Effect.scoped(hold("img", "reader", "ro")))
+          assert.deepStrictEqual(second.holders, ["writer"])
+          yield* Scope.close(writer, Exit.void)
+          const r1 = yield* hold("img", "reader 1", "ro")
+          const r2 = yield* hold("img", "reader 2", "ro")
+          yield* expectFailure("VolumeInUse")(Effect.scoped(hold("img", "writer", "rw")))
+          yield* Scope.close(r1, Exit.void)
+          yield* Scope.close(r2, Exit.void)
+        }))
+    }
+  })
+
+  describe("getOrCreate", () => {
+    test("creates a missing volume, then returns the same one with its data", () =>
+      Effect.gen(function*() {
+        const first = yield* Volume.builder("cache").quota(10).label("team", "ml").getOrCreate()
+        yield* first.fs().write("a.txt", utf8("kept"))
+        const again = yield* Volume.getOrCreate(Volume.builder("CACHE").quota(10).label("team", "ml"))
+        assert.strictEqual(again.name, "cache")
+        assert.isTrue(again.createdAt.epochMillis === first.createdAt.epochMillis, "the same volume")
+        assert.strictEqual(yield* again.fs().readToString("a.txt"), "kept")
+        // A spec that says less than the volume has is compatible too.
+        yield* Volume.builder("cache").getOrCreate()
+        assert.strictEqual((yield* Volume.list()).length, 1)
+      }))
+
+    test("an incompatible existing volume fails with InvalidConfig naming every mismatch, and is not changed", () =>
+      Effect.gen(function*() {
+        yield* Volume.builder("cache").quota(10).label("team", "ml").create()
+        const error = yield* expectFailure("InvalidConfig")(
+          Volume.builder("cache").quota(20).label("team", "web").label("tier", "hot").getOrCreate()
+        )
+        assert.include(error.message, "quota is 10 MiB, but quota(20)")
+        assert.include(error.message, `label "team" is "ml"`)
+        assert.include(error.message, `label "tier" is absent`)
+        const after = yield* Volume.get("cache")
+        assert.deepStrictEqual([after.quotaMib, after.labels], [Option.some(10), [["team", "ml"]]])
+      }))
+
+    test("an invalid spec fails with InvalidConfig and creates nothing", () =>
+      Effect.gen(function*() {
+        yield* expectFailure("InvalidConfig")(Volume.builder("bad name").getOrCreate())
+        assert.strictEqual((yield* Volume.list()).length, 0)
+      }))
+
+    test("concurrent callers all succeed with one volume", () =>
+      Effect.gen(function*() {
+        const handles = yield* Effect.all(
+          Array.from({ length: 8 }, () => Volume.builder("race").label("k", "v").getOrCreate()),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(new Set(handles.map((h) => h.createdAt.epochMillis)).size, 1)
+        assert.strictEqual((yield* Volume.list()).length, 1)
+      }))
+  })
+}
