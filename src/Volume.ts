@@ -8,8 +8,8 @@ import type { Mebibytes } from "./Size.js"
 import { BYTES_PER_MIB } from "./Size.js"
 import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
-import type { Unsupported, VolumeAlreadyExists, VolumeInUse } from "./VolumeError.js"
-import { InvalidConfig, StorageError, VolumeNotFound } from "./VolumeError.js"
+import type { Unsupported, VolumeAlreadyExists } from "./VolumeError.js"
+import { InvalidConfig, StorageError, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import type { VolumeFs } from "./VolumeFs.js"
 import type { VolumeKind } from "./VolumeSpec.js"
 import * as VolumeSpec from "./VolumeSpec.js"
@@ -305,4 +305,63 @@ export const getOrCreate = Effect.fn("Volume.getOrCreate")(function*(spec: Volum
     })
   }
   return resolution.handle
+})
+
+/**
+ * Which volumes {@link prune} removes: those matching every given condition.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PruneOptions {
+  /** Every key must be present; a defined value must match (as in {@link list}). */
+  readonly labels?: Readonly<Record<string, string | undefined>>
+  /** Report what would be removed without removing anything. */
+  readonly dryRun?: boolean
+}
+
+/**
+ * What {@link prune} removed (or, in a dry run, would remove) and what it left and why.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PruneResult {
+  readonly removed: ReadonlyArray<string>
+  readonly skipped: ReadonlyArray<{ readonly name: string; readonly reason: string }>
+}
+
+/**
+ * Removes every volume matching the options that nobody holds. A volume a sandbox holds —
+ * in any process, or on any machine sharing the store — is skipped with the reason, as is
+ * a volume the backend refuses to remove (the cloud store's default volume).
+ *
+ * @since 0.1.0
+ * @category destructors
+ */
+export const prune = Effect.fn("Volume.prune")(function*(options: PruneOptions = {}) {
+  const backend = yield* VolumeBackend
+  const candidates = yield* list(options.labels === undefined ? {} : { labels: options.labels })
+  const removed: Array<string> = []
+  const skipped: Array<{ readonly name: string; readonly reason: string }> = []
+  const skip = (name: string) => (error: { readonly message: string }) =>
+    Effect.sync(() => skipped.push({ name, reason: error.message }))
+  for (const volume of candidates) {
+    if (options.dryRun === true) {
+      const holders = yield* backend.holders.list(volume.name)
+      if (holders.length > 0) yield* skip(volume.name)(new VolumeInUse({ volume: volume.name, holders }))
+      else removed.push(volume.name)
+      continue
+    }
+    yield* backend.remove(volume.name).pipe(
+      Effect.zipRight(Effect.sync(() => removed.push(volume.name))),
+      Effect.catchTags({
+        VolumeInUse: skip(volume.name),
+        Unsupported: skip(volume.name),
+        // Removed by someone else meanwhile: nothing left to prune.
+        VolumeNotFound: () => Effect.void
+      })
+    )
+  }
+  return { removed, skipped } satisfies PruneResult
 })

@@ -5,8 +5,7 @@ import { Args, Command, Options } from "@effect/cli"
 import { Effect, Either, Option } from "effect"
 import * as Size from "../Size.js"
 import * as Volume from "../Volume.js"
-import { InvalidConfig, VolumeInUse } from "../VolumeError.js"
-import { VolumeBackend } from "../VolumeBackend.js"
+import { InvalidConfig } from "../VolumeError.js"
 import * as Output from "./output.js"
 import { withBackend } from "./root.js"
 
@@ -91,30 +90,7 @@ export const prune = Command.make("prune", {
   json
 }, (args) =>
   withBackend(Effect.gen(function*() {
-    const candidates = yield* Volume.list(listFilter(args.label))
-    // The backend's holder records tell a dry run which volumes are held.
-    const holdersOf = (yield* VolumeBackend).holders.list
-    const removed: Array<string> = []
-    const skipped: Array<{ readonly name: string; readonly reason: string }> = []
-    for (const volume of candidates) {
-      if (args.dryRun) {
-        const holders = yield* holdersOf(volume.name)
-        if (holders.length > 0) {
-          skipped.push({ name: volume.name, reason: new VolumeInUse({ volume: volume.name, holders }).message })
-        } else removed.push(volume.name)
-        continue
-      }
-      yield* Volume.remove(volume.name).pipe(
-        Effect.zipRight(Effect.sync(() => removed.push(volume.name))),
-        Effect.catchTags({
-          VolumeInUse: (error) => Effect.sync(() => skipped.push({ name: volume.name, reason: error.message })),
-          // The cloud store's default volume cannot be removed.
-          Unsupported: (error) => Effect.sync(() => skipped.push({ name: volume.name, reason: error.message })),
-          // Removed by someone else meanwhile: nothing left to prune.
-          VolumeNotFound: () => Effect.void
-        })
-      )
-    }
+    const { removed, skipped } = yield* Volume.prune({ ...listFilter(args.label), dryRun: args.dryRun })
     if (args.json) return yield* Output.json({ dryRun: args.dryRun, removed, skipped })
     const verb = args.dryRun ? "would remove" : "removed"
     for (const name of removed) yield* Output.line(`${verb} ${name}`)

@@ -113,4 +113,35 @@ export const lifecycle2Tests = ({ options, test }: Context) => {
         assert.strictEqual((yield* Volume.list()).length, 1)
       }))
   })
+  describe("prune", () => {
+    test("removes the volumes matching every label that nobody holds, and says why it skipped the others", () =>
+      Effect.gen(function*() {
+        yield* createVolume("a", (b) => b.label("team", "ml"))
+        yield* createVolume("b", (b) => b.label("team", "ml").label("tier", "hot"))
+        yield* createVolume("c", (b) => b.label("team", "web"))
+        yield* createVolume("d")
+        const scope = yield* hold("b", "sandbox busy")
+        const result = yield* Volume.prune({ labels: { team: "ml" } })
+        assert.deepStrictEqual(result.removed, ["a"])
+        assert.deepStrictEqual(result.skipped.map((s) => s.name), ["b"])
+        assert.include(result.skipped[0]!.reason, "sandbox busy")
+        assert.deepStrictEqual((yield* Volume.list()).map((v) => v.name).sort(), ["b", "c", "d"])
+        yield* Scope.close(scope, Exit.void)
+      }))
+
+    test("a dry run removes nothing and reports what it would remove and skip", () =>
+      Effect.gen(function*() {
+        yield* createVolume("a")
+        yield* createVolume("b")
+        const scope = yield* hold("a", "sandbox busy", "ro")
+        const result = yield* Volume.prune({ dryRun: true })
+        assert.deepStrictEqual(result.removed, ["b"])
+        assert.deepStrictEqual(result.skipped.map((s) => s.name), ["a"])
+        assert.strictEqual((yield* Volume.list()).length, 2)
+        yield* Scope.close(scope, Exit.void)
+        const real = yield* Volume.prune()
+        assert.deepStrictEqual([...real.removed].sort(), ["a", "b"])
+        assert.strictEqual((yield* Volume.list()).length, 0)
+      }))
+  })
 }
