@@ -3,10 +3,10 @@
  *
  * @since 0.1.0
  */
-import { DateTime, Effect, Option } from "effect"
+import { DateTime, Effect, Either, Option } from "effect"
 import type { Mebibytes } from "./Size.js"
 import { BYTES_PER_MIB } from "./Size.js"
-import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo } from "./VolumeBackend.js"
+import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo, VolumeSettings } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
 import type { Unsupported, VolumeAlreadyExists } from "./VolumeError.js"
 import { InvalidConfig, StorageError, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
@@ -364,4 +364,52 @@ export const prune = Effect.fn("Volume.prune")(function*(options: PruneOptions =
     )
   }
   return { removed, skipped } satisfies PruneResult
+})
+
+/**
+ * What {@link update} changes; what is left out stays as it is.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VolumeUpdate {
+  /** Labels to add or overwrite, and keys to remove (removals apply first). */
+  readonly labels?: {
+    readonly set?: Readonly<Record<string, string>>
+    readonly remove?: ReadonlyArray<string>
+  }
+  /** A new quota of a directory volume in MiB, or `None` to remove it. Lowering it below
+   * the current usage is allowed: the volume is then over quota and refuses growth. */
+  readonly quota?: Option.Option<number>
+}
+
+const applyUpdate = (current: VolumeInfo, change: VolumeUpdate) => {
+  const labels = new Map(current.labels)
+  for (const key of change.labels?.remove ?? []) labels.delete(key)
+  for (const [key, value] of Object.entries(change.labels?.set ?? {})) labels.set(key, value)
+  return Either.map(
+    VolumeSpec.check(
+      new VolumeSpec.VolumeSpec({
+        name: current.name,
+        kind: current.kind,
+        quotaMib: change.quota ?? current.quotaMib,
+        capacityMib: current.capacityMib,
+        labels: Array.from(labels)
+      }, { disableValidation: true })
+    ),
+    (valid): VolumeSettings => ({ labels: valid.labels, quotaMib: valid.quotaMib })
+  )
+}
+
+/**
+ * Changes a volume's labels and quota in place, atomically (a concurrent update is not
+ * lost). Invalid results (labels over the limits, a quota on a disk volume) fail with
+ * `InvalidConfig` and change nothing.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const update = Effect.fn("Volume.update")(function*(name: string, change: VolumeUpdate) {
+  const backend = yield* VolumeBackend
+  return makeHandle(backend, yield* backend.update(yield* existingName(name), (current) => applyUpdate(current, change)))
 })

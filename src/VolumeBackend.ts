@@ -6,10 +6,10 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Scope } from "effect"
+import type { Effect, Either, Option, Scope } from "effect"
 import { Context, Schema } from "effect"
 import { Mebibytes } from "./Size.js"
-import type { StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
+import type { InvalidConfig, StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import type { VolumeFs } from "./VolumeFs.js"
 import { Label, VolumeKind } from "./VolumeSpec.js"
 import type { ValidSpec } from "./VolumeSpec.js"
@@ -111,6 +111,17 @@ export interface VolumeHolders {
 }
 
 /**
+ * The settings of a volume that `Volume.update` changes in place.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VolumeSettings {
+  readonly labels: ReadonlyArray<readonly [string, string]>
+  readonly quotaMib: Option.Option<Mebibytes>
+}
+
+/**
  * The backend operations `Volume` builds on. Names are validated and specs checked
  * before a backend sees them; names compare case-insensitively.
  *
@@ -131,6 +142,14 @@ export interface VolumeBackendService {
   readonly getDefault: Effect.Effect<VolumeInfo, Unsupported | StorageError>
   /** File access inside the volume. */
   readonly fs: (volume: VolumeInfo) => VolumeFs
+  /**
+   * Changes a volume's settings atomically: `change` maps the current state to the new
+   * settings (or refuses); a concurrent update is never lost (`change` runs again on it).
+   */
+  readonly update: (
+    name: string,
+    change: (current: VolumeInfo) => Either.Either<VolumeSettings, InvalidConfig>
+  ) => Effect.Effect<VolumeInfo, VolumeNotFound | InvalidConfig | StorageError>
   /** Who holds which volume (§10 "Holders"). */
   readonly holders: VolumeHolders
   /** The host directory holding a directory volume's files. */

@@ -6,7 +6,7 @@ import { Effect, Exit, Option, Scope } from "effect"
 import * as Volume from "../../src/Volume.js"
 import { VolumeBackend } from "../../src/VolumeBackend.js"
 import type { Context } from "./support.js"
-import { createVolume, expectFailure, utf8 } from "./support.js"
+import { createVolume, expectFailure, KiB, MiB, utf8 } from "./support.js"
 
 /** Holds `name` in a scope of its own; closing the returned scope lets go. */
 const hold = (name: string, holder: string, mode: "rw" | "ro" = "rw") =>
@@ -142,6 +142,65 @@ export const lifecycle2Tests = ({ options, test }: Context) => {
         const real = yield* Volume.prune()
         assert.deepStrictEqual([...real.removed].sort(), ["a", "b"])
         assert.strictEqual((yield* Volume.list()).length, 0)
+      }))
+  })
+  describe("update", () => {
+    test("labels are set and removed in place; the data stays", () =>
+      Effect.gen(function*() {
+        const vol = yield* createVolume("cache", (b) => b.label("team", "ml").label("keep", "yes"))
+        yield* vol.fs().write("a.txt", utf8("data"))
+        const updated = yield* Volume.update("CACHE", { labels: { set: { tier: "hot", keep: "still" }, remove: ["team"] } })
+        assert.deepStrictEqual(updated.labels, [["keep", "still"], ["tier", "hot"]])
+        const again = yield* Volume.get("cache")
+        assert.deepStrictEqual(again.labels, [["keep", "still"], ["tier", "hot"]])
+        assert.strictEqual(yield* again.fs().readToString("a.txt"), "data")
+        assert.deepStrictEqual((yield* Volume.list({ labels: { tier: "hot" } })).map((v) => v.name), ["cache"])
+      }))
+
+    test("labels over the limits and a quota on a disk volume fail with InvalidConfig and change nothing", () =>
+      Effect.gen(function*() {
+        yield* createVolume("cache", (b) => b.label("team", "ml"))
+        yield* expectFailure("InvalidConfig")(Volume.update("cache", { labels: { set: { ["k".repeat(64)]: "v" } } }))
+        yield* expectFailure("InvalidConfig")(Volume.update("cache", { labels: { set: { team: "v".repeat(256) } } }))
+        yield* expectFailure("InvalidConfig")(Volume.update("cache", { quota: Option.some(0) }))
+        assert.deepStrictEqual((yield* Volume.get("cache")).labels, [["team", "ml"]])
+        if (options.supportsDisk) {
+          yield* Volume.builder("img").disk().size(64).create()
+          yield* expectFailure("InvalidConfig")(Volume.update("img", { quota: Option.some(10) }))
+        }
+      }))
+
+    test("a missing volume fails with VolumeNotFound", () =>
+      Effect.gen(function*() {
+        yield* expectFailure("VolumeNotFound")(Volume.update("ghost", { labels: { set: { a: "b" } } }))
+      }))
+
+    test("the quota may rise, go away, and fall below usage (then the volume is over quota)", () =>
+      Effect.gen(function*() {
+        yield* createVolume("q", (b) => b.quota(1))
+        yield* expectFailure("QuotaExceeded")((yield* Volume.get("q")).fs().write("big", new Uint8Array(2 * MiB)))
+        const raised = yield* Volume.update("q", { quota: Option.some(4) })
+        assert.deepStrictEqual(raised.quotaMib, Option.some(4))
+        yield* (yield* Volume.get("q")).fs().write("big", new Uint8Array(2 * MiB))
+        const lowered = yield* Volume.update("q", { quota: Option.some(1) })
+        assert.deepStrictEqual(lowered.quotaMib, Option.some(1))
+        const over = yield* Volume.get("q")
+        assert.isTrue(over.usedBytes > MiB, "over quota after lowering it")
+        assert.strictEqual((yield* over.fs().read("big")).byteLength, 2 * MiB, "nothing is deleted")
+        yield* expectFailure("QuotaExceeded")(over.fs().write("more", new Uint8Array(KiB)))
+        const unlimited = yield* Volume.update("q", { quota: Option.none() })
+        assert.isTrue(Option.isNone(unlimited.quotaMib))
+        yield* (yield* Volume.get("q")).fs().write("more", new Uint8Array(2 * MiB))
+      }))
+
+    test("concurrent label updates are all kept", () =>
+      Effect.gen(function*() {
+        yield* createVolume("busy")
+        yield* Effect.all(
+          Array.from({ length: 6 }, (_, i) => Volume.update("busy", { labels: { set: { [`k${i}`]: "v" } } })),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual((yield* Volume.get("busy")).labels.length, 6)
       }))
   })
 }

@@ -11,7 +11,7 @@
 import { FileSystem } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
-import { DateTime, Effect, Option } from "effect"
+import { DateTime, Effect, Either, Option } from "effect"
 import type { Scope } from "effect"
 import * as NodePath from "node:path"
 import { BYTES_PER_MIB } from "../../Size.js"
@@ -407,6 +407,26 @@ export const make = (
       return dir
     })
 
+    /** Compare-and-set on the settings columns, so a concurrent update is re-applied, never lost. */
+    const update: VolumeBackendService["update"] = (name, change) =>
+      Effect.gen(function*() {
+        const key = nameKey(name)
+        for (;;) {
+          const current = yield* get(name)
+          const next = change(current)
+          if (Either.isLeft(next)) return yield* next.left
+          const labels = JSON.stringify(current.labels)
+          const quota = Option.getOrNull(current.quotaMib)
+          const changed = yield* sql<{ readonly key: string }>`UPDATE volumes
+            SET labels = ${JSON.stringify(next.right.labels)}, quota_mib = ${Option.getOrNull(next.right.quotaMib)}
+            WHERE key = ${key} AND state = 'ready' AND labels = ${labels} AND quota_mib IS ${quota}
+            RETURNING key`.pipe(orStorageError(`updating volume "${name}"`))
+          if (changed.length > 0) {
+            return new VolumeInfo({ ...current, ...next.right }, { disableValidation: true })
+          }
+        }
+      }).pipe(Effect.withSpan("LocalBackend.update"))
+
     const service: VolumeBackendService = {
       backendKind: "local",
       create,
@@ -415,6 +435,7 @@ export const make = (
       remove,
       getDefault: Effect.fail(new Unsupported({ operation: "getDefault", backend: "local" })),
       fs: volumeFs,
+      update,
       holders: {
         acquire: (name, holder, mode) => attachments.acquire(nameKey(name), { holder, mode }),
         list: (name) => attachments.holders(nameKey(name))

@@ -5,7 +5,7 @@
  * operation is atomic (JavaScript runs one of them at a time) without a `Ref`; a plain map
  * also lets the synchronous `fs(info)` find the volume's write lock.
  */
-import { DateTime, Effect, Option } from "effect"
+import { DateTime, Effect, Either, Option } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { VolumeInfo } from "../../VolumeBackend.js"
@@ -103,6 +103,18 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     })
   })
 
+  const update: VolumeBackendService["update"] = (name, change) =>
+    Effect.suspend((): ReturnType<VolumeBackendService["update"]> => {
+      const key = nameKey(name)
+      const volume = volumes.get(key)
+      if (volume === undefined) return Effect.fail(new VolumeNotFound({ volume: name }))
+      const next = change(report(volume))
+      if (Either.isLeft(next)) return Effect.fail(next.left)
+      const info = new VolumeInfo({ ...volume.info, ...next.right }, { disableValidation: true })
+      volumes.set(key, { ...volume, info })
+      return Effect.succeed(report({ ...volume, info }))
+    }).pipe(Effect.withSpan("MemoryBackend.update"))
+
   const fs = (info: VolumeInfo): VolumeFs => {
     // Bound to this incarnation: once it is removed every operation fails with
     // `VolumeNotFound`, even if a volume of the same name is created later.
@@ -128,6 +140,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     remove,
     getDefault: Effect.fail(unsupported("getDefault")),
     fs,
+    update,
     holders: holders.service,
     path: () => Effect.fail(unsupported("path"))
   } satisfies VolumeBackendService

@@ -4,12 +4,13 @@
  * `driver.ts`). Nothing is kept in this process but the client and per-volume write locks,
  * so every process pointing at the same bucket and prefix sees the same volumes.
  */
-import { DateTime, Duration, Effect, Option } from "effect"
+import { DateTime, Duration, Effect, Either, Option } from "effect"
 import type { Scope } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { Mebibytes } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { CloudState, VolumeInfo } from "../../VolumeBackend.js"
+import type { InvalidConfig } from "../../VolumeError.js"
 import { StorageError, Unsupported, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
@@ -136,6 +137,28 @@ export const makeService = (
     writeLocks.forget(data)
   })
 
+  const update: VolumeBackendService["update"] = (name, change) =>
+    Effect.gen(function*() {
+      const key = layout.recordKey(name)
+      const found = yield* Records.read(s3, key)
+      if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
+      const first = change(toInfo(found.value.record))
+      if (Either.isLeft(first)) return yield* first.left
+      // `change` runs again on whatever a concurrent writer left; a refusal then keeps the record.
+      let refused: Option.Option<InvalidConfig> = Option.none()
+      const updated = yield* Records.update(s3, key, found.value.record.id, name, (record) => {
+        const next = change(toInfo(record))
+        if (Either.isLeft(next)) {
+          refused = Option.some(next.left)
+          return record
+        }
+        refused = Option.none()
+        return new VolumeRecord({ ...record, labels: next.right.labels, quotaMib: Option.getOrNull(next.right.quotaMib) })
+      }, found)
+      if (Option.isSome(refused)) return yield* refused.value
+      return toInfo(updated.record)
+    }).pipe(Effect.withSpan("S3Backend.update"))
+
   /** The default volume, created on first use by whichever process asks first. */
   const getDefault = Effect.gen(function*() {
     const key = layout.recordKey(DEFAULT_VOLUME)
@@ -176,6 +199,7 @@ export const makeService = (
     remove,
     getDefault,
     fs,
+    update,
     holders: leases.service,
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND }))
   } satisfies VolumeBackendService
