@@ -44,7 +44,10 @@ export const create = Command.make("create", {
   disk: Options.boolean("disk").pipe(Options.withDescription("a disk volume (ext4 image of --size) instead of a directory")),
   size: Options.text("size").pipe(Options.withDescription("size of a disk volume, e.g. 512M, 20G"), Options.optional),
   quota: Options.text("quota").pipe(Options.withDescription("quota of a directory volume, e.g. 1G"), Options.optional),
-  label: Options.text("label").pipe(Options.withDescription("a label KEY=VALUE; repeatable"), Options.repeated)
+  label: Options.text("label").pipe(Options.withDescription("a label KEY=VALUE; repeatable"), Options.repeated),
+  ifMissing: Options.boolean("if-missing").pipe(
+    Options.withDescription("succeed with an existing volume that matches (fail naming what differs)")
+  )
 }, (args) =>
   withBackend(Effect.gen(function*() {
     let builder = Volume.builder(args.name)
@@ -55,7 +58,7 @@ export const create = Command.make("create", {
       const [key, value] = yield* parseLabel(text)
       builder = builder.label(key, value)
     }
-    const volume = yield* builder.create()
+    const volume = yield* (args.ifMissing ? builder.getOrCreate() : builder.create())
     yield* Output.line(volume.name)
   }))).pipe(Command.withDescription("create a volume"))
 
