@@ -1,0 +1,70 @@
+/**
+ * The lifecycle CLI commands (run from dist/: `npm run build` first): `create --if-missing`,
+ * `label`, `update --quota/--no-quota`.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { execFile } from "node:child_process"
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+
+const MAIN = NodePath.resolve(import.meta.dirname, "../../dist/cli/main.js")
+
+interface Result {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** `volumes --home <home> ...args` in a child process (never blocks the test worker). */
+const volumes = (home: string, args: ReadonlyArray<string>): Effect.Effect<Result> =>
+  Effect.async<Result>((resume) => {
+    execFile(process.execPath, [MAIN, "--home", home, ...args], (error, stdout, stderr) =>
+      resume(Effect.succeed({ code: error === null ? 0 : Number(error.code ?? 1), stdout, stderr })))
+  })
+
+const home = Effect.map(
+  Effect.acquireRelease(
+    Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "volumes-life-"))),
+    (dir) => Effect.sync(() => NodeFs.rmSync(dir, { recursive: true, force: true }))
+  ),
+  (dir) => NodePath.join(dir, "home")
+)
+
+const ok = (dir: string, args: ReadonlyArray<string>) =>
+  Effect.tap(volumes(dir, args), (result) =>
+    Effect.sync(() => assert.strictEqual(result.code, 0, `volumes ${args.join(" ")}: ${result.stderr}`)))
+
+describe("lifecycle CLI", () => {
+  it.scopedLive("create --if-missing is idempotent and names a mismatch", () =>
+    Effect.gen(function*() {
+      if (!NodeFs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first`)
+      const dir = yield* home
+      yield* ok(dir, ["create", "pip", "--quota", "1G", "--label", "team=ml"])
+      const again = yield* volumes(dir, ["create", "pip", "--quota", "1G", "--label", "team=ml"])
+      assert.notStrictEqual(again.code, 0, "plain create refuses an existing name")
+      yield* ok(dir, ["create", "pip", "--quota", "1G", "--if-missing"])
+      yield* ok(dir, ["create", "fresh", "--if-missing"])
+      const mismatch = yield* volumes(dir, ["create", "pip", "--quota", "2G", "--if-missing"])
+      assert.notStrictEqual(mismatch.code, 0)
+      assert.include(mismatch.stderr, "quota is 1024 MiB, but quota(2048)")
+    }))
+
+  it.scopedLive("label sets and removes labels; update changes and removes the quota", () =>
+    Effect.gen(function*() {
+      const dir = yield* home
+      yield* ok(dir, ["create", "pip", "--quota", "1G", "--label", "team=ml"])
+      const labelled = yield* ok(dir, ["label", "pip", "tier=hot", "-team", "--json"])
+      assert.deepStrictEqual(JSON.parse(labelled.stdout).labels, { tier: "hot" })
+      yield* ok(dir, ["label", "pip", "--", "tier-"])
+      const raised = yield* ok(dir, ["update", "pip", "--quota", "4G", "--json"])
+      assert.strictEqual(JSON.parse(raised.stdout).quotaBytes, 4 * 1024 ** 3)
+      const removed = yield* ok(dir, ["update", "pip", "--no-quota", "--json"])
+      const record = JSON.parse(removed.stdout)
+      assert.deepStrictEqual([record.quotaBytes, record.labels], [null, {}])
+      const bad = yield* volumes(dir, ["label", "pip", "novalue"])
+      assert.notStrictEqual(bad.code, 0)
+      assert.include(bad.stderr, "expected KEY=VALUE")
+    }))
+})
