@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { DateTime, Effect, Either, Option } from "effect"
+import { DateTime, Duration, Effect, Either, Option } from "effect"
 import type { Mebibytes } from "./Size.js"
 import { BYTES_PER_MIB } from "./Size.js"
 import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo, VolumeSettings } from "./VolumeBackend.js"
@@ -53,6 +53,8 @@ export interface VolumeHandle extends Volume {
   readonly quotaMib: Option.Option<Mebibytes>
   readonly labels: ReadonlyArray<readonly [string, string]>
   readonly createdAt: DateTime.Utc
+  /** When `Volume.prune({ expired: true })` may remove the volume; nothing happens at that time. */
+  readonly expiresAt: Option.Option<DateTime.Utc>
   /** The backend's report this handle was made from. */
   readonly info: VolumeInfo
   readonly remove: () => Effect.Effect<void, VolumeNotFound | VolumeInUse | Unsupported | StorageError>
@@ -75,6 +77,7 @@ const makeHandle = (backend: VolumeBackendService, info: VolumeInfo): VolumeHand
     quotaMib: info.quotaMib,
     labels: info.labels,
     createdAt: info.createdAt,
+    expiresAt: info.expiresAt,
     info,
     fs: () => (fs ??= backend.fs(info)),
     path: () => backend.path(info),
@@ -99,7 +102,10 @@ export interface ListFilter {
  * @category constructors
  */
 export class VolumeBuilder {
-  private constructor(private readonly spec: VolumeSpec.VolumeSpec) {}
+  private constructor(
+    private readonly spec: VolumeSpec.VolumeSpec,
+    private readonly expiry: Option.Option<Duration.Duration> = Option.none()
+  ) {}
 
   /** A directory builder for `name`. */
   static make(name: string): VolumeBuilder {
@@ -109,7 +115,30 @@ export class VolumeBuilder {
   }
 
   private with(patch: Partial<VolumeSpec.VolumeSpec>): VolumeBuilder {
-    return new VolumeBuilder(new VolumeSpec.VolumeSpec({ ...this.spec, ...patch }, { disableValidation: true }))
+    return new VolumeBuilder(new VolumeSpec.VolumeSpec({ ...this.spec, ...patch }, { disableValidation: true }), this.expiry)
+  }
+
+  /**
+   * The volume expires `duration` after it is created: `Volume.prune({ expired: true })`
+   * may remove it from then on (nothing happens at that time). A crash between creating
+   * the volume and recording its expiry leaves it without one, never the other way round.
+   */
+  expiresIn(duration: Duration.DurationInput): VolumeBuilder {
+    return new VolumeBuilder(this.spec, Option.some(Duration.decode(duration)))
+  }
+
+  /** Records the expiry on a volume this builder just created. */
+  private expire(handle: VolumeHandle) {
+    const expiry = this.expiry
+    return Option.match(expiry, {
+      onNone: () => Effect.succeed(handle),
+      onSome: (duration) =>
+        Effect.flatMap(DateTime.now, (now) =>
+          update(handle.name, { expiresAt: Option.some(DateTime.addDuration(now, duration)) }).pipe(
+            // Removed by someone else right after it was created.
+            Effect.catchTag("VolumeNotFound", () => Effect.succeed(handle))
+          ))
+    })
   }
 
   /** A directory volume (the default): files on the host. */
@@ -144,12 +173,16 @@ export class VolumeBuilder {
 
   /** Validates and creates the volume. */
   create(): Effect.Effect<VolumeHandle, VolumeAlreadyExists | InvalidConfig | Unsupported | StorageError, VolumeBackend> {
-    return create(this.spec)
+    return Effect.flatMap(create(this.spec), (handle) => this.expire(handle))
   }
 
   /** The existing volume if it is compatible with this builder, else creates it (see {@link getOrCreate}). */
   getOrCreate(): Effect.Effect<VolumeHandle, InvalidConfig | Unsupported | StorageError, VolumeBackend> {
-    return getOrCreate(this.spec)
+    return Effect.gen(this, function*() {
+      const resolution = yield* resolve(this.spec)
+      const handle = yield* compatibleHandle(resolution)
+      return resolution.created ? yield* this.expire(handle) : handle
+    })
   }
 }
 
@@ -298,14 +331,20 @@ const resolveValid = (
  * @category constructors
  */
 export const getOrCreate = Effect.fn("Volume.getOrCreate")(function*(spec: VolumeSpec.VolumeSpec | VolumeBuilder) {
-  const resolution = yield* resolve(spec instanceof VolumeBuilder ? spec.build() : spec)
-  if (Option.isSome(resolution.mismatch)) {
-    return yield* new InvalidConfig({
-      message: `the existing volume ${JSON.stringify(resolution.handle.name)} does not match: ${resolution.mismatch.value}`
-    })
-  }
-  return resolution.handle
+  if (spec instanceof VolumeBuilder) return yield* spec.getOrCreate()
+  return yield* compatibleHandle(yield* resolve(spec))
 })
+
+const compatibleHandle = (resolution: Resolution): Effect.Effect<VolumeHandle, InvalidConfig> =>
+  Option.match(resolution.mismatch, {
+    onNone: () => Effect.succeed(resolution.handle),
+    onSome: (mismatch) =>
+      Effect.fail(
+        new InvalidConfig({
+          message: `the existing volume ${JSON.stringify(resolution.handle.name)} does not match: ${mismatch}`
+        })
+      )
+  })
 
 /**
  * Which volumes {@link prune} removes: those matching every given condition.
@@ -316,6 +355,8 @@ export const getOrCreate = Effect.fn("Volume.getOrCreate")(function*(spec: Volum
 export interface PruneOptions {
   /** Every key must be present; a defined value must match (as in {@link list}). */
   readonly labels?: Readonly<Record<string, string | undefined>>
+  /** Only volumes whose `expiresAt` has passed. */
+  readonly expired?: boolean
   /** Report what would be removed without removing anything. */
   readonly dryRun?: boolean
 }
@@ -341,7 +382,11 @@ export interface PruneResult {
  */
 export const prune = Effect.fn("Volume.prune")(function*(options: PruneOptions = {}) {
   const backend = yield* VolumeBackend
-  const candidates = yield* list(options.labels === undefined ? {} : { labels: options.labels })
+  const now = yield* DateTime.now
+  const listed = yield* list(options.labels === undefined ? {} : { labels: options.labels })
+  const candidates = options.expired === true
+    ? listed.filter((volume) => Option.exists(volume.expiresAt, (at) => DateTime.lessThanOrEqualTo(at, now)))
+    : listed
   const removed: Array<string> = []
   const skipped: Array<{ readonly name: string; readonly reason: string }> = []
   const skip = (name: string) => (error: { readonly message: string }) =>
@@ -381,6 +426,8 @@ export interface VolumeUpdate {
   /** A new quota of a directory volume in MiB, or `None` to remove it. Lowering it below
    * the current usage is allowed: the volume is then over quota and refuses growth. */
   readonly quota?: Option.Option<number>
+  /** When `prune({ expired: true })` may remove the volume, or `None` for never. */
+  readonly expiresAt?: Option.Option<DateTime.Utc>
 }
 
 const applyUpdate = (current: VolumeInfo, change: VolumeUpdate) => {
@@ -397,7 +444,11 @@ const applyUpdate = (current: VolumeInfo, change: VolumeUpdate) => {
         labels: Array.from(labels)
       }, { disableValidation: true })
     ),
-    (valid): VolumeSettings => ({ labels: valid.labels, quotaMib: valid.quotaMib })
+    (valid): VolumeSettings => ({
+      labels: valid.labels,
+      quotaMib: valid.quotaMib,
+      expiresAt: change.expiresAt ?? current.expiresAt
+    })
   )
 }
 

@@ -6,8 +6,8 @@
  *
  * @since 0.1.0
  */
-import type { Effect, Either, Option, Scope } from "effect"
-import { Context, Schema } from "effect"
+import type { DateTime, Effect, Either, Scope } from "effect"
+import { Context, Option, Schema } from "effect"
 import { Mebibytes } from "./Size.js"
 import type { InvalidConfig, StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import type { VolumeFs } from "./VolumeFs.js"
@@ -72,6 +72,8 @@ export class VolumeInfo extends Schema.Class<VolumeInfo>("VolumeInfo")({
   createdAt: Schema.DateTimeUtc,
   /** Real usage: apparent bytes of files and symlinks, or allocated bytes of a disk image. */
   usedBytes: Schema.Number,
+  /** When `Volume.prune({ expired: true })` may remove the volume (nothing happens at that time). */
+  expiresAt: Schema.optionalWith(Schema.OptionFromNullOr(Schema.DateTimeUtc), { default: () => Option.none(), exact: true }),
   /** The raw image of a disk volume, on backends that have one on the host. */
   diskPath: Schema.OptionFromNullOr(Schema.String),
   local: Schema.OptionFromNullOr(LocalState),
@@ -119,6 +121,7 @@ export interface VolumeHolders {
 export interface VolumeSettings {
   readonly labels: ReadonlyArray<readonly [string, string]>
   readonly quotaMib: Option.Option<Mebibytes>
+  readonly expiresAt: Option.Option<DateTime.Utc>
 }
 
 /**

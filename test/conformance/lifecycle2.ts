@@ -2,11 +2,11 @@
  * SPEC §10: holders as a backend capability, get-or-create, prune.
  */
 import { assert, describe } from "@effect/vitest"
-import { Effect, Exit, Option, Scope } from "effect"
+import { DateTime, Effect, Exit, Option, Scope } from "effect"
 import * as Volume from "../../src/Volume.js"
 import { VolumeBackend } from "../../src/VolumeBackend.js"
 import type { Context } from "./support.js"
-import { createVolume, expectFailure, KiB, MiB, utf8 } from "./support.js"
+import { createVolume, expectFailure, KiB, MiB, some, utf8 } from "./support.js"
 
 /** Holds `name` in a scope of its own; closing the returned scope lets go. */
 const hold = (name: string, holder: string, mode: "rw" | "ro" = "rw") =>
@@ -201,6 +201,42 @@ export const lifecycle2Tests = ({ options, test }: Context) => {
           { concurrency: "unbounded" }
         )
         assert.strictEqual((yield* Volume.get("busy")).labels.length, 6)
+      }))
+  })
+  describe("expiry", () => {
+    test("expiresIn sets expiresAt at create; update changes or clears it; it survives a get", () =>
+      Effect.gen(function*() {
+        const before = yield* DateTime.now
+        const vol = yield* Volume.builder("tmp").expiresIn("1 hour").create()
+        const at = some(vol.expiresAt, "expiresAt")
+        const ahead = DateTime.distance(before, at)
+        assert.isTrue(ahead >= 3_600_000 && ahead < 3_600_000 + 60_000, `an hour ahead (got ${ahead} ms)`)
+        assert.deepStrictEqual((yield* Volume.get("tmp")).expiresAt, vol.expiresAt)
+        assert.isTrue(Option.isNone((yield* createVolume("keep")).expiresAt))
+        const cleared = yield* Volume.update("tmp", { expiresAt: Option.none() })
+        assert.isTrue(Option.isNone(cleared.expiresAt))
+        assert.isTrue(Option.isNone((yield* Volume.get("tmp")).expiresAt))
+        const got = yield* Volume.builder("made").expiresIn("2 hours").getOrCreate()
+        assert.isTrue(Option.isSome(got.expiresAt))
+      }))
+
+    test("prune({ expired: true }) removes only expired volumes nobody holds", () =>
+      Effect.gen(function*() {
+        const past = DateTime.subtract(yield* DateTime.now, { minutes: 1 })
+        const future = DateTime.add(yield* DateTime.now, { hours: 1 })
+        yield* createVolume("old")
+        yield* createVolume("busy")
+        yield* createVolume("later")
+        yield* createVolume("never")
+        yield* Volume.update("old", { expiresAt: Option.some(past) })
+        yield* Volume.update("busy", { expiresAt: Option.some(past) })
+        yield* Volume.update("later", { expiresAt: Option.some(future) })
+        const scope = yield* hold("busy", "sandbox busy")
+        const result = yield* Volume.prune({ expired: true })
+        assert.deepStrictEqual(result.removed, ["old"])
+        assert.deepStrictEqual(result.skipped.map((s) => s.name), ["busy"])
+        assert.deepStrictEqual((yield* Volume.list()).map((v) => v.name).sort(), ["busy", "later", "never"])
+        yield* Scope.close(scope, Exit.void)
       }))
   })
 }

@@ -45,6 +45,11 @@ const migrations = {
       created_at INTEGER NOT NULL
     )`
     yield* sql`CREATE INDEX attachments_by_key ON attachments (key)`
+  }),
+  // Lifecycle (SPEC §10): when prune({ expired: true }) may remove the volume.
+  "4_volume_expiry": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE volumes ADD COLUMN expires_at INTEGER`
   })
 }
 

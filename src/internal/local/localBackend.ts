@@ -47,6 +47,7 @@ interface VolumeRow {
   readonly state: "creating" | "ready" | "removing"
   readonly owner_pid: number | null
   readonly owner_start: number | null
+  readonly expires_at: number | null
 }
 
 const isMib = (value: unknown): value is Mebibytes | null =>
@@ -73,11 +74,12 @@ const parseLabels = (text: unknown): unknown => {
 const readRow = (raw: Record<string, unknown>): VolumeRow | undefined => {
   const labels = parseLabels(raw["labels"])
   const { capacity_mib, created_at, key, kind, name, owner_pid, owner_start, quota_mib, state, used_bytes } = raw
+  const expires_at = raw["expires_at"] ?? null
   return typeof key === "string" && typeof name === "string" && (kind === "directory" || kind === "disk") &&
       isMib(quota_mib) && isMib(capacity_mib) && isLabels(labels) && typeof created_at === "number" &&
       typeof used_bytes === "number" && (state === "creating" || state === "ready" || state === "removing") &&
-      isNullableNumber(owner_pid) && isNullableNumber(owner_start)
-    ? { key, name, kind, quota_mib, capacity_mib, labels, created_at, used_bytes, state, owner_pid, owner_start }
+      isNullableNumber(owner_pid) && isNullableNumber(owner_start) && isNullableNumber(expires_at)
+    ? { key, name, kind, quota_mib, capacity_mib, labels, created_at, used_bytes, state, owner_pid, owner_start, expires_at }
     : undefined
 }
 
@@ -149,6 +151,7 @@ export const make = (
         capacityMib: Option.fromNullable(row.capacity_mib),
         labels: row.labels,
         createdAt: DateTime.unsafeMake(row.created_at),
+        expiresAt: Option.map(Option.fromNullable(row.expires_at), DateTime.unsafeMake),
         usedBytes,
         diskPath: row.kind === "disk" ? Option.some(Layout.diskImage(layout, row.key)) : Option.none(),
         local: Option.some(
@@ -285,6 +288,7 @@ export const make = (
             capacity_mib: Option.getOrNull(spec.capacityMib),
             labels: spec.labels,
             created_at: createdAt,
+            expires_at: null,
             used_bytes: usedBytes,
             state: "ready",
             owner_pid: null,
@@ -417,9 +421,12 @@ export const make = (
           if (Either.isLeft(next)) return yield* next.left
           const labels = JSON.stringify(current.labels)
           const quota = Option.getOrNull(current.quotaMib)
+          const expires = Option.getOrNull(Option.map(current.expiresAt, DateTime.toEpochMillis))
           const changed = yield* sql<{ readonly key: string }>`UPDATE volumes
-            SET labels = ${JSON.stringify(next.right.labels)}, quota_mib = ${Option.getOrNull(next.right.quotaMib)}
+            SET labels = ${JSON.stringify(next.right.labels)}, quota_mib = ${Option.getOrNull(next.right.quotaMib)},
+              expires_at = ${Option.getOrNull(Option.map(next.right.expiresAt, DateTime.toEpochMillis))}
             WHERE key = ${key} AND state = 'ready' AND labels = ${labels} AND quota_mib IS ${quota}
+              AND expires_at IS ${expires}
             RETURNING key`.pipe(orStorageError(`updating volume "${name}"`))
           if (changed.length > 0) {
             return new VolumeInfo({ ...current, ...next.right }, { disableValidation: true })

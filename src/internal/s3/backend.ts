@@ -70,6 +70,7 @@ export const makeService = (
       capacityMib: Option.none(),
       labels: record.labels,
       createdAt: DateTime.unsafeMake(record.createdAt),
+      expiresAt: Option.map(Option.fromNullable(record.expiresAt), DateTime.unsafeMake),
       usedBytes: record.usedBytes,
       diskPath: Option.none(),
       local: Option.none(),
@@ -153,7 +154,12 @@ export const makeService = (
           return record
         }
         refused = Option.none()
-        return new VolumeRecord({ ...record, labels: next.right.labels, quotaMib: Option.getOrNull(next.right.quotaMib) })
+        return new VolumeRecord({
+          ...record,
+          labels: next.right.labels,
+          quotaMib: Option.getOrNull(next.right.quotaMib),
+          expiresAt: Option.getOrNull(Option.map(next.right.expiresAt, DateTime.toEpochMillis))
+        })
       }, found)
       if (Option.isSome(refused)) return yield* refused.value
       return toInfo(updated.record)

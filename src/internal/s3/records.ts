@@ -25,7 +25,9 @@ export class VolumeRecord extends Schema.Class<VolumeRecord>("VolumeRecord")({
   /** Apparent bytes of the volume's files, kept by every write. */
   usedBytes: Schema.Number,
   /** The store's default volume cannot be removed. */
-  isDefault: Schema.Boolean
+  isDefault: Schema.Boolean,
+  /** Epoch milliseconds after which `prune({ expired: true })` may remove the volume. */
+  expiresAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true })
 }) {}
 
 const RecordJson = Schema.parseJson(VolumeRecord)
