@@ -2,7 +2,7 @@
  * `volumes label | update`: change a volume's labels and quota in place (SPEC §10).
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Effect, Either, Option } from "effect"
+import { DateTime, Duration, Effect, Either, Option } from "effect"
 import * as Size from "../Size.js"
 import * as Volume from "../Volume.js"
 import { InvalidConfig } from "../VolumeError.js"
@@ -26,6 +26,19 @@ const parseChanges = (changes: ReadonlyArray<string>) =>
     return { set, remove }
   })
 
+const UNITS: Record<string, string> = { s: "seconds", m: "minutes", h: "hours", d: "days", w: "weeks" }
+
+/** `30d`, `12h`, `15m`, `45s`, `2w` (or Effect's `"30 days"`) → a duration. */
+export const parseDuration = (flag: string, text: string): Effect.Effect<Duration.Duration, InvalidConfig> => {
+  const short = /^(\d+)\s*([smhdw])$/.exec(text.trim())
+  const input = short === null ? text.trim() : `${short[1]} ${UNITS[short[2]!]}`
+  const decoded = Option.filter(Duration.decodeUnknown(input), (duration) => Duration.toMillis(duration) > 0)
+  return Option.match(decoded, {
+    onNone: () => Effect.fail(new InvalidConfig({ message: `--${flag} ${JSON.stringify(text)}: expected a duration like 30d, 12h, 15m` })),
+    onSome: Effect.succeed
+  })
+}
+
 const show = (handle: Volume.VolumeHandle, asJson: boolean) =>
   asJson ? Output.json(Output.volumeRecord(handle)) : Output.line(Output.volumeDetails(handle))
 
@@ -46,6 +59,10 @@ export const update = Command.make("update", {
   name: Args.text({ name: "NAME" }),
   quota: Options.text("quota").pipe(Options.withDescription("a new quota, e.g. 4G (may be below usage)"), Options.optional),
   noQuota: Options.boolean("no-quota").pipe(Options.withDescription("remove the quota")),
+  expiresIn: Options.text("expires-in").pipe(
+    Options.withDescription("prune --expired may remove it this long from now, e.g. 30d"),
+    Options.optional
+  ),
   json
 }, (args) =>
   withBackend(Effect.gen(function*() {
@@ -60,6 +77,20 @@ export const update = Command.make("update", {
           onRight: (mib) => Effect.succeed(Option.some(Option.some(mib)))
         })
     })
-    if (Option.isNone(quota)) return yield* new InvalidConfig({ message: "nothing to update: give --quota or --no-quota" })
-    yield* show(yield* Volume.update(args.name, { quota: quota.value }), args.json)
-  }))).pipe(Command.withDescription("change a volume's quota in place"))
+    const expiresAt = yield* Option.match(args.expiresIn, {
+      onNone: () => Effect.succeedNone,
+      onSome: (text) =>
+        Effect.zipWith(parseDuration("expires-in", text), DateTime.now, (duration, now) =>
+          Option.some(Option.some(DateTime.addDuration(now, duration))))
+    })
+    if (Option.isNone(quota) && Option.isNone(expiresAt)) {
+      return yield* new InvalidConfig({ message: "nothing to update: give --quota, --no-quota or --expires-in" })
+    }
+    yield* show(
+      yield* Volume.update(args.name, {
+        ...(Option.isSome(quota) ? { quota: quota.value } : {}),
+        ...(Option.isSome(expiresAt) ? { expiresAt: expiresAt.value } : {})
+      }),
+      args.json
+    )
+  }))).pipe(Command.withDescription("change a volume's quota or expiry in place"))

@@ -3,11 +3,13 @@
  * `label`, `update --quota/--no-quota`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { DateTime, Effect, Option } from "effect"
 import { execFile } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
+import * as LocalBackend from "../../src/LocalBackend.js"
+import * as Volume from "../../src/Volume.js"
 
 const MAIN = NodePath.resolve(import.meta.dirname, "../../dist/cli/main.js")
 
@@ -63,6 +65,14 @@ describe("lifecycle CLI", () => {
       const removed = yield* ok(dir, ["update", "pip", "--no-quota", "--json"])
       const record = JSON.parse(removed.stdout)
       assert.deepStrictEqual([record.quotaBytes, record.labels], [null, {}])
+      const before = yield* DateTime.now
+      yield* ok(dir, ["update", "pip", "--expires-in", "30d"])
+      const expiresAt = (yield* Volume.get("pip").pipe(Effect.provide(LocalBackend.layer({ home: dir })))).expiresAt
+      const ahead = Option.map(expiresAt, (at) => DateTime.distance(before, at))
+      assert.isTrue(Option.exists(ahead, (ms) => ms >= 30 * 86_400_000 && ms < 30 * 86_400_000 + 60_000), String(ahead))
+      const badDuration = yield* volumes(dir, ["update", "pip", "--expires-in", "soon"])
+      assert.notStrictEqual(badDuration.code, 0)
+      assert.include(badDuration.stderr, "expected a duration")
       const bad = yield* volumes(dir, ["label", "pip", "novalue"])
       assert.notStrictEqual(bad.code, 0)
       assert.include(bad.stderr, "expected KEY=VALUE")
