@@ -90,10 +90,11 @@ export const rm = Command.make("rm", {
 export const prune = Command.make("prune", {
   label: labelFilter,
   dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be removed")),
+  expired: Options.boolean("expired").pipe(Options.withDescription("only volumes whose expiry has passed")),
   json
 }, (args) =>
   withBackend(Effect.gen(function*() {
-    const { removed, skipped } = yield* Volume.prune({ ...listFilter(args.label), dryRun: args.dryRun })
+    const { removed, skipped } = yield* Volume.prune({ ...listFilter(args.label), dryRun: args.dryRun, expired: args.expired })
     if (args.json) return yield* Output.json({ dryRun: args.dryRun, removed, skipped })
     const verb = args.dryRun ? "would remove" : "removed"
     for (const name of removed) yield* Output.line(`${verb} ${name}`)

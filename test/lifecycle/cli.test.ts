@@ -73,6 +73,12 @@ describe("lifecycle CLI", () => {
       const badDuration = yield* volumes(dir, ["update", "pip", "--expires-in", "soon"])
       assert.notStrictEqual(badDuration.code, 0)
       assert.include(badDuration.stderr, "expected a duration")
+      yield* ok(dir, ["create", "old"])
+      yield* Volume.update("old", { expiresAt: Option.some(DateTime.subtract(before, { minutes: 1 })) }).pipe(
+        Effect.provide(LocalBackend.layer({ home: dir }))
+      )
+      const pruned = yield* ok(dir, ["prune", "--expired", "--json"])
+      assert.deepStrictEqual(JSON.parse(pruned.stdout).removed, ["old"], "pip expires in 30 days: kept")
       const bad = yield* volumes(dir, ["label", "pip", "novalue"])
       assert.notStrictEqual(bad.code, 0)
       assert.include(bad.stderr, "expected KEY=VALUE")
