@@ -55,6 +55,8 @@ export interface VolumeHandle extends Volume {
   readonly createdAt: DateTime.Utc
   /** When `Volume.prune({ expired: true })` may remove the volume; nothing happens at that time. */
   readonly expiresAt: Option.Option<DateTime.Utc>
+  /** When a sandbox last attached or detached the volume (`None`: never). */
+  readonly lastUsedAt: Option.Option<DateTime.Utc>
   /** The backend's report this handle was made from. */
   readonly info: VolumeInfo
   readonly remove: () => Effect.Effect<void, VolumeNotFound | VolumeInUse | Unsupported | StorageError>
@@ -78,6 +80,7 @@ const makeHandle = (backend: VolumeBackendService, info: VolumeInfo): VolumeHand
     labels: info.labels,
     createdAt: info.createdAt,
     expiresAt: info.expiresAt,
+    lastUsedAt: info.lastUsedAt,
     info,
     fs: () => (fs ??= backend.fs(info)),
     path: () => backend.path(info),
@@ -357,6 +360,8 @@ export interface PruneOptions {
   readonly labels?: Readonly<Record<string, string | undefined>>
   /** Only volumes whose `expiresAt` has passed. */
   readonly expired?: boolean
+  /** Only volumes no sandbox attached or detached for this long (never used: since creation). */
+  readonly unusedFor?: Duration.DurationInput
   /** Report what would be removed without removing anything. */
   readonly dryRun?: boolean
 }
@@ -384,9 +389,17 @@ export const prune = Effect.fn("Volume.prune")(function*(options: PruneOptions =
   const backend = yield* VolumeBackend
   const now = yield* DateTime.now
   const listed = yield* list(options.labels === undefined ? {} : { labels: options.labels })
-  const candidates = options.expired === true
-    ? listed.filter((volume) => Option.exists(volume.expiresAt, (at) => DateTime.lessThanOrEqualTo(at, now)))
-    : listed
+  const unusedSince = Option.map(
+    Option.fromNullable(options.unusedFor),
+    (unusedFor) => DateTime.subtractDuration(now, Duration.decode(unusedFor))
+  )
+  const candidates = listed.filter((volume) =>
+    (options.expired !== true || Option.exists(volume.expiresAt, (at) => DateTime.lessThanOrEqualTo(at, now))) &&
+    Option.match(unusedSince, {
+      onNone: () => true,
+      onSome: (since) => DateTime.lessThanOrEqualTo(Option.getOrElse(volume.lastUsedAt, () => volume.createdAt), since)
+    })
+  )
   const removed: Array<string> = []
   const skipped: Array<{ readonly name: string; readonly reason: string }> = []
   const skip = (name: string) => (error: { readonly message: string }) =>

@@ -74,6 +74,8 @@ export class VolumeInfo extends Schema.Class<VolumeInfo>("VolumeInfo")({
   usedBytes: Schema.Number,
   /** When `Volume.prune({ expired: true })` may remove the volume (nothing happens at that time). */
   expiresAt: Schema.optionalWith(Schema.OptionFromNullOr(Schema.DateTimeUtc), { default: () => Option.none(), exact: true }),
+  /** When a holder (a sandbox) last acquired or let go of the volume. */
+  lastUsedAt: Schema.optionalWith(Schema.OptionFromNullOr(Schema.DateTimeUtc), { default: () => Option.none(), exact: true }),
   /** The raw image of a disk volume, on backends that have one on the host. */
   diskPath: Schema.OptionFromNullOr(Schema.String),
   local: Schema.OptionFromNullOr(LocalState),
@@ -153,7 +155,9 @@ export interface VolumeBackendService {
     name: string,
     change: (current: VolumeInfo) => Either.Either<VolumeSettings, InvalidConfig>
   ) => Effect.Effect<VolumeInfo, VolumeNotFound | InvalidConfig | StorageError>
-  /** Who holds which volume (§10 "Holders"). */
+  /** Records that the volume is used now (`lastUsedAt`); a missing volume is no error. */
+  readonly touch: (name: string) => Effect.Effect<void, StorageError>
+  /** Who holds which volume (§10 "Holders"); acquiring and letting go both `touch` the volume. */
   readonly holders: VolumeHolders
   /** The host directory holding a directory volume's files. */
   readonly path: (volume: VolumeInfo) => Effect.Effect<string, Unsupported | VolumeNotFound | StorageError>

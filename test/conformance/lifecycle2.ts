@@ -239,4 +239,25 @@ export const lifecycle2Tests = ({ options, test }: Context) => {
         yield* Scope.close(scope, Exit.void)
       }))
   })
+  describe("lastUsedAt", () => {
+    test("a holder acquiring and letting go moves lastUsedAt; prune({ unusedFor }) keeps recently used volumes", () =>
+      Effect.gen(function*() {
+        yield* createVolume("used")
+        yield* createVolume("idle")
+        assert.isTrue(Option.isNone((yield* Volume.get("used")).lastUsedAt), "never used yet")
+        const before = yield* DateTime.now
+        const scope = yield* hold("used", "sandbox")
+        const attached = some((yield* Volume.get("used")).lastUsedAt, "lastUsedAt after attach")
+        assert.isTrue(DateTime.greaterThanOrEqualTo(attached, before))
+        yield* Effect.sleep("5 millis")
+        yield* Scope.close(scope, Exit.void)
+        const detached = some((yield* Volume.get("used")).lastUsedAt, "lastUsedAt after detach")
+        assert.isTrue(DateTime.greaterThan(detached, attached), "moved again at detach")
+        assert.isTrue(Option.isNone((yield* Volume.get("idle")).lastUsedAt))
+        // Nothing is old enough for an hour; everything is for 0 ms.
+        assert.deepStrictEqual((yield* Volume.prune({ unusedFor: "1 hour", dryRun: true })).removed, [])
+        const all = yield* Volume.prune({ unusedFor: 0, dryRun: true })
+        assert.deepStrictEqual([...all.removed].sort(), ["idle", "used"])
+      }))
+  })
 }

@@ -46,10 +46,12 @@ const migrations = {
     )`
     yield* sql`CREATE INDEX attachments_by_key ON attachments (key)`
   }),
-  // Lifecycle (SPEC §10): when prune({ expired: true }) may remove the volume.
+  // Lifecycle (SPEC §10): when prune({ expired: true }) may remove the volume, and when a
+  // holder last acquired or let go of it.
   "4_volume_expiry": Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql`ALTER TABLE volumes ADD COLUMN expires_at INTEGER`
+    yield* sql`ALTER TABLE volumes ADD COLUMN last_used_at INTEGER`
   })
 }
 

@@ -11,7 +11,8 @@
 import { FileSystem } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
-import { DateTime, Effect, Either, Option } from "effect"
+import { Clock, DateTime, Effect, Either, Option } from "effect"
+import { touching } from "../touchingHolders.js"
 import type { Scope } from "effect"
 import * as NodePath from "node:path"
 import { BYTES_PER_MIB } from "../../Size.js"
@@ -48,6 +49,7 @@ interface VolumeRow {
   readonly owner_pid: number | null
   readonly owner_start: number | null
   readonly expires_at: number | null
+  readonly last_used_at: number | null
 }
 
 const isMib = (value: unknown): value is Mebibytes | null =>
@@ -75,11 +77,15 @@ const readRow = (raw: Record<string, unknown>): VolumeRow | undefined => {
   const labels = parseLabels(raw["labels"])
   const { capacity_mib, created_at, key, kind, name, owner_pid, owner_start, quota_mib, state, used_bytes } = raw
   const expires_at = raw["expires_at"] ?? null
+  const last_used_at = raw["last_used_at"] ?? null
   return typeof key === "string" && typeof name === "string" && (kind === "directory" || kind === "disk") &&
       isMib(quota_mib) && isMib(capacity_mib) && isLabels(labels) && typeof created_at === "number" &&
       typeof used_bytes === "number" && (state === "creating" || state === "ready" || state === "removing") &&
-      isNullableNumber(owner_pid) && isNullableNumber(owner_start) && isNullableNumber(expires_at)
-    ? { key, name, kind, quota_mib, capacity_mib, labels, created_at, used_bytes, state, owner_pid, owner_start, expires_at }
+      isNullableNumber(owner_pid) && isNullableNumber(owner_start) && isNullableNumber(expires_at) && isNullableNumber(last_used_at)
+    ? {
+      key, name, kind, quota_mib, capacity_mib, labels, created_at, used_bytes, state, owner_pid, owner_start,
+      expires_at, last_used_at
+    }
     : undefined
 }
 
@@ -152,6 +158,7 @@ export const make = (
         labels: row.labels,
         createdAt: DateTime.unsafeMake(row.created_at),
         expiresAt: Option.map(Option.fromNullable(row.expires_at), DateTime.unsafeMake),
+        lastUsedAt: Option.map(Option.fromNullable(row.last_used_at), DateTime.unsafeMake),
         usedBytes,
         diskPath: row.kind === "disk" ? Option.some(Layout.diskImage(layout, row.key)) : Option.none(),
         local: Option.some(
@@ -289,6 +296,7 @@ export const make = (
             labels: spec.labels,
             created_at: createdAt,
             expires_at: null,
+            last_used_at: null,
             used_bytes: usedBytes,
             state: "ready",
             owner_pid: null,
@@ -434,6 +442,13 @@ export const make = (
         }
       }).pipe(Effect.withSpan("LocalBackend.update"))
 
+    const touch = (name: string) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        sql`UPDATE volumes SET last_used_at = ${now} WHERE key = ${nameKey(name)}`.pipe(
+          orStorageError(`recording the use of volume "${name}"`),
+          Effect.asVoid
+        ))
+
     const service: VolumeBackendService = {
       backendKind: "local",
       create,
@@ -443,10 +458,11 @@ export const make = (
       getDefault: Effect.fail(new Unsupported({ operation: "getDefault", backend: "local" })),
       fs: volumeFs,
       update,
-      holders: {
+      touch,
+      holders: touching({
         acquire: (name, holder, mode) => attachments.acquire(nameKey(name), { holder, mode }),
         list: (name) => attachments.holders(nameKey(name))
-      },
+      }, touch),
       path
     }
     return { service, attachments }

@@ -16,6 +16,7 @@ import { nameKey } from "../../VolumeSpec.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as MemoryDriver from "./memoryDriver.js"
 import * as MemoryHolders from "./memoryHolders.js"
+import { touching } from "../touchingHolders.js"
 import type { MemoryTree } from "./memoryDriver.js"
 
 interface MemoryVolume {
@@ -115,6 +116,15 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
       return Effect.succeed(report({ ...volume, info }))
     }).pipe(Effect.withSpan("MemoryBackend.update"))
 
+  const touch = (name: string) =>
+    Effect.flatMap(DateTime.now, (now) =>
+      Effect.sync(() => {
+        const key = nameKey(name)
+        const volume = volumes.get(key)
+        if (volume === undefined) return
+        volumes.set(key, { ...volume, info: new VolumeInfo({ ...volume.info, lastUsedAt: Option.some(now) }) })
+      }))
+
   const fs = (info: VolumeInfo): VolumeFs => {
     // Bound to this incarnation: once it is removed every operation fails with
     // `VolumeNotFound`, even if a volume of the same name is created later.
@@ -141,7 +151,8 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     getDefault: Effect.fail(unsupported("getDefault")),
     fs,
     update,
-    holders: holders.service,
+    touch,
+    holders: touching(holders.service, touch),
     path: () => Effect.fail(unsupported("path"))
   } satisfies VolumeBackendService
 })

@@ -4,7 +4,7 @@
  * `driver.ts`). Nothing is kept in this process but the client and per-volume write locks,
  * so every process pointing at the same bucket and prefix sees the same volumes.
  */
-import { DateTime, Duration, Effect, Either, Option } from "effect"
+import { Clock, DateTime, Duration, Effect, Either, Option } from "effect"
 import type { Scope } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { Mebibytes } from "../../Size.js"
@@ -20,6 +20,7 @@ import type { S3, S3Settings } from "./client.js"
 import * as Driver from "./driver.js"
 import * as Layout from "./layout.js"
 import * as Leases from "./leases.js"
+import { touching } from "../touchingHolders.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
 
@@ -71,6 +72,7 @@ export const makeService = (
       labels: record.labels,
       createdAt: DateTime.unsafeMake(record.createdAt),
       expiresAt: Option.map(Option.fromNullable(record.expiresAt), DateTime.unsafeMake),
+      lastUsedAt: Option.map(Option.fromNullable(record.lastUsedAt), DateTime.unsafeMake),
       usedBytes: record.usedBytes,
       diskPath: Option.none(),
       local: Option.none(),
@@ -165,6 +167,16 @@ export const makeService = (
       return toInfo(updated.record)
     }).pipe(Effect.withSpan("S3Backend.update"))
 
+  const touch = (name: string) =>
+    Effect.gen(function*() {
+      const key = layout.recordKey(name)
+      const found = yield* Records.read(s3, key)
+      if (Option.isNone(found)) return
+      const now = yield* Clock.currentTimeMillis
+      yield* Records.update(s3, key, found.value.record.id, name, (record) => new VolumeRecord({ ...record, lastUsedAt: now }), found)
+        .pipe(Effect.catchTag("VolumeNotFound", () => Effect.void))
+    })
+
   /** The default volume, created on first use by whichever process asks first. */
   const getDefault = Effect.gen(function*() {
     const key = layout.recordKey(DEFAULT_VOLUME)
@@ -206,7 +218,8 @@ export const makeService = (
     getDefault,
     fs,
     update,
-    holders: leases.service,
+    touch,
+    holders: touching(leases.service, touch),
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND }))
   } satisfies VolumeBackendService
 }

@@ -27,7 +27,9 @@ export class VolumeRecord extends Schema.Class<VolumeRecord>("VolumeRecord")({
   /** The store's default volume cannot be removed. */
   isDefault: Schema.Boolean,
   /** Epoch milliseconds after which `prune({ expired: true })` may remove the volume. */
-  expiresAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true })
+  expiresAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true }),
+  /** Epoch milliseconds of the last time a holder acquired or let go of the volume. */
+  lastUsedAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true })
 }) {}
 
 const RecordJson = Schema.parseJson(VolumeRecord)
