@@ -6,6 +6,7 @@ import { Effect, Either, Option } from "effect"
 import * as Size from "../Size.js"
 import * as Volume from "../Volume.js"
 import { InvalidConfig } from "../VolumeError.js"
+import { parseDuration } from "./lifecycleCommands.js"
 import * as Output from "./output.js"
 import { withBackend } from "./root.js"
 
@@ -91,10 +92,20 @@ export const prune = Command.make("prune", {
   label: labelFilter,
   dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be removed")),
   expired: Options.boolean("expired").pipe(Options.withDescription("only volumes whose expiry has passed")),
+  unusedFor: Options.text("unused-for").pipe(
+    Options.withDescription("only volumes no sandbox used for this long, e.g. 7d"),
+    Options.optional
+  ),
   json
 }, (args) =>
   withBackend(Effect.gen(function*() {
-    const { removed, skipped } = yield* Volume.prune({ ...listFilter(args.label), dryRun: args.dryRun, expired: args.expired })
+    const unusedFor = Option.isSome(args.unusedFor) ? yield* parseDuration("unused-for", args.unusedFor.value) : undefined
+    const { removed, skipped } = yield* Volume.prune({
+      ...listFilter(args.label),
+      ...(unusedFor === undefined ? {} : { unusedFor }),
+      dryRun: args.dryRun,
+      expired: args.expired
+    })
     if (args.json) return yield* Output.json({ dryRun: args.dryRun, removed, skipped })
     const verb = args.dryRun ? "would remove" : "removed"
     for (const name of removed) yield* Output.line(`${verb} ${name}`)

@@ -77,6 +77,8 @@ describe("lifecycle CLI", () => {
       yield* Volume.update("old", { expiresAt: Option.some(DateTime.subtract(before, { minutes: 1 })) }).pipe(
         Effect.provide(LocalBackend.layer({ home: dir }))
       )
+      const idle = yield* ok(dir, ["prune", "--unused-for", "1h", "--dry-run", "--json"])
+      assert.deepStrictEqual(JSON.parse(idle.stdout).removed, [], "both were created just now")
       const pruned = yield* ok(dir, ["prune", "--expired", "--json"])
       assert.deepStrictEqual(JSON.parse(pruned.stdout).removed, ["old"], "pip expires in 30 days: kept")
       const bad = yield* volumes(dir, ["label", "pip", "novalue"])
