@@ -1,10 +1,10 @@
 /**
  * Where a sandbox's snapshot mount (`m.snapshot(volume, snapshot)`) comes from. On the
  * local backend it is the snapshot's own directory or image, mounted read-only; for a
- * directory snapshot the sandbox holds the volume read-only under a label that names the
- * snapshot (through the backend's holders, as for any mount), so neither is removed under it. Backends without host files
- * (memory, cloud) materialise the snapshot into a private cache directory instead; it is
- * never committed back, the mount being read-only.
+ * directory snapshot the sandbox holds the volume read-only (through the backend's holders,
+ * like any named mount) under a label that names the snapshot, so neither is removed under
+ * it. Backends without host files (memory, cloud) materialise the snapshot into a private
+ * cache directory instead; it is never committed back, the mount being read-only.
  */
 import { Effect, Option } from "effect"
 import type { Scope } from "effect"
