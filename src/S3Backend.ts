@@ -53,6 +53,12 @@ export interface S3BackendOptions {
    * backoff pauses (about 2.5 s for 6 attempts) when the store does not answer.
    */
   readonly requestTimeout?: Duration.DurationInput | undefined
+  /**
+   * How long a sandbox's hold on a volume lasts without renewal (it renews every third of
+   * it): a crashed holder blocks `remove`/`rename`/`prune` on every machine for at most
+   * this long. Default 30 seconds.
+   */
+  readonly leaseTtl?: Duration.DurationInput | undefined
 }
 
 /**
@@ -78,7 +84,8 @@ const settingsOf = (options: S3BackendOptions): internal.S3BackendSettings => ({
   ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
   ...(options.requestTimeout === undefined
     ? {}
-    : { requestTimeoutMillis: Duration.toMillis(Duration.decode(options.requestTimeout)) })
+    : { requestTimeoutMillis: Duration.toMillis(Duration.decode(options.requestTimeout)) }),
+  ...(options.leaseTtl === undefined ? {} : { leaseTtl: options.leaseTtl })
 })
 
 /**

@@ -7,14 +7,13 @@
  */
 import type { Duration } from "effect"
 import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
-import { LocalAttachments } from "./internal/local/attachments.js"
 import * as SandboxStop from "./internal/sandboxStop.js"
 import * as Snapshot from "./internal/snapshot.js"
 import * as SnapshotSource from "./internal/snapshotSource.js"
 import * as Mount from "./Mount.js"
 import type * as Size from "./Size.js"
 import * as Volume from "./Volume.js"
-import type { VolumeBackend } from "./VolumeBackend.js"
+import { VolumeBackend } from "./VolumeBackend.js"
 import type { CommitFailed, SnapshotNotFound, StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import { CommitConflict, InvalidConfig, SandboxError, Unsupported } from "./VolumeError.js"
 import * as VolumeSpec from "./VolumeSpec.js"
@@ -467,27 +466,13 @@ const resolveNamed = (mount: Mount.NamedMount) =>
     if (mount.mode === "create") {
       return { handle: yield* Volume.create(spec.value), created: true } satisfies NamedResolution
     }
-    const found = yield* Volume.get(mount.name).pipe(
-      Effect.map(Option.some),
-      Effect.catchTag("VolumeNotFound", () => Effect.succeedNone)
-    )
-    const resolution: NamedResolution = Option.isSome(found)
-      ? { handle: found.value, created: false }
-      : yield* Volume.create(spec.value).pipe(
-        Effect.map((handle): NamedResolution => ({ handle, created: true })),
-        // Someone else created it meanwhile: then it must be compatible like any existing one.
-        Effect.catchTag("VolumeAlreadyExists", () =>
-          Effect.map(Volume.get(mount.name), (handle): NamedResolution => ({ handle, created: false })))
-      )
-    if (!resolution.created) {
-      const problem = Mount.compatible(resolution.handle.info, spec.value)
-      if (Option.isSome(problem)) {
-        return yield* new InvalidConfig({
-          message: `mount at ${JSON.stringify(mount.guestPath)}: the existing volume ${
-            JSON.stringify(resolution.handle.name)
-          } does not match ensureExists(): ${problem.value} (it is never changed; use another name or existing())`
-        })
-      }
+    const resolution = yield* Volume.resolve(spec.value)
+    if (Option.isSome(resolution.mismatch)) {
+      return yield* new InvalidConfig({
+        message: `mount at ${JSON.stringify(mount.guestPath)}: the existing volume ${
+          JSON.stringify(resolution.handle.name)
+        } does not match ensureExists(): ${resolution.mismatch.value} (it is never changed; use another name or existing())`
+      })
     }
     return resolution
   })
@@ -556,7 +541,7 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   yield* Mount.validateMounts(mounts)
 
   const runtime = yield* SandboxRuntime
-  const attachments = yield* Effect.serviceOption(LocalAttachments)
+  const holders = (yield* VolumeBackend).holders
   const outer = yield* Effect.scope
   // Everything the sandbox holds lives in its own scope, so `stop()` can release it early.
   const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
@@ -585,18 +570,15 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
         if (mount._tag !== "Named") resolved.push({ mount, source: directSource(mount) })
         continue
       }
-      if (Option.isSome(attachments) && Option.isNone(mount.snapshot)) {
-        yield* attachments.value.acquire(VolumeSpec.nameKey(handle.name), {
-          holder: `sandbox ${draft.name}`,
-          mode: mount.readonly ? "ro" : "rw"
-        }).pipe(Scope.extend(scope))
-      }
       if (Option.isSome(mount.snapshot)) {
         // A snapshot mount: read-only, from the snapshot's own files (internal/snapshotSource.ts).
-        const source = yield* SnapshotSource.resolve(handle, mount.snapshot.value, `sandbox ${draft.name}`, attachments)
+        const source = yield* SnapshotSource.resolve(handle, mount.snapshot.value, `sandbox ${draft.name}`, holders)
         resolved.push({ mount, source: yield* Scope.extend(source, scope) })
         continue
       }
+      yield* holders.acquire(handle.name, `sandbox ${draft.name}`, mount.readonly ? "ro" : "rw").pipe(
+        Scope.extend(scope)
+      )
       if (!named.includes(handle.name)) named.push(handle.name)
       if (handle.kind === "directory" && Option.isNone(handle.local)) {
         // The cache is held by the outer scope: it outlives the processes until the commit is done.

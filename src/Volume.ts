@@ -7,15 +7,15 @@ import { DateTime, Duration, Effect, Either, Option } from "effect"
 import type { Mebibytes, SizeInput } from "./Size.js"
 import * as Size from "./Size.js"
 import { BYTES_PER_MIB } from "./Size.js"
-import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo } from "./VolumeBackend.js"
+import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo, VolumeSettings } from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
-import type { StorageError, Unsupported } from "./VolumeError.js"
-import type { VolumeAlreadyExists } from "./VolumeError.js"
-import { InvalidConfig, SnapshotNotFound, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
+import type { Unsupported, VolumeAlreadyExists } from "./VolumeError.js"
+import { InvalidConfig, SnapshotNotFound, StorageError, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import type { VolumeFs } from "./VolumeFs.js"
 import * as VolumeSnapshot from "./VolumeSnapshot.js"
 import type { VolumeKind } from "./VolumeSpec.js"
 import * as VolumeSpec from "./VolumeSpec.js"
+import { compatible } from "./internal/mount/validation.js"
 
 /**
  * A volume: its identity, where it lives, and access to its files.
@@ -55,6 +55,10 @@ export interface VolumeHandle extends Volume {
   readonly quotaMib: Option.Option<Mebibytes>
   readonly labels: ReadonlyArray<readonly [string, string]>
   readonly createdAt: DateTime.Utc
+  /** When `Volume.prune({ expired: true })` may remove the volume; nothing happens at that time. */
+  readonly expiresAt: Option.Option<DateTime.Utc>
+  /** When a sandbox last attached or detached the volume (`None`: never). */
+  readonly lastUsedAt: Option.Option<DateTime.Utc>
   /** The backend's report this handle was made from. */
   readonly info: VolumeInfo
   readonly remove: () => Effect.Effect<void, VolumeNotFound | VolumeInUse | Unsupported | StorageError>
@@ -77,6 +81,8 @@ const makeHandle = (backend: VolumeBackendService, info: VolumeInfo): VolumeHand
     quotaMib: info.quotaMib,
     labels: info.labels,
     createdAt: info.createdAt,
+    expiresAt: info.expiresAt,
+    lastUsedAt: info.lastUsedAt,
     info,
     fs: () => (fs ??= backend.fs(info)),
     path: () => backend.path(info),
@@ -104,7 +110,8 @@ export class VolumeBuilder {
   private constructor(
     private readonly spec: VolumeSpec.VolumeSpec,
     /** Sizes given as strings that did not parse; `create()` reports the first. */
-    private readonly problems: ReadonlyArray<InvalidConfig> = []
+    private readonly problems: ReadonlyArray<InvalidConfig> = [],
+    private readonly expiry: Option.Option<Duration.Duration> = Option.none()
   ) {}
 
   /** A directory builder for `name`. */
@@ -115,7 +122,7 @@ export class VolumeBuilder {
   }
 
   private with(patch: Partial<VolumeSpec.VolumeSpec>, problems = this.problems): VolumeBuilder {
-    return new VolumeBuilder(new VolumeSpec.VolumeSpec({ ...this.spec, ...patch }, { disableValidation: true }), problems)
+    return new VolumeBuilder(new VolumeSpec.VolumeSpec({ ...this.spec, ...patch }, { disableValidation: true }), problems, this.expiry)
   }
 
   /** A size setter's value: a number is checked by `create()`, a string is parsed now. */
@@ -124,6 +131,29 @@ export class VolumeBuilder {
     return Either.match(Size.parse(size), {
       onLeft: (problem) => this.with({ [field]: Option.none() }, [...this.problems, problem]),
       onRight: (mib) => this.with({ [field]: Option.some(mib) })
+    })
+  }
+
+  /**
+   * The volume expires `duration` after it is created: `Volume.prune({ expired: true })`
+   * may remove it from then on (nothing happens at that time). A crash between creating
+   * the volume and recording its expiry leaves it without one, never the other way round.
+   */
+  expiresIn(duration: Duration.DurationInput): VolumeBuilder {
+    return new VolumeBuilder(this.spec, this.problems, Option.some(Duration.decode(duration)))
+  }
+
+  /** Records the expiry on a volume this builder just created. */
+  private expire(handle: VolumeHandle) {
+    const expiry = this.expiry
+    return Option.match(expiry, {
+      onNone: () => Effect.succeed(handle),
+      onSome: (duration) =>
+        Effect.flatMap(DateTime.now, (now) =>
+          update(handle.name, { expiresAt: Option.some(DateTime.addDuration(now, duration)) }).pipe(
+            // Removed by someone else right after it was created.
+            Effect.catchTag("VolumeNotFound", () => Effect.succeed(handle))
+          ))
     })
   }
 
@@ -160,7 +190,19 @@ export class VolumeBuilder {
   /** Validates and creates the volume. */
   create(): Effect.Effect<VolumeHandle, VolumeAlreadyExists | InvalidConfig | Unsupported | StorageError, VolumeBackend> {
     const [problem] = this.problems
-    return problem === undefined ? create(this.spec) : Effect.fail(problem)
+    if (problem !== undefined) return Effect.fail(problem)
+    return Effect.flatMap(create(this.spec), (handle) => this.expire(handle))
+  }
+
+  /** The existing volume if it is compatible with this builder, else creates it (see {@link getOrCreate}). */
+  getOrCreate(): Effect.Effect<VolumeHandle, InvalidConfig | Unsupported | StorageError, VolumeBackend> {
+    return Effect.gen(this, function*() {
+      const [problem] = this.problems
+      if (problem !== undefined) return yield* problem
+      const resolution = yield* resolve(this.spec)
+      const handle = yield* compatibleHandle(resolution)
+      return resolution.created ? yield* this.expire(handle) : handle
+    })
   }
 }
 
@@ -411,4 +453,209 @@ export const restore = Effect.fn("Volume.restore")(function*(name: string, snaps
   const backend = yield* VolumeBackend
   const volume = yield* existingName(name)
   yield* backend.snapshots.restore(volume, yield* existingSnapshot(volume, snapshot))
+})
+
+/**
+ * What {@link resolve} found: the volume, whether this call created it, and why an existing
+ * one does not match the spec (`None` when it does).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Resolution {
+  readonly handle: VolumeHandle
+  readonly created: boolean
+  readonly mismatch: Option.Option<string>
+}
+
+/**
+ * Gets the volume `spec` names, creating it when missing (a concurrent creator that wins
+ * the race makes this a get), and compares an existing one with the spec by the
+ * `ensureExists` rule of named mounts. Never changes an existing volume.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolve = Effect.fn("Volume.resolve")(function*(spec: VolumeSpec.VolumeSpec) {
+  const valid = yield* VolumeSpec.validate(spec)
+  return yield* resolveValid(yield* VolumeBackend, valid, RESOLVE_ATTEMPTS)
+})
+
+/**
+ * Rounds of get-then-create: a volume another caller is still creating exists for `create`
+ * but not yet for `get`, so the loser waits for it (disk volumes take a while to format).
+ */
+const RESOLVE_ATTEMPTS = 1200
+const RESOLVE_PAUSE = "25 millis"
+
+const resolveValid = (
+  backend: VolumeBackendService,
+  valid: VolumeSpec.ValidSpec,
+  attempts: number
+): Effect.Effect<Resolution, Unsupported | StorageError> =>
+  backend.get(valid.name).pipe(
+    Effect.map((info): Resolution => ({ handle: makeHandle(backend, info), created: false, mismatch: compatible(info, valid) })),
+    Effect.catchTag("VolumeNotFound", () =>
+      backend.create(valid).pipe(
+        Effect.map((info): Resolution => ({ handle: makeHandle(backend, info), created: true, mismatch: Option.none() })),
+        // Someone else created it meanwhile: then it must be compatible like any existing one.
+        Effect.catchTag("VolumeAlreadyExists", (error) =>
+          attempts > 0
+            ? Effect.zipRight(Effect.sleep(RESOLVE_PAUSE), resolveValid(backend, valid, attempts - 1))
+            : Effect.fail(new StorageError({ message: `${error.message}, but it never became ready`, reason: "Conflict" })))
+      ))
+  )
+
+/**
+ * Idempotent create: the existing volume when it is compatible with `spec` (same kind and,
+ * where the spec sets them, the same quota, size and label values), `InvalidConfig` naming
+ * every mismatch otherwise, a new volume when there is none. Concurrent callers in any
+ * process (and, on a shared store, any machine) all get the same volume.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const getOrCreate = Effect.fn("Volume.getOrCreate")(function*(spec: VolumeSpec.VolumeSpec | VolumeBuilder) {
+  if (spec instanceof VolumeBuilder) return yield* spec.getOrCreate()
+  return yield* compatibleHandle(yield* resolve(spec))
+})
+
+const compatibleHandle = (resolution: Resolution): Effect.Effect<VolumeHandle, InvalidConfig> =>
+  Option.match(resolution.mismatch, {
+    onNone: () => Effect.succeed(resolution.handle),
+    onSome: (mismatch) =>
+      Effect.fail(
+        new InvalidConfig({
+          message: `the existing volume ${JSON.stringify(resolution.handle.name)} does not match: ${mismatch}`
+        })
+      )
+  })
+
+/**
+ * Which volumes {@link prune} removes: those matching every given condition.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PruneOptions {
+  /** Every key must be present; a defined value must match (as in {@link list}). */
+  readonly labels?: Readonly<Record<string, string | undefined>>
+  /** Only volumes whose `expiresAt` has passed. */
+  readonly expired?: boolean
+  /** Only volumes no sandbox attached or detached for this long (never used: since creation). */
+  readonly unusedFor?: Duration.DurationInput
+  /** Report what would be removed without removing anything. */
+  readonly dryRun?: boolean
+}
+
+/**
+ * What {@link prune} removed (or, in a dry run, would remove) and what it left and why.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PruneResult {
+  readonly removed: ReadonlyArray<string>
+  readonly skipped: ReadonlyArray<{ readonly name: string; readonly reason: string }>
+}
+
+/**
+ * Removes every volume matching the options that nobody holds. A volume a sandbox holds —
+ * in any process, or on any machine sharing the store — is skipped with the reason, as is
+ * a volume the backend refuses to remove (the cloud store's default volume).
+ *
+ * @since 0.1.0
+ * @category destructors
+ */
+export const prune = Effect.fn("Volume.prune")(function*(options: PruneOptions = {}) {
+  const backend = yield* VolumeBackend
+  const now = yield* DateTime.now
+  const listed = yield* list(options.labels === undefined ? {} : { labels: options.labels })
+  const unusedSince = Option.map(
+    Option.fromNullable(options.unusedFor),
+    (unusedFor) => DateTime.subtractDuration(now, Duration.decode(unusedFor))
+  )
+  const candidates = listed.filter((volume) =>
+    (options.expired !== true || Option.exists(volume.expiresAt, (at) => DateTime.lessThanOrEqualTo(at, now))) &&
+    Option.match(unusedSince, {
+      onNone: () => true,
+      onSome: (since) => DateTime.lessThanOrEqualTo(Option.getOrElse(volume.lastUsedAt, () => volume.createdAt), since)
+    })
+  )
+  const removed: Array<string> = []
+  const skipped: Array<{ readonly name: string; readonly reason: string }> = []
+  const skip = (name: string) => (error: { readonly message: string }) =>
+    Effect.sync(() => skipped.push({ name, reason: error.message }))
+  for (const volume of candidates) {
+    if (options.dryRun === true) {
+      const holders = yield* backend.holders.list(volume.name)
+      if (holders.length > 0) yield* skip(volume.name)(new VolumeInUse({ volume: volume.name, holders }))
+      else removed.push(volume.name)
+      continue
+    }
+    yield* backend.remove(volume.name).pipe(
+      Effect.zipRight(Effect.sync(() => removed.push(volume.name))),
+      Effect.catchTags({
+        VolumeInUse: skip(volume.name),
+        Unsupported: skip(volume.name),
+        // Removed by someone else meanwhile: nothing left to prune.
+        VolumeNotFound: () => Effect.void
+      })
+    )
+  }
+  return { removed, skipped } satisfies PruneResult
+})
+
+/**
+ * What {@link update} changes; what is left out stays as it is.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VolumeUpdate {
+  /** Labels to add or overwrite, and keys to remove (removals apply first). */
+  readonly labels?: {
+    readonly set?: Readonly<Record<string, string>>
+    readonly remove?: ReadonlyArray<string>
+  }
+  /** A new quota of a directory volume in MiB, or `None` to remove it. Lowering it below
+   * the current usage is allowed: the volume is then over quota and refuses growth. */
+  readonly quota?: Option.Option<number>
+  /** When `prune({ expired: true })` may remove the volume, or `None` for never. */
+  readonly expiresAt?: Option.Option<DateTime.Utc>
+}
+
+const applyUpdate = (current: VolumeInfo, change: VolumeUpdate) => {
+  const labels = new Map(current.labels)
+  for (const key of change.labels?.remove ?? []) labels.delete(key)
+  for (const [key, value] of Object.entries(change.labels?.set ?? {})) labels.set(key, value)
+  return Either.map(
+    VolumeSpec.check(
+      new VolumeSpec.VolumeSpec({
+        name: current.name,
+        kind: current.kind,
+        quotaMib: change.quota ?? current.quotaMib,
+        capacityMib: current.capacityMib,
+        labels: Array.from(labels)
+      }, { disableValidation: true })
+    ),
+    (valid): VolumeSettings => ({
+      labels: valid.labels,
+      quotaMib: valid.quotaMib,
+      expiresAt: change.expiresAt ?? current.expiresAt
+    })
+  )
+}
+
+/**
+ * Changes a volume's labels and quota in place, atomically (a concurrent update is not
+ * lost). Invalid results (labels over the limits, a quota on a disk volume) fail with
+ * `InvalidConfig` and change nothing.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const update = Effect.fn("Volume.update")(function*(name: string, change: VolumeUpdate) {
+  const backend = yield* VolumeBackend
+  return makeHandle(backend, yield* backend.update(yield* existingName(name), (current) => applyUpdate(current, change)))
 })

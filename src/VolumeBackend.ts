@@ -6,8 +6,8 @@
  *
  * @since 0.1.0
  */
-import type { DateTime, Effect, Option } from "effect"
-import { Context, Schema } from "effect"
+import type { DateTime, Effect, Either, Scope } from "effect"
+import { Context, Option, Schema } from "effect"
 import { Mebibytes } from "./Size.js"
 import type {
   InvalidConfig,
@@ -99,6 +99,10 @@ export class VolumeInfo extends Schema.Class<VolumeInfo>("VolumeInfo")({
   usedBytes: Schema.Number,
   /** The full usage figures, on backends that keep them. */
   usage: Schema.optional(VolumeUsage),
+  /** When `Volume.prune({ expired: true })` may remove the volume (nothing happens at that time). */
+  expiresAt: Schema.optionalWith(Schema.OptionFromNullOr(Schema.DateTimeUtc), { default: () => Option.none(), exact: true }),
+  /** When a holder (a sandbox) last acquired or let go of the volume. */
+  lastUsedAt: Schema.optionalWith(Schema.OptionFromNullOr(Schema.DateTimeUtc), { default: () => Option.none(), exact: true }),
   /** The raw image of a disk volume, on backends that have one on the host. */
   diskPath: Schema.OptionFromNullOr(Schema.String),
   local: Schema.OptionFromNullOr(LocalState),
@@ -210,6 +214,50 @@ export interface VolumeSnapshotsService {
 }
 
 /**
+ * How a holder uses a volume: a disk volume has one `"rw"` holder or any number of `"ro"`
+ * ones; a directory volume any number of either.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type HoldMode = "rw" | "ro"
+
+/**
+ * Who holds which volume, recorded where every process (and, for a shared store, every
+ * machine) sharing the backend sees it, so `remove`, `rename` and `prune` refuse while a
+ * volume is held. A holder that dies stops counting: local records name their process,
+ * cloud records are leases its holder keeps renewing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VolumeHolders {
+  /**
+   * Holds volume `name` until the scope closes. Fails with `VolumeInUse` when the sharing
+   * rules forbid it and `VolumeNotFound` when the volume does not exist.
+   */
+  readonly acquire: (
+    name: string,
+    holder: string,
+    mode: HoldMode
+  ) => Effect.Effect<void, VolumeInUse | VolumeNotFound | StorageError, Scope.Scope>
+  /** The live holders of volume `name` (empty when nobody holds it or it does not exist). */
+  readonly list: (name: string) => Effect.Effect<ReadonlyArray<string>, StorageError>
+}
+
+/**
+ * The settings of a volume that `Volume.update` changes in place.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VolumeSettings {
+  readonly labels: ReadonlyArray<readonly [string, string]>
+  readonly quotaMib: Option.Option<Mebibytes>
+  readonly expiresAt: Option.Option<DateTime.Utc>
+}
+
+/**
  * The backend operations `Volume` builds on. Names are validated and specs checked
  * before a backend sees them; names compare case-insensitively.
  *
@@ -240,6 +288,18 @@ export interface VolumeBackendService {
   readonly getDefault: Effect.Effect<VolumeInfo, Unsupported | StorageError>
   /** File access inside the volume. */
   readonly fs: (volume: VolumeInfo) => VolumeFs
+  /**
+   * Changes a volume's settings atomically: `change` maps the current state to the new
+   * settings (or refuses); a concurrent update is never lost (`change` runs again on it).
+   */
+  readonly update: (
+    name: string,
+    change: (current: VolumeInfo) => Either.Either<VolumeSettings, InvalidConfig>
+  ) => Effect.Effect<VolumeInfo, VolumeNotFound | InvalidConfig | StorageError>
+  /** Records that the volume is used now (`lastUsedAt`); a missing volume is no error. */
+  readonly touch: (name: string) => Effect.Effect<void, StorageError>
+  /** Who holds which volume (§10 "Holders"); acquiring and letting go both `touch` the volume. */
+  readonly holders: VolumeHolders
   /** The host directory holding a directory volume's files. */
   readonly path: (volume: VolumeInfo) => Effect.Effect<string, Unsupported | VolumeNotFound | StorageError>
   /** Snapshots, forks and restores (SPEC §9). */

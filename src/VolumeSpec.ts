@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Option, Schema } from "effect"
+import { Effect, Either, Option, Schema } from "effect"
 import { BYTES_PER_MIB, type Mebibytes } from "./Size.js"
 import { InvalidConfig } from "./VolumeError.js"
 
@@ -205,16 +205,22 @@ export interface ValidSpec extends VolumeSpec {
  * @since 0.1.0
  * @category validation
  */
-export const validate = (spec: VolumeSpec): Effect.Effect<ValidSpec, InvalidConfig> => {
+export const validate = (spec: VolumeSpec): Effect.Effect<ValidSpec, InvalidConfig> =>
+  Either.match(check(spec), { onLeft: Effect.fail, onRight: Effect.succeed })
+
+/**
+ * {@link validate} without an effect: the valid spec, or the `InvalidConfig` naming the rule.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const check = (spec: VolumeSpec): Either.Either<ValidSpec, InvalidConfig> => {
   const problem = Option.orElse(nameProblem(spec.name), () => kindProblem(spec)).pipe(
     Option.orElse(() => labelsProblem(spec.labels))
   )
   return Option.match(problem, {
-    onSome: (message) => Effect.fail(new InvalidConfig({ message: `volume ${JSON.stringify(spec.name)}: ${message}` })),
-    onNone: () =>
-      Effect.succeed(
-        new VolumeSpec({ ...spec, labels: dedupeLabels(spec.labels) }) as ValidSpec
-      )
+    onSome: (message) => Either.left(new InvalidConfig({ message: `volume ${JSON.stringify(spec.name)}: ${message}` })),
+    onNone: () => Either.right(new VolumeSpec({ ...spec, labels: dedupeLabels(spec.labels) }) as ValidSpec)
   })
 }
 

@@ -14,12 +14,13 @@ import { GLOBAL_FLAGS, root } from "./root.js"
 import * as Run from "./runCommand.js"
 import { forkCommand, restoreCommand, snapshotCommand } from "./snapshotCommands.js"
 import { create, inspect, ls, prune, rm } from "./volumeCommands.js"
+import * as Lifecycle from "./lifecycleCommands.js"
 
 const VERSION = "0.1.0"
 
 const command = root.pipe(
   Command.withDescription("manage persistent named volumes (local or S3) and run sandboxes with them"),
-  Command.withSubcommands([create, ls, inspect, rm, fsCommand, exportCommand, importCommand, prune, Run.runCommand, snapshotCommand, forkCommand, restoreCommand])
+  Command.withSubcommands([create, ls, inspect, rm, fsCommand, exportCommand, importCommand, prune, Run.runCommand, snapshotCommand, forkCommand, restoreCommand, Lifecycle.label, Lifecycle.update])
 )
 
 const cli = Command.run(command, { name: "volumes", version: VERSION })

@@ -5,9 +5,8 @@ import { Args, Command, Options } from "@effect/cli"
 import { Effect, Either, Option } from "effect"
 import * as Size from "../Size.js"
 import * as Volume from "../Volume.js"
-import { InvalidConfig, VolumeInUse } from "../VolumeError.js"
-import { nameKey } from "../VolumeSpec.js"
-import { LocalAttachments } from "../internal/local/attachments.js"
+import { InvalidConfig } from "../VolumeError.js"
+import { parseDuration } from "./lifecycleCommands.js"
 import * as Output from "./output.js"
 import { withBackend } from "./root.js"
 
@@ -46,7 +45,10 @@ export const create = Command.make("create", {
   disk: Options.boolean("disk").pipe(Options.withDescription("a disk volume (ext4 image of --size) instead of a directory")),
   size: Options.text("size").pipe(Options.withDescription("size of a disk volume, e.g. 512M, 20G"), Options.optional),
   quota: Options.text("quota").pipe(Options.withDescription("quota of a directory volume, e.g. 1G"), Options.optional),
-  label: Options.text("label").pipe(Options.withDescription("a label KEY=VALUE; repeatable"), Options.repeated)
+  label: Options.text("label").pipe(Options.withDescription("a label KEY=VALUE; repeatable"), Options.repeated),
+  ifMissing: Options.boolean("if-missing").pipe(
+    Options.withDescription("succeed with an existing volume that matches (fail naming what differs)")
+  )
 }, (args) =>
   withBackend(Effect.gen(function*() {
     let builder = Volume.builder(args.name)
@@ -57,7 +59,7 @@ export const create = Command.make("create", {
       const [key, value] = yield* parseLabel(text)
       builder = builder.label(key, value)
     }
-    const volume = yield* builder.create()
+    const volume = yield* (args.ifMissing ? builder.getOrCreate() : builder.create())
     yield* Output.line(volume.name)
   }))).pipe(Command.withDescription("create a volume"))
 
@@ -92,33 +94,21 @@ export const rm = Command.make("rm", {
 export const prune = Command.make("prune", {
   label: labelFilter,
   dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be removed")),
+  expired: Options.boolean("expired").pipe(Options.withDescription("only volumes whose expiry has passed")),
+  unusedFor: Options.text("unused-for").pipe(
+    Options.withDescription("only volumes no sandbox used for this long, e.g. 7d"),
+    Options.optional
+  ),
   json
 }, (args) =>
   withBackend(Effect.gen(function*() {
-    const candidates = yield* Volume.list(listFilter(args.label))
-    // The local backend's attachment records tell a dry run which volumes are held.
-    const attachments = yield* Effect.serviceOption(LocalAttachments)
-    const removed: Array<string> = []
-    const skipped: Array<{ readonly name: string; readonly reason: string }> = []
-    for (const volume of candidates) {
-      if (args.dryRun) {
-        const holders = Option.isSome(attachments) ? yield* attachments.value.holders(nameKey(volume.name)) : []
-        if (holders.length > 0) {
-          skipped.push({ name: volume.name, reason: new VolumeInUse({ volume: volume.name, holders }).message })
-        } else removed.push(volume.name)
-        continue
-      }
-      yield* Volume.remove(volume.name).pipe(
-        Effect.zipRight(Effect.sync(() => removed.push(volume.name))),
-        Effect.catchTags({
-          VolumeInUse: (error) => Effect.sync(() => skipped.push({ name: volume.name, reason: error.message })),
-          // The cloud store's default volume cannot be removed.
-          Unsupported: (error) => Effect.sync(() => skipped.push({ name: volume.name, reason: error.message })),
-          // Removed by someone else meanwhile: nothing left to prune.
-          VolumeNotFound: () => Effect.void
-        })
-      )
-    }
+    const unusedFor = Option.isSome(args.unusedFor) ? yield* parseDuration("unused-for", args.unusedFor.value) : undefined
+    const { removed, skipped } = yield* Volume.prune({
+      ...listFilter(args.label),
+      ...(unusedFor === undefined ? {} : { unusedFor }),
+      dryRun: args.dryRun,
+      expired: args.expired
+    })
     if (args.json) return yield* Output.json({ dryRun: args.dryRun, removed, skipped })
     const verb = args.dryRun ? "would remove" : "removed"
     for (const name of removed) yield* Output.line(`${verb} ${name}`)

@@ -1,10 +1,10 @@
 /**
  * Where a sandbox's snapshot mount (`m.snapshot(volume, snapshot)`) comes from. On the
  * local backend it is the snapshot's own directory or image, mounted read-only; for a
- * directory snapshot the sandbox holds the volume read-only under a label that names the
- * snapshot, so neither is removed under it. Backends without host files
- * (memory, cloud) materialise the snapshot into a private cache directory instead; it is
- * never committed back, the mount being read-only.
+ * directory snapshot the sandbox holds the volume read-only (through the backend's holders,
+ * like any named mount) under a label that names the snapshot, so neither is removed under
+ * it. Backends without host files (memory, cloud) materialise the snapshot into a private
+ * cache directory instead; it is never committed back, the mount being read-only.
  */
 import { Effect, Option } from "effect"
 import type { Scope } from "effect"
@@ -16,8 +16,7 @@ import type { VolumeHandle } from "../Volume.js"
 import * as Volume from "../Volume.js"
 import { StorageError } from "../VolumeError.js"
 import type { VolumeInUse, VolumeNotFound } from "../VolumeError.js"
-import { nameKey } from "../VolumeSpec.js"
-import type { Attachments } from "./local/attachments.js"
+import type { VolumeHolders } from "../VolumeBackend.js"
 import { snapshotHolder } from "./local/snapshots.js"
 import * as Snapshot from "./snapshot.js"
 
@@ -26,7 +25,7 @@ export const resolve = (
   handle: VolumeHandle,
   snapshot: string,
   holder: string,
-  attachments: Option.Option<Attachments>
+  holders: VolumeHolders
 ) =>
   Effect.gen(function*() {
     const found = yield* Volume.getSnapshot(handle.name, snapshot)
@@ -34,11 +33,8 @@ export const resolve = (
       function*() {
         // Directory holders never conflict; a disk snapshot's image is its own file (the loop
         // device keeps it open), so a disk volume's writer is not refused for it.
-        if (Option.isSome(attachments) && found.kind === "directory") {
-          yield* attachments.value.acquire(nameKey(handle.name), {
-            holder: snapshotHolder(holder, found.name),
-            mode: "ro"
-          })
+        if (found.kind === "directory") {
+          yield* holders.acquire(handle.name, snapshotHolder(holder, found.name), "ro")
         }
         if (Option.isSome(found.info.hostPath)) {
           const hostPath = found.info.hostPath.value

@@ -18,6 +18,7 @@ import { fileSystemTests } from "./fileSystem.js"
 import { filesTests } from "./files.js"
 import { layerClosedTests } from "./layerClosed.js"
 import { lifecycleTests } from "./lifecycle.js"
+import { lifecycle2Tests } from "./lifecycle2.js"
 import { linksTests } from "./links.js"
 import { pathsTests } from "./paths.js"
 import { quotaTests } from "./quota.js"
@@ -38,6 +39,7 @@ export const conformanceSuite = (
   const context = makeContext(layer, options)
   describe(`${name} conformance`, () => {
     lifecycleTests(context)
+    lifecycle2Tests(context)
     filesTests(context)
     streamsTests(context)
     pathsTests(context)

@@ -121,11 +121,13 @@ describeS3("S3Backend against RADOS Gateway", () => {
       assert.deepStrictEqual(read.requests, ["GetObject"], "read is one GET")
 
       const removed = yield* m.counted(Volume.remove("vol-0777").pipe(Effect.provide(m.layer)))
-      // Its snapshots (record + one listing), read + tombstone, then the sweep of this one
-      // name: its incarnations (data, meta, uploads), the live record, the dead incarnation's
-      // pending marker (a fork in progress), data and meta, one batch delete.
-      assert.isAtMost(removed.requests.length, 12, `remove: ${removed.requests.join(", ")}`)
-      assert.strictEqual(count(removed.requests, "ListObjectsV2"), 5, "listings of this volume's own prefixes only")
+      // Its snapshots (record + one listing), read + tombstone — the tombstone written under
+      // the holders' guard: a guard PUT, a listing of the leases, the guard DELETE
+      // (docs/volumes.md, "Holders") — then the sweep of this one name: its incarnations
+      // (data, meta, uploads), the live record, the dead incarnation's pending marker (a
+      // fork in progress), data and meta, one batch delete.
+      assert.isAtMost(removed.requests.length, 15, `remove: ${removed.requests.join(", ")}`)
+      assert.strictEqual(count(removed.requests, "ListObjectsV2"), 6, "one listing of the leases, the rest of this volume's own prefixes only")
     }), { timeout: 300_000 })
 
   it.scopedLive("the default volume: shared by every machine, listed, usable, and not removable", () =>

@@ -11,11 +11,12 @@ import { SqlClient } from "@effect/sql"
 import { Clock, Context, Effect } from "effect"
 import type { Scope } from "effect"
 import { randomUUID } from "node:crypto"
+import type { HoldMode } from "../../VolumeBackend.js"
 import { StorageError, VolumeInUse, VolumeNotFound } from "../../VolumeError.js"
 import { orStorageError, retryBusy } from "./database.js"
 import * as Liveness from "./liveness.js"
 
-export type AttachMode = "rw" | "ro"
+export type AttachMode = HoldMode
 
 export interface AttachOptions {
   /** Who holds the volume, for people: `"sandbox api"`, `"host fs"`. */

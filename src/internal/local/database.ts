@@ -107,6 +107,13 @@ const migrations = {
       instance TEXT NOT NULL,
       PRIMARY KEY (key, pid, pid_start, instance)
     )`
+  }),
+  // Lifecycle (SPEC §10): when prune({ expired: true }) may remove the volume, and when a
+  // holder last acquired or let go of it.
+  "4_volume_expiry": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE volumes ADD COLUMN expires_at INTEGER`
+    yield* sql`ALTER TABLE volumes ADD COLUMN last_used_at INTEGER`
   })
 }
 

@@ -11,8 +11,9 @@
 import { FileSystem } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
-import { Clock, DateTime, Effect, Option, RcMap } from "effect"
+import { Clock, DateTime, Effect, Either, Option, RcMap } from "effect"
 import type { Duration } from "effect"
+import { touching } from "../touchingHolders.js"
 import type { Scope } from "effect"
 import * as NodePath from "node:path"
 import { BYTES_PER_MIB } from "../../Size.js"
@@ -55,6 +56,8 @@ interface VolumeRow {
   readonly state: "creating" | "ready" | "removing"
   readonly owner_pid: number | null
   readonly owner_start: number | null
+  readonly expires_at: number | null
+  readonly last_used_at: number | null
 }
 
 const isMib = (value: unknown): value is Mebibytes | null =>
@@ -95,11 +98,14 @@ const readRow = (raw: Record<string, unknown>): VolumeRow | undefined => {
     usage_stale,
     used_bytes
   } = raw
+  const expires_at = raw["expires_at"] ?? null
+  const last_used_at = raw["last_used_at"] ?? null
   return typeof key === "string" && typeof name === "string" && (kind === "directory" || kind === "disk") &&
       isMib(quota_mib) && isMib(capacity_mib) && isLabels(labels) && typeof created_at === "number" &&
       typeof used_bytes === "number" && typeof allocated_bytes === "number" && typeof files === "number" &&
       typeof usage_stale === "number" && (state === "creating" || state === "ready" || state === "removing") &&
-      isNullableNumber(owner_pid) && isNullableNumber(owner_start)
+      isNullableNumber(owner_pid) && isNullableNumber(owner_start) && isNullableNumber(expires_at) &&
+      isNullableNumber(last_used_at)
     ? {
       key,
       name,
@@ -114,7 +120,9 @@ const readRow = (raw: Record<string, unknown>): VolumeRow | undefined => {
       usage_stale,
       state,
       owner_pid,
-      owner_start
+      owner_start,
+      expires_at,
+      last_used_at
     }
     : undefined
 }
@@ -202,6 +210,8 @@ export const make = (
         capacityMib: Option.fromNullable(row.capacity_mib),
         labels: row.labels,
         createdAt: DateTime.unsafeMake(row.created_at),
+        expiresAt: Option.map(Option.fromNullable(row.expires_at), DateTime.unsafeMake),
+        lastUsedAt: Option.map(Option.fromNullable(row.last_used_at), DateTime.unsafeMake),
         usedBytes: usage.logicalBytes,
         // A disk volume's usage is its image's allocation; files inside are not counted.
         ...(row.kind === "directory" ? { usage: new VolumeUsage(usage, { disableValidation: true }) } : {}),
@@ -384,6 +394,8 @@ export const make = (
             allocated_bytes: usage.allocatedBytes,
             files: usage.files,
             usage_stale: 0,
+            expires_at: null,
+            last_used_at: null,
             state: "ready",
             owner_pid: null,
             owner_start: null
@@ -574,6 +586,36 @@ export const make = (
       createWith
     })
 
+    /** Compare-and-set on the settings columns, so a concurrent update is re-applied, never lost. */
+    const update: VolumeBackendService["update"] = (name, change) =>
+      Effect.gen(function*() {
+        const key = nameKey(name)
+        for (;;) {
+          const current = yield* get(name)
+          const next = change(current)
+          if (Either.isLeft(next)) return yield* next.left
+          const labels = JSON.stringify(current.labels)
+          const quota = Option.getOrNull(current.quotaMib)
+          const expires = Option.getOrNull(Option.map(current.expiresAt, DateTime.toEpochMillis))
+          const changed = yield* sql<{ readonly key: string }>`UPDATE volumes
+            SET labels = ${JSON.stringify(next.right.labels)}, quota_mib = ${Option.getOrNull(next.right.quotaMib)},
+              expires_at = ${Option.getOrNull(Option.map(next.right.expiresAt, DateTime.toEpochMillis))}
+            WHERE key = ${key} AND state = 'ready' AND labels = ${labels} AND quota_mib IS ${quota}
+              AND expires_at IS ${expires}
+            RETURNING key`.pipe(orStorageError(`updating volume "${name}"`))
+          if (changed.length > 0) {
+            return new VolumeInfo({ ...current, ...next.right }, { disableValidation: true })
+          }
+        }
+      }).pipe(Effect.withSpan("LocalBackend.update"))
+
+    const touch = (name: string) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        sql`UPDATE volumes SET last_used_at = ${now} WHERE key = ${nameKey(name)}`.pipe(
+          orStorageError(`recording the use of volume "${name}"`),
+          Effect.asVoid
+        ))
+
     const service: VolumeBackendService = {
       backendKind: "local",
       create,
@@ -583,6 +625,12 @@ export const make = (
       remove,
       getDefault: Effect.fail(new Unsupported({ operation: "getDefault", backend: "local" })),
       fs: volumeFs,
+      update,
+      touch,
+      holders: touching({
+        acquire: (name, holder, mode) => attachments.acquire(nameKey(name), { holder, mode }),
+        list: (name) => attachments.holders(nameKey(name))
+      }, touch),
       path,
       snapshots
     }

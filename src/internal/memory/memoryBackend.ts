@@ -9,12 +9,14 @@ import { Clock, DateTime, Effect, Either, Option } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { VolumeInfo } from "../../VolumeBackend.js"
-import { Unsupported, VolumeAlreadyExists, VolumeNotFound } from "../../VolumeError.js"
+import { Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as MemoryDriver from "./memoryDriver.js"
+import * as MemoryHolders from "./memoryHolders.js"
+import { touching } from "../touchingHolders.js"
 import type { MemoryTree } from "./memoryDriver.js"
 import * as MemorySnapshots from "./snapshots.js"
 
@@ -39,6 +41,10 @@ const mibToBytes = (mib: number): number => mib * BYTES_PER_MIB
 export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   const volumes = new Map<string, MemoryVolume>()
   let lastCreatedMillis = 0
+  const holders = MemoryHolders.make((name) => {
+    const volume = volumes.get(nameKey(name))
+    return volume === undefined ? undefined : volume.info.kind
+  })
 
   /** `now` (by the Effect clock), but strictly after every earlier creation, so newest-first order is total. */
   const nextCreatedAt = (now: number): DateTime.Utc => {
@@ -93,10 +99,36 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
   ).pipe(Effect.withSpan("MemoryBackend.list"))
 
   const remove = Effect.fn("MemoryBackend.remove")(function*(name: string) {
-    return yield* Effect.suspend(() =>
-      volumes.delete(nameKey(name)) ? Effect.void : Effect.fail(new VolumeNotFound({ volume: name }))
-    )
+    return yield* Effect.suspend((): Effect.Effect<void, VolumeNotFound | VolumeInUse> => {
+      const volume = volumes.get(nameKey(name))
+      if (volume === undefined) return Effect.fail(new VolumeNotFound({ volume: name }))
+      const current = holders.current(name)
+      if (current.length > 0) return Effect.fail(new VolumeInUse({ volume: volume.info.name, holders: current }))
+      volumes.delete(nameKey(name))
+      return Effect.void
+    })
   })
+
+  const update: VolumeBackendService["update"] = (name, change) =>
+    Effect.suspend((): ReturnType<VolumeBackendService["update"]> => {
+      const key = nameKey(name)
+      const volume = volumes.get(key)
+      if (volume === undefined) return Effect.fail(new VolumeNotFound({ volume: name }))
+      const next = change(report(volume))
+      if (Either.isLeft(next)) return Effect.fail(next.left)
+      const info = new VolumeInfo({ ...volume.info, ...next.right }, { disableValidation: true })
+      volumes.set(key, { ...volume, info })
+      return Effect.succeed(report({ ...volume, info }))
+    }).pipe(Effect.withSpan("MemoryBackend.update"))
+
+  const touch = (name: string) =>
+    Effect.flatMap(DateTime.now, (now) =>
+      Effect.sync(() => {
+        const key = nameKey(name)
+        const volume = volumes.get(key)
+        if (volume === undefined) return
+        volumes.set(key, { ...volume, info: new VolumeInfo({ ...volume.info, lastUsedAt: Option.some(now) }) })
+      }))
 
   const fs = (info: VolumeInfo): VolumeFs => {
     // Bound to this incarnation: once it is removed every operation fails with
@@ -123,6 +155,9 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     remove,
     getDefault: Effect.fail(unsupported("getDefault")),
     fs,
+    update,
+    touch,
+    holders: touching(holders.service, touch),
     path: () => Effect.fail(unsupported("path")),
     snapshots: MemorySnapshots.make({
       find: (name) => volumes.get(nameKey(name)),

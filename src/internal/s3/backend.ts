@@ -4,13 +4,13 @@
  * `driver.ts`). Nothing is kept in this process but the client and per-volume write locks,
  * so every process pointing at the same bucket and prefix sees the same volumes.
  */
-import { DateTime, Effect, Option } from "effect"
-import type { Duration } from "effect"
+import { Clock, DateTime, Duration, Effect, Either, Option } from "effect"
 import type { Scope } from "effect"
 import { BYTES_PER_MIB } from "../../Size.js"
 import type { Mebibytes } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { CloudState, VolumeInfo } from "../../VolumeBackend.js"
+import type { InvalidConfig } from "../../VolumeError.js"
 import { StorageError, Unsupported, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
@@ -19,6 +19,8 @@ import * as Client from "./client.js"
 import type { S3, S3Settings } from "./client.js"
 import * as Driver from "./driver.js"
 import * as Layout from "./layout.js"
+import * as Leases from "./leases.js"
+import { touching } from "../touchingHolders.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
 import * as Removal from "./removal.js"
@@ -31,6 +33,8 @@ export type { UsageReport } from "./usage.js"
 export interface S3BackendSettings extends S3Settings {
   /** Key prefix of everything this backend stores (default: the bucket root). */
   readonly prefix?: string | undefined
+  /** How long a crashed holder's lease keeps blocking remove/rename (default 30 s). */
+  readonly leaseTtl?: Duration.DurationInput | undefined
 }
 
 /** Name of the store's default volume. */
@@ -45,7 +49,7 @@ export const make = (settings: S3BackendSettings): Effect.Effect<VolumeBackendSe
   Effect.gen(function*() {
     const s3 = yield* Client.make(settings)
     yield* s3.ensureBucket
-    return makeService(s3, Layout.make(settings.prefix))
+    return makeService(s3, Layout.make(settings.prefix), settings)
   })
 
 /** The service over an existing client (tests build several over one client). */
@@ -72,7 +76,16 @@ const bindingOf = (layout: Layout.Layout, info: Bound) => {
   return { dataPrefix, id: dataPrefix.split("/").at(-2) ?? "", recordKey: layout.recordKey(info.name), volume: info.name }
 }
 
-export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService => {
+export const makeService = (
+  s3: S3,
+  layout: Layout.Layout,
+  options: { readonly leaseTtl?: Duration.DurationInput | undefined } = {}
+): VolumeBackendService => {
+  const leases = Leases.make(s3, {
+    base: Leases.baseOf(layout.recordsPrefix),
+    recordKey: layout.recordKey,
+    ttl: Duration.decode(options.leaseTtl ?? Leases.DEFAULT_LEASE_TTL)
+  })
   /** One lock per volume incarnation, shared by every `fs()` of it in this process. */
   const writeLocks = VolumeFsImpl.makeWriteLocks()
   const writeLockOf = writeLocks.lockOf
@@ -88,6 +101,8 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
       capacityMib: Option.none(),
       labels: record.labels,
       createdAt: DateTime.unsafeMake(record.createdAt),
+      expiresAt: Option.map(Option.fromNullable(record.expiresAt), DateTime.unsafeMake),
+      lastUsedAt: Option.map(Option.fromNullable(record.lastUsedAt), DateTime.unsafeMake),
       usedBytes: record.usedBytes,
       diskPath: Option.none(),
       local: Option.none(),
@@ -140,13 +155,50 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
   }).pipe(Effect.withSpan("S3Backend.list"))
 
   const remove = Effect.fn("S3Backend.remove")(function*(name: string) {
-    const removed = yield* Removal.remove(s3, layout, name, BACKEND)
+    const removed = yield* Removal.remove(s3, layout, name, BACKEND, leases.guard)
     if (Option.isSome(removed)) {
       const dataPrefix = layout.dataPrefix(name, removed.value)
       writeLocks.forget(dataPrefix)
       counters.forget(dataPrefix)
     }
   })
+
+  const update: VolumeBackendService["update"] = (name, change) =>
+    Effect.gen(function*() {
+      const key = layout.recordKey(name)
+      const found = yield* Records.read(s3, key)
+      if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
+      const first = change(toInfo(found.value.record))
+      if (Either.isLeft(first)) return yield* first.left
+      // `change` runs again on whatever a concurrent writer left; a refusal then keeps the record.
+      let refused: Option.Option<InvalidConfig> = Option.none()
+      const updated = yield* Records.update(s3, key, found.value.record.id, name, (record) => {
+        const next = change(toInfo(record))
+        if (Either.isLeft(next)) {
+          refused = Option.some(next.left)
+          return record
+        }
+        refused = Option.none()
+        return new VolumeRecord({
+          ...record,
+          labels: next.right.labels,
+          quotaMib: Option.getOrNull(next.right.quotaMib),
+          expiresAt: Option.getOrNull(Option.map(next.right.expiresAt, DateTime.toEpochMillis))
+        })
+      }, found)
+      if (Option.isSome(refused)) return yield* refused.value
+      return toInfo(updated.record)
+    }).pipe(Effect.withSpan("S3Backend.update"))
+
+  const touch = (name: string) =>
+    Effect.gen(function*() {
+      const key = layout.recordKey(name)
+      const found = yield* Records.read(s3, key)
+      if (Option.isNone(found)) return
+      const now = yield* Clock.currentTimeMillis
+      yield* Records.update(s3, key, found.value.record.id, name, (record) => new VolumeRecord({ ...record, lastUsedAt: now }), found)
+        .pipe(Effect.catchTag("VolumeNotFound", () => Effect.void))
+    })
 
   /** The default volume, created on first use by whichever process asks first. */
   const getDefault = Effect.gen(function*() {
@@ -193,6 +245,9 @@ export const makeService = (s3: S3, layout: Layout.Layout): VolumeBackendService
     remove,
     getDefault,
     fs,
+    update,
+    touch,
+    holders: touching(leases.service, touch),
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND })),
     snapshots: Snapshots.make(s3, layout, toInfo)
   } satisfies VolumeBackendService

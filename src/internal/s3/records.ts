@@ -35,7 +35,11 @@ export class VolumeRecord extends Schema.Class<VolumeRecord>("VolumeRecord")({
   /** Counter changes since the last recount (a recount runs when it reaches a bound). */
   changes: Schema.optionalWith(Schema.Number, { default: () => 0 }),
   /** The store's default volume cannot be removed. */
-  isDefault: Schema.Boolean
+  isDefault: Schema.Boolean,
+  /** Epoch milliseconds after which `prune({ expired: true })` may remove the volume. */
+  expiresAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true }),
+  /** Epoch milliseconds of the last time a holder acquired or let go of the volume. */
+  lastUsedAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true })
 }) {}
 
 const RecordJson = Schema.parseJson(VolumeRecord)

@@ -13,11 +13,12 @@
  *   than a grace period (writers killed mid-upload), which hold parts but never a file.
  */
 import { Clock, Duration, Effect, Option } from "effect"
-import type { StorageError } from "../../VolumeError.js"
+import type { StorageError, VolumeInUse } from "../../VolumeError.js"
 import { Unsupported, VolumeNotFound } from "../../VolumeError.js"
 import { nameKey } from "../../VolumeSpec.js"
 import type { S3 } from "./client.js"
 import type { Layout } from "./layout.js"
+import type { Leases } from "./leases.js"
 import * as Records from "./records.js"
 
 /** What a sweep or a cleanup reclaimed. */
@@ -127,8 +128,10 @@ export const remove = (
   s3: S3,
   layout: Layout,
   name: string,
-  backend: string
-): Effect.Effect<Option.Option<string>, VolumeNotFound | Unsupported | StorageError> =>
+  backend: string,
+  /** Runs the tombstone write under the holders' guard (leases.ts): refused while anyone holds the volume. */
+  guard: Leases["guard"]
+): Effect.Effect<Option.Option<string>, VolumeNotFound | VolumeInUse | Unsupported | StorageError> =>
   Effect.gen(function*() {
     const key = layout.recordKey(name)
     let target: Option.Option<string> = Option.none()
@@ -151,7 +154,7 @@ export const remove = (
       }
       target = Option.some(record.id)
       // Lost to a usage update: read again and retry against the newer version.
-      if (Option.isSome(yield* Records.swap(s3, key, slot.versioned, "tombstone"))) {
+      if (Option.isSome(yield* guard(name, Records.swap(s3, key, slot.versioned, "tombstone")))) {
         yield* sweep(s3, layout, nameKey(name))
         return target
       }

@@ -1,0 +1,88 @@
+/**
+ * The lifecycle CLI commands (run from dist/: `npm run build` first): `create --if-missing`,
+ * `label`, `update --quota/--no-quota`.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { DateTime, Effect, Option } from "effect"
+import { execFile } from "node:child_process"
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import * as LocalBackend from "../../src/LocalBackend.js"
+import * as Volume from "../../src/Volume.js"
+
+const MAIN = NodePath.resolve(import.meta.dirname, "../../dist/cli/main.js")
+
+interface Result {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** `volumes --home <home> ...args` in a child process (never blocks the test worker). */
+const volumes = (home: string, args: ReadonlyArray<string>): Effect.Effect<Result> =>
+  Effect.async<Result>((resume) => {
+    execFile(process.execPath, [MAIN, "--home", home, ...args], (error, stdout, stderr) =>
+      resume(Effect.succeed({ code: error === null ? 0 : Number(error.code ?? 1), stdout, stderr })))
+  })
+
+const home = Effect.map(
+  Effect.acquireRelease(
+    Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "volumes-life-"))),
+    (dir) => Effect.sync(() => NodeFs.rmSync(dir, { recursive: true, force: true }))
+  ),
+  (dir) => NodePath.join(dir, "home")
+)
+
+const ok = (dir: string, args: ReadonlyArray<string>) =>
+  Effect.tap(volumes(dir, args), (result) =>
+    Effect.sync(() => assert.strictEqual(result.code, 0, `volumes ${args.join(" ")}: ${result.stderr}`)))
+
+describe("lifecycle CLI", () => {
+  it.scopedLive("create --if-missing is idempotent and names a mismatch", () =>
+    Effect.gen(function*() {
+      if (!NodeFs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first`)
+      const dir = yield* home
+      yield* ok(dir, ["create", "pip", "--quota", "1G", "--label", "team=ml"])
+      const again = yield* volumes(dir, ["create", "pip", "--quota", "1G", "--label", "team=ml"])
+      assert.notStrictEqual(again.code, 0, "plain create refuses an existing name")
+      yield* ok(dir, ["create", "pip", "--quota", "1G", "--if-missing"])
+      yield* ok(dir, ["create", "fresh", "--if-missing"])
+      const mismatch = yield* volumes(dir, ["create", "pip", "--quota", "2G", "--if-missing"])
+      assert.notStrictEqual(mismatch.code, 0)
+      assert.include(mismatch.stderr, "quota is 1024 MiB, but quota(2048)")
+    }))
+
+  it.scopedLive("label sets and removes labels; update changes and removes the quota", () =>
+    Effect.gen(function*() {
+      const dir = yield* home
+      yield* ok(dir, ["create", "pip", "--quota", "1G", "--label", "team=ml"])
+      const labelled = yield* ok(dir, ["label", "pip", "tier=hot", "-team", "--json"])
+      assert.deepStrictEqual(JSON.parse(labelled.stdout).labels, { tier: "hot" })
+      yield* ok(dir, ["label", "pip", "--", "tier-"])
+      const raised = yield* ok(dir, ["update", "pip", "--quota", "4G", "--json"])
+      assert.strictEqual(JSON.parse(raised.stdout).quotaBytes, 4 * 1024 ** 3)
+      const removed = yield* ok(dir, ["update", "pip", "--no-quota", "--json"])
+      const record = JSON.parse(removed.stdout)
+      assert.deepStrictEqual([record.quotaBytes, record.labels], [null, {}])
+      const before = yield* DateTime.now
+      yield* ok(dir, ["update", "pip", "--expires-in", "30d"])
+      const expiresAt = (yield* Volume.get("pip").pipe(Effect.provide(LocalBackend.layer({ home: dir })))).expiresAt
+      const ahead = Option.map(expiresAt, (at) => DateTime.distance(before, at))
+      assert.isTrue(Option.exists(ahead, (ms) => ms >= 30 * 86_400_000 && ms < 30 * 86_400_000 + 60_000), String(ahead))
+      const badDuration = yield* volumes(dir, ["update", "pip", "--expires-in", "soon"])
+      assert.notStrictEqual(badDuration.code, 0)
+      assert.include(badDuration.stderr, "expected a duration")
+      yield* ok(dir, ["create", "old"])
+      yield* Volume.update("old", { expiresAt: Option.some(DateTime.subtract(before, { minutes: 1 })) }).pipe(
+        Effect.provide(LocalBackend.layer({ home: dir }))
+      )
+      const idle = yield* ok(dir, ["prune", "--unused-for", "1h", "--dry-run", "--json"])
+      assert.deepStrictEqual(JSON.parse(idle.stdout).removed, [], "both were created just now")
+      const pruned = yield* ok(dir, ["prune", "--expired", "--json"])
+      assert.deepStrictEqual(JSON.parse(pruned.stdout).removed, ["old"], "pip expires in 30 days: kept")
+      const bad = yield* volumes(dir, ["label", "pip", "novalue"])
+      assert.notStrictEqual(bad.code, 0)
+      assert.include(bad.stderr, "expected KEY=VALUE")
+    }))
+})
