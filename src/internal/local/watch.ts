@@ -24,7 +24,7 @@ import { VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsMetadata, WatchEvent } from "../../VolumeFs.js"
 import * as Paths from "../paths.js"
-import { closeQuietlySync, DIR_FLAGS, hostCall, openDirChainSync } from "./fd.js"
+import { closeQuietlySync, DIR_FLAGS, hostCall, openDirChainSync, self } from "./fd.js"
 import { fsError } from "./errno.js"
 
 /** How often a running watch checks that its volume still exists. */
@@ -167,6 +167,33 @@ export const watchDirectory = (options: WatchDirectoryOptions): Stream.Stream<Wa
     }
     const isTemp = (reported: string) => Paths.isTempName(reported.slice(reported.lastIndexOf("/") + 1))
 
+    /**
+     * What a new directory already holds when its watch is added: inotify cannot report
+     * entries made between the directory's creation and the watch on it (`mkdir -p d && echo
+     * > d/f`), so they are read here and reported as `Created`. The walk goes component by
+     * component without following links (a sandbox may swap one in meanwhile); what cannot be
+     * read any more was removed again and is not reported.
+     */
+    const alreadyInside = (created: string, names: ReadonlyArray<string>, depth = 0): Array<WatchEvent> => {
+      if (depth > 32) return []
+      let dirfd: number | undefined
+      try {
+        dirfd = openDirChainSync(fd, names, false, created)
+        const out: Array<WatchEvent> = []
+        for (const entry of NodeFs.readdirSync(self(dirfd), { withFileTypes: true })) {
+          if (Paths.isTempName(entry.name)) continue
+          const child = [...names, entry.name]
+          out.push({ _tag: "Created", path: Paths.format([...segments, ...child]) })
+          if (entry.isDirectory()) out.push(...alreadyInside(created, child, depth + 1))
+        }
+        return out
+      } catch {
+        return []
+      } finally {
+        if (dirfd !== undefined && dirfd !== fd) closeQuietlySync(dirfd)
+      }
+    }
+
     const state: { moved: Record | undefined; ended: Option.Option<string> } = { moved: undefined, ended: Option.none() }
 
     /** A `MOVED_FROM` whose partner never came: the entry left the watched tree. */
@@ -202,7 +229,10 @@ export const watchDirectory = (options: WatchDirectoryOptions): Stream.Stream<Wa
           const fromPath = volumePath(from.path)
           out.push(fromPath === undefined ? { _tag: "Created", path: target } : { _tag: "Renamed", from: fromPath, path: target })
         }
-      } else if (flags.has("CREATE")) out.push({ _tag: "Created", path: target })
+      } else if (flags.has("CREATE")) {
+        out.push({ _tag: "Created", path: target })
+        if (recursive && flags.has("ISDIR")) out.push(...alreadyInside(target, record.path.slice(base.length).split("/")))
+      }
       else if (flags.has("DELETE")) out.push({ _tag: "Removed", path: target })
       else out.push({ _tag: "Modified", path: target })
       return out
