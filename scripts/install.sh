@@ -37,3 +37,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+
+# The project's native pieces (the sandbox file server) — needs the packages above.
+bash scripts/build-native.sh
