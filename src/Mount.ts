@@ -92,10 +92,17 @@ const flagFields = {
   nodev: flag
 }
 
+/** A uid or gid: a whole number from 0 to 2^32 - 2 (2^32 - 1 means "unchanged" to chown). */
+const Id = Schema.Int.pipe(Schema.between(0, 4294967294))
+
 /** Recorded only when set explicitly; an unset policy is absent from the JSON. */
 const policyFields = {
   statVirtualization: optionalOption(StatVirtualization),
-  hostPermissions: optionalOption(HostPermissions)
+  hostPermissions: optionalOption(HostPermissions),
+  /** Guest-visible owner of files without an overlay record (needs stat virtualization). */
+  uid: optionalOption(Id),
+  /** Guest-visible group of files without an overlay record (needs stat virtualization). */
+  gid: optionalOption(Id)
 }
 
 /**
@@ -291,6 +298,8 @@ interface MountOptions {
   readonly fstype: Option.Option<string>
   readonly statVirtualization: Option.Option<StatVirtualization>
   readonly hostPermissions: Option.Option<HostPermissions>
+  readonly uid: Option.Option<number>
+  readonly gid: Option.Option<number>
 }
 
 interface MountDraft extends MountOptions {
@@ -316,7 +325,9 @@ export class MountBuilder {
       format: Option.none(),
       fstype: Option.none(),
       statVirtualization: Option.none(),
-      hostPermissions: Option.none()
+      hostPermissions: Option.none(),
+      uid: Option.none(),
+      gid: Option.none()
     })
   }
 
@@ -404,6 +415,19 @@ export class MountBuilder {
   /** Guest chmod policy (bind mounts and named directory volumes only). */
   hostPermissions(policy: HostPermissions): MountBuilder {
     return this.with({ hostPermissions: Option.some(policy) })
+  }
+
+  /**
+   * Guest-visible owner of files that have no overlay record yet (bind mounts and named
+   * directory volumes with `statVirtualization("strict" | "relaxed")`).
+   */
+  uid(uid: number): MountBuilder {
+    return this.with({ uid: Option.some(uid) })
+  }
+
+  /** Guest-visible group of files that have no overlay record yet; see {@link MountBuilder.uid}. */
+  gid(gid: number): MountBuilder {
+    return this.with({ gid: Option.some(gid) })
   }
 
   /** Validates the description and returns the mount at `guestPath`. */
@@ -497,6 +521,18 @@ const misappliedOptions = (options: MountOptions, kind: KindChoice["_tag"]): Rea
       call: (v) => `hostPermissions(${validation.show(v)})`,
       kinds: ["Bind", "Named"],
       rule: `hostPermissions applies only to ${POLICY_KINDS}`
+    },
+    {
+      value: options.uid,
+      call: (v) => `uid(${validation.show(v)})`,
+      kinds: ["Bind", "Named"],
+      rule: `uid applies only to ${POLICY_KINDS}`
+    },
+    {
+      value: options.gid,
+      call: (v) => `gid(${validation.show(v)})`,
+      kinds: ["Bind", "Named"],
+      rule: `gid applies only to ${POLICY_KINDS}`
     }
   ]
   return rules.flatMap(({ call, kinds, rule, value }) =>
@@ -512,7 +548,9 @@ const toVolumeMount = (draft: MountDraft, choice: KindChoice, guestPath: string)
         hostPath: choice.hostPath,
         ...draft.flags,
         statVirtualization: draft.statVirtualization,
-        hostPermissions: draft.hostPermissions
+        hostPermissions: draft.hostPermissions,
+        uid: draft.uid,
+        gid: draft.gid
       }, { disableValidation: true })
     case "Named": {
       const { capacityMib, kind, labels, mode, name, quotaMib } = choice.volume.request
@@ -527,7 +565,9 @@ const toVolumeMount = (draft: MountDraft, choice: KindChoice, guestPath: string)
         labels: mode === "existing" ? labels : VolumeSpec.dedupeLabels(labels),
         ...draft.flags,
         statVirtualization: draft.statVirtualization,
-        hostPermissions: draft.hostPermissions
+        hostPermissions: draft.hostPermissions,
+        uid: draft.uid,
+        gid: draft.gid
       }, { disableValidation: true })
     }
     case "Tmpfs":
@@ -580,8 +620,16 @@ const prefixed = (prefix: string, problem: Option.Option<string>): Option.Option
 
 const setPolicies = (mount: BindMount | NamedMount): ReadonlyArray<string> => [
   ...Option.match(mount.statVirtualization, { onNone: () => [], onSome: (v) => [`statVirtualization(${validation.show(v)})`] }),
-  ...Option.match(mount.hostPermissions, { onNone: () => [], onSome: (v) => [`hostPermissions(${validation.show(v)})`] })
+  ...Option.match(mount.hostPermissions, { onNone: () => [], onSome: (v) => [`hostPermissions(${validation.show(v)})`] }),
+  ...Option.match(mount.uid, { onNone: () => [], onSome: (v) => [`uid(${validation.show(v)})`] }),
+  ...Option.match(mount.gid, { onNone: () => [], onSome: (v) => [`gid(${validation.show(v)})`] })
 ]
+
+const sharingProblem = (mount: BindMount | NamedMount): Option.Option<string> =>
+  Option.orElse(
+    validation.policyProblem(mount.statVirtualization, mount.hostPermissions),
+    () => validation.ownerProblem(mount.statVirtualization, mount.uid, mount.gid)
+  )
 
 const namedProblem = (mount: NamedMount, kind: Option.Option<VolumeSpec.VolumeKind>): Option.Option<string> => {
   const call = `named volume ${validation.show(mount.name)}`
@@ -602,7 +650,7 @@ const namedProblem = (mount: NamedMount, kind: Option.Option<VolumeSpec.VolumeKi
         ? Option.some(`${call} is a disk volume and does not take ${policies.join(", ")}: these policies apply only to ${POLICY_KINDS}`)
         : Option.none()
     },
-    () => validation.policyProblem(mount.statVirtualization, mount.hostPermissions)
+    () => sharingProblem(mount)
   )
 }
 
@@ -616,7 +664,7 @@ const mountProblem = (mount: VolumeMount, resolvedKind: Option.Option<VolumeSpec
       case "Bind":
         return firstProblem(
           () => prefixed(`bind(${validation.show(mount.hostPath)})`, validation.hostPathProblem(mount.hostPath)),
-          () => validation.policyProblem(mount.statVirtualization, mount.hostPermissions)
+          () => sharingProblem(mount)
         )
       case "Named":
         return namedProblem(mount, Option.orElse(resolvedKind, () => mount.kind))

@@ -150,7 +150,12 @@ export interface Sandbox {
  * @category models
  */
 export type MountSource =
-  | { readonly _tag: "HostPath"; readonly hostPath: string }
+  | {
+    readonly _tag: "HostPath"
+    readonly hostPath: string
+    /** A directory volume's quota and usage at start: the runtime enforces it inside the sandbox. */
+    readonly quota?: { readonly limitBytes: number; readonly usedBytes: number } | undefined
+  }
   | {
     readonly _tag: "Image"
     readonly hostPath: string
@@ -382,7 +387,11 @@ const snapshotFailure = (what: string, name: string, cause: { readonly message: 
 const namedSource = (handle: Volume.VolumeHandle) =>
   Effect.gen(function*() {
     if (handle.kind === "directory") {
-      return { _tag: "HostPath", hostPath: yield* handle.path() } satisfies MountSource
+      const quota = Option.getOrUndefined(Option.map(handle.quotaMib, (mib) => ({
+        limitBytes: mib * 1024 * 1024,
+        usedBytes: handle.usedBytes
+      })))
+      return { _tag: "HostPath", hostPath: yield* handle.path(), quota } satisfies MountSource
     }
     if (Option.isNone(handle.diskPath)) {
       return yield* new Unsupported({ operation: `mounting the disk volume "${handle.name}"`, backend: handle.backendKind })
@@ -478,6 +487,13 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       }
       if (!named.includes(handle.name)) named.push(handle.name)
       if (handle.kind === "directory" && Option.isNone(handle.local)) {
+        if (Option.isSome(mount.uid) || Option.isSome(mount.gid)) {
+          return yield* new InvalidConfig({
+            message: `mount at ${JSON.stringify(mount.guestPath)}: the ${handle.backendKind} volume ${
+              JSON.stringify(handle.name)
+            } is mounted as a snapshot, which keeps no ownership overlay; uid() and gid() apply to local volumes`
+          })
+        }
         const directory = `${Snapshot.cacheDirectory(handle)}@${draft.name}`
         yield* Snapshot.materialize(handle.fs(), directory).pipe(
           Effect.mapError((cause) => snapshotFailure("materialising", handle.name, cause))

@@ -117,6 +117,36 @@ export const policyProblem = (
   return Option.none()
 }
 
+const idProblem = (call: string, id: Option.Option<unknown>): Option.Option<string> =>
+  Option.flatMap(id, (value) =>
+    typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 4294967294
+      ? Option.none()
+      : Option.some(`${call}(${show(value)}) must be a whole number from 0 to 4294967294`))
+
+/**
+ * `uid`/`gid` set the guest-visible owner of files without an overlay record, so they need
+ * the overlay: statVirtualization "strict" or "relaxed".
+ */
+export const ownerProblem = (
+  statVirtualization: Option.Option<unknown>,
+  uid: Option.Option<unknown>,
+  gid: Option.Option<unknown>
+): Option.Option<string> => {
+  const bad = Option.orElse(idProblem("uid", uid), () => idProblem("gid", gid))
+  if (Option.isSome(bad)) return bad
+  const calls = [
+    ...Option.toArray(Option.map(uid, (n) => `uid(${show(n)})`)),
+    ...Option.toArray(Option.map(gid, (n) => `gid(${show(n)})`))
+  ]
+  if (calls.length === 0 || Option.contains(statVirtualization, "strict") || Option.contains(statVirtualization, "relaxed")) {
+    return Option.none()
+  }
+  return Option.some(
+    `${calls.join(" and ")} need statVirtualization("strict") or ("relaxed"): the owner a guest sees is kept ` +
+      `in the file server's overlay, which "off" or an unset policy does not use`
+  )
+}
+
 /** The mode of a named-volume mount, when a JS caller bypassed the types. */
 export const modeProblem = (mode: unknown): Option.Option<string> =>
   oneOf(NAMED_VOLUME_MODES, mode)

@@ -5,6 +5,7 @@
  */
 import { Option } from "effect"
 import type { ResolvedMount, SandboxImage } from "../../Sandbox.js"
+import * as FileServer from "./fileServer/fileServer.js"
 
 /** The line the sandbox's init prints once the sandbox is fully set up. */
 export const READY = "effect-volumes-ready"
@@ -19,6 +20,8 @@ export interface StagedMount {
   readonly stage: string
   /** For qcow2/vmdk: the file the FUSE export exposes the raw image on. */
   readonly exportFile: string
+  /** For a served mount: the file server's command line (see fileServer/). */
+  readonly fileServer?: ReadonlyArray<string> | undefined
 }
 
 export interface Plan {
@@ -50,6 +53,9 @@ const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string
   const stage = quote(staged.stage)
   switch (source._tag) {
     case "HostPath":
+      if (staged.fileServer !== undefined) {
+        return FileServer.stageCommands(staged.fileServer, source.hostPath, staged.stage, mount.guestPath, quote)
+      }
       // util-linux does the bind and the flag-setting remount in one process.
       return [`mount --bind -o ${mountOptions(mount, [])} ${quote(source.hostPath)} ${stage}`]
     case "Memory":

@@ -18,6 +18,7 @@ import { delimiter, join } from "node:path"
 import { Deferred, Duration, Effect, Option, Stream } from "effect"
 import type { ExecOptions, ResolvedMount, RunningSandbox, SandboxRuntimeService, StartSpec } from "../../Sandbox.js"
 import { InvalidConfig, SandboxError, Unsupported } from "../../VolumeError.js"
+import * as FileServer from "./fileServer/fileServer.js"
 import * as Plan from "./plan.js"
 import * as Process from "./process.js"
 
@@ -51,22 +52,8 @@ const checkMount = (resolved: ResolvedMount) =>
   Effect.gen(function*() {
     const { mount, source } = resolved
     const where = `mount at ${JSON.stringify(mount.guestPath)}`
-    if (mount._tag === "Bind" || mount._tag === "Named") {
-      if (Option.isSome(mount.statVirtualization) && mount.statVirtualization.value !== "off") {
-        return yield* new Unsupported({
-          operation: `statVirtualization(${JSON.stringify(mount.statVirtualization.value)}) on the ${where} ` +
-            `(namespace sandboxes show literal host metadata: only "off")`,
-          backend: BACKEND
-        })
-      }
-      if (Option.isSome(mount.hostPermissions) && mount.hostPermissions.value !== "mirror") {
-        return yield* new Unsupported({
-          operation: `hostPermissions(${JSON.stringify(mount.hostPermissions.value)}) on the ${where} ` +
-            `(a chmod inside a namespace sandbox changes the host inode: only "mirror")`,
-          backend: BACKEND
-        })
-      }
-    }
+    // Policies, ownership and quotas are served by the file server (fileServer/).
+    yield* FileServer.check(resolved)
     switch (source._tag) {
       case "HostPath":
         if (!existsSync(source.hostPath)) {
@@ -248,7 +235,9 @@ const start = (spec: StartSpec) =>
     const mounts = spec.mounts.map((resolved, i): Plan.StagedMount => ({
       resolved,
       stage: join(runDir, `m${i}`),
-      exportFile: join(runDir, `m${i}.raw`)
+      exportFile: join(runDir, `m${i}.raw`),
+      fileServer: Option.getOrUndefined(Option.map(FileServer.serviceOf(resolved), (service) =>
+        FileServer.command(service, resolved.mount)))
     }))
     yield* Effect.forEach(mounts, stageTarget, { discard: true })
     if (spec.image !== "host") {

@@ -1,0 +1,126 @@
+/**
+ * The sandbox file server (SPEC §12, docs/sandboxes.md "The file server"): which mounts of
+ * the namespace runtime are served by `evfs` (native/evfs/evfs.c) instead of a plain bind,
+ * the server's command line, and the keeper-script lines that start it.
+ *
+ * A mount is served when it needs what a bind mount cannot give: a guest-visible owner and
+ * mode kept apart from the host inode (statVirtualization strict/relaxed, hostPermissions
+ * private, uid/gid) or a hard quota. Every other mount stays a plain bind (no server, no
+ * overhead).
+ */
+import { existsSync, statSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { Effect, Option } from "effect"
+import type { ResolvedMount } from "../../../Sandbox.js"
+import { Unsupported } from "../../../VolumeError.js"
+
+/** The server, built by scripts/build-native.sh (src/ and dist/ sit at the same depth). */
+export const BINARY = fileURLToPath(new URL("../../../../native/bin/evfs", import.meta.url))
+
+const BACKEND = "namespace"
+
+/** What a served mount asks of the server. */
+export interface Service {
+  readonly stat: "strict" | "relaxed" | "off"
+  /** `native`: the policy was not set; a guest chmod reaches the host inode (the runtime's native behaviour). */
+  readonly perms: "private" | "mirror" | "native"
+  readonly uid: Option.Option<number>
+  readonly gid: Option.Option<number>
+  readonly quota: Option.Option<{ readonly limitBytes: number; readonly usedBytes: number }>
+}
+
+/** The service a mount needs, or `None` for a plain bind. */
+export const serviceOf = (resolved: ResolvedMount): Option.Option<Service> => {
+  const { mount, source } = resolved
+  if (source._tag !== "HostPath" || (mount._tag !== "Bind" && mount._tag !== "Named")) return Option.none()
+  const service: Service = {
+    stat: Option.getOrElse(mount.statVirtualization, () => "off" as const),
+    perms: Option.getOrElse(mount.hostPermissions, () => "native" as const),
+    uid: mount.uid,
+    gid: mount.gid,
+    // A read-only mount cannot grow its volume.
+    quota: mount.readonly ? Option.none() : Option.fromNullable(source.quota)
+  }
+  const needed = service.stat !== "off" || service.perms === "private" || Option.isSome(service.uid) ||
+    Option.isSome(service.gid) || Option.isSome(service.quota)
+  return needed ? Option.some(service) : Option.none()
+}
+
+/** Refuses a served mount this machine cannot serve. */
+export const check = (resolved: ResolvedMount) =>
+  Effect.gen(function*() {
+    const service = serviceOf(resolved)
+    if (Option.isNone(service) || resolved.source._tag !== "HostPath") return
+    const where = `the mount at ${JSON.stringify(resolved.mount.guestPath)}`
+    if (existsSync(resolved.source.hostPath) && !statSync(resolved.source.hostPath).isDirectory()) {
+      return yield* new Unsupported({
+        operation: `${describe(service.value)} on ${where}, a single file (the file server serves directories)`,
+        backend: BACKEND
+      })
+    }
+    if (!existsSync(BINARY) || !existsSync("/dev/fuse")) {
+      return yield* new Unsupported({
+        operation: `${describe(service.value)} on ${where} (needs /dev/fuse and the file server ${BINARY}, ` +
+          `built by scripts/build-native.sh)`,
+        backend: BACKEND
+      })
+    }
+  })
+
+/** What the mount asked for, for messages. */
+const describe = (service: Service): string =>
+  [
+    ...(service.stat === "off" ? [] : [`statVirtualization("${service.stat}")`]),
+    ...(service.perms === "native" ? [] : [`hostPermissions("${service.perms}")`]),
+    ...Option.toArray(Option.map(service.uid, (n) => `uid(${n})`)),
+    ...Option.toArray(Option.map(service.gid, (n) => `gid(${n})`)),
+    ...(Option.isSome(service.quota) ? ["a quota"] : [])
+  ].join(", ")
+
+/**
+ * The server's command line, without the source and mount point. (evfs can also write its
+ * final usage to a file, `--report=FILE`; the runtime re-measures the volume at stop instead,
+ * see docs/sandboxes.md.)
+ */
+export const command = (
+  service: Service,
+  flags: { readonly readonly: boolean; readonly noexec: boolean }
+): ReadonlyArray<string> => [
+  BINARY,
+  `--stat=${service.stat}`,
+  ...(service.perms === "native" ? [] : [`--perms=${service.perms}`]),
+  ...Option.toArray(Option.map(service.uid, (n) => `--uid=${n}`)),
+  ...Option.toArray(Option.map(service.gid, (n) => `--gid=${n}`)),
+  ...Option.match(service.quota, {
+    onNone: () => [],
+    onSome: ({ limitBytes, usedBytes }) => [`--quota=${limitBytes}`, `--used=${usedBytes}`]
+  }),
+  ...(flags.readonly ? ["--ro"] : []),
+  ...(flags.noexec ? ["--noexec"] : [])
+]
+
+/**
+ * Keeper-script lines that serve `source` on `stage`: the server runs in the keeper's private
+ * mount namespace and dies with the keeper (pdeathsig); its pid joins `qsd_pids`, the list the
+ * keeper's cleanup stops after unmounting (an unmounted evfs exits by itself; a stuck one gets
+ * SIGTERM, then SIGKILL). The start waits until the mount is there, or fails with the
+ * server's own message (e.g. strict on a file system without xattrs).
+ */
+export const stageCommands = (
+  argv: ReadonlyArray<string>,
+  source: string,
+  stage: string,
+  guestPath: string,
+  quote: (value: string) => string
+): ReadonlyArray<string> => [
+  `setpriv --pdeathsig KILL ${[...argv, source, stage].map(quote).join(" ")} </dev/null 3>&- &`,
+  `qsd_pids="$qsd_pids $!"`,
+  `fs_pid=$!; n=0`,
+  `until grep -qF ${quote(` ${stage} `)} /proc/self/mountinfo; do`,
+  `  n=$((n + 1))`,
+  `  if [ "$n" -gt 5000 ] || [ ! -e "/proc/$fs_pid" ] || [ "$(cut -d' ' -f3 "/proc/$fs_pid/stat" 2>/dev/null)" = Z ]; then`,
+  `    echo ${quote(`the file server for ${guestPath} did not start`)} >&2; exit 1`,
+  `  fi`,
+  `  sleep 0.002`,
+  `done`
+]
