@@ -2,7 +2,7 @@
  * The sandbox file server (SPEC §12) end to end: real bubblewrap, FUSE and the evfs server.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Option, Schedule, Schema } from "effect"
+import { Effect, Either, Logger, Option, Schedule, Schema } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
@@ -274,8 +274,12 @@ describe("file server: hard quota inside the sandbox", () => {
 })
 
 describe("file server: faults and leaks", () => {
-  it.scopedLive("the file server dying mid-run: the mount's operations fail at once, stop still cleans up", () =>
-    withHome((dir) =>
+  it.scopedLive("the file server dying mid-run: the mount's operations fail at once, stop still cleans up and warns", () => {
+    const warnings: Array<string> = []
+    const collect = Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Warning") warnings.push(String(message))
+    })
+    return withHome((dir) =>
       Effect.gen(function*() {
         const host = hostTree(dir)
         const sb = yield* Sandbox.builder("dies")
@@ -288,9 +292,11 @@ describe("file server: faults and leaks", () => {
         assert.notStrictEqual(out.exitCode, 0)
         assert.include(out.stderr, "Transport endpoint is not connected")
         yield* sb.stop()
+        assert.isTrue(warnings.some((w) => w.includes(FileServer.DIED)), JSON.stringify(warnings))
         yield* assertNothingLeft(dir)
       })
-    ))
+    ).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, collect)))
+  })
 
   it.scopedLive("a failed start (strict without xattrs) leaves no mount or server", () =>
     withHome((dir) =>

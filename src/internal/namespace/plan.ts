@@ -103,6 +103,7 @@ const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string
 const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: ReadonlyArray<string>): ReadonlyArray<string> => [
   "set -eu",
   `qsd_pids=""`,
+  `fs_pids=""`,
   `loops=""`,
   // Bounded waits (10 s): a stuck kernel or daemon must not keep the keeper alive forever.
   `await_gone() { n=0; while [ -e "$1" ] && [ "$n" -lt 1000 ]; do n=$((n + 1)); sleep 0.01; done; }`,
@@ -113,6 +114,7 @@ const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: Rea
   `  done`,
   `}`,
   `cleanup() {`,
+  ...FileServer.cleanupCommands,
   ...(stages.length === 0 ? [] : [`  umount ${[...stages].reverse().map(quote).join(" ")} 2>/dev/null || true`]),
   // Unmounting is finished when the loop device is released (the file system may still
   // be flushing through it after umount returns); only then may a qemu-storage-daemon go.

@@ -97,6 +97,8 @@ interface Keeper {
   readonly exited: Deferred.Deferred<void>
   /** Host pid of the sandbox's PID 1. */
   readonly sandboxPid: number
+  /** The end of the keeper's standard error so far. */
+  readonly stderr: () => string
 }
 
 /** Starts the keeper and waits until the sandbox is up; stopping it waits until it is gone. */
@@ -153,7 +155,7 @@ const startKeeper = (name: string, script: string) =>
         )
         Deferred.unsafeDone(exited, Effect.void)
       })
-      const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid })
+      const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid, stderr: () => stderr })
       return yield* Deferred.await(ready).pipe(
         Effect.timeoutFail({
           duration: START_TIMEOUT,
@@ -167,7 +169,7 @@ const startKeeper = (name: string, script: string) =>
     stopKeeper
   )
 
-const stopKeeper = (keeper: Pick<Keeper, "child" | "exited">) =>
+const stopKeeper = (keeper: Pick<Keeper, "child" | "exited"> & Partial<Pick<Keeper, "stderr">>) =>
   Effect.gen(function*() {
     // EOF ends the init, which ends the PID namespace, bubblewrap, and the keeper.
     keeper.child.stdin?.end()
@@ -177,6 +179,7 @@ const stopKeeper = (keeper: Pick<Keeper, "child" | "exited">) =>
       Process.killGroup(keeper.child)
       yield* Deferred.await(keeper.exited)
     }
+    if (keeper.stderr !== undefined) yield* FileServer.reportDeaths(keeper.stderr())
   })
 
 /** A scoped directory for staging mounts; removed after the keeper is gone. */

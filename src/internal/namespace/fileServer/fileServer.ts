@@ -99,6 +99,22 @@ export const command = (
   ...(flags.noexec ? ["--noexec"] : [])
 ]
 
+/** Printed on the keeper's stderr at stop when a file server died while the sandbox ran. */
+export const DIED = "effect-volumes: a file server died while the sandbox ran"
+
+/**
+ * The first lines of the keeper's cleanup: a file server that is gone before its mount is
+ * unmounted died while the sandbox ran (its mount failed every operation with ENOTCONN);
+ * say so, so that the runtime reports it at stop.
+ */
+export const cleanupCommands: ReadonlyArray<string> = [
+  `  for p in $fs_pids; do`,
+  `    if [ ! -e "/proc/$p" ] || [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" = Z ]; then echo ${
+    JSON.stringify(DIED)
+  } >&2; fi`,
+  `  done`
+]
+
 /**
  * Keeper-script lines that serve `source` on `stage`: the server runs in the keeper's private
  * mount namespace and dies with the keeper (pdeathsig); its pid joins `qsd_pids`, the list the
@@ -115,6 +131,7 @@ export const stageCommands = (
 ): ReadonlyArray<string> => [
   `setpriv --pdeathsig KILL ${[...argv, source, stage].map(quote).join(" ")} </dev/null 3>&- &`,
   `qsd_pids="$qsd_pids $!"`,
+  `fs_pids="$fs_pids $!"`,
   `fs_pid=$!; n=0`,
   `until grep -qF ${quote(` ${stage} `)} /proc/self/mountinfo; do`,
   `  n=$((n + 1))`,
@@ -124,3 +141,9 @@ export const stageCommands = (
   `  sleep 0.002`,
   `done`
 ]
+
+/** Reports (as a warning) the file servers a stopped keeper found dead. */
+export const reportDeaths = (keeperStderr: string) =>
+  keeperStderr.includes(DIED)
+    ? Effect.logWarning(`${DIED}: operations on its mount failed with ENOTCONN until the sandbox stopped`)
+    : Effect.void
