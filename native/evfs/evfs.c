@@ -366,7 +366,10 @@ static int set_owner_mode(const char *path, long long uid, long long gid, long l
       if (chmod(p, (host.st_mode & 07000) | ((mode_t)mode & 0777)) < 0) r = -errno;
     }
   } else if (r == 0 && g.perms == PERMS_PRIVATE) {
-    r = -EPERM; /* "off" + private: the host inode is not the guest's to change */
+    /* "off" + private: the host inode is not the guest's to change (a no-op is fine: tar does it) */
+    int same = (uid < 0 || (uid_t)uid == host.st_uid) && (gid < 0 || (gid_t)gid == host.st_gid) &&
+               (mode < 0 || (mode_t)mode == (host.st_mode & 07777));
+    if (!same) r = -EPERM;
   } else if (r == 0) {
     if (mode >= 0 && chmod(p, (mode_t)mode) < 0) r = -errno;
     if (r == 0 && (uid >= 0 || gid >= 0) && fchownat(fd, "", (uid_t)uid, (gid_t)gid, AT_EMPTY_PATH) < 0) r = -errno;
