@@ -134,6 +134,8 @@ export class NamedMount extends Schema.TaggedClass<NamedMount>()("Named", {
   capacityMib: optionalOption(Mebibytes),
   quotaMib: optionalOption(Mebibytes),
   labels: Schema.optionalWith(Schema.Array(VolumeSpec.Label), { default: () => [] }),
+  /** Only this directory of the volume is mounted (relative, inside the volume). */
+  subpath: optionalOption(Schema.String),
   ...flagFields,
   ...policyFields
 }) {}
@@ -300,6 +302,7 @@ interface MountOptions {
   readonly hostPermissions: Option.Option<HostPermissions>
   readonly uid: Option.Option<number>
   readonly gid: Option.Option<number>
+  readonly subpath: Option.Option<string>
 }
 
 interface MountDraft extends MountOptions {
@@ -327,7 +330,8 @@ export class MountBuilder {
       statVirtualization: Option.none(),
       hostPermissions: Option.none(),
       uid: Option.none(),
-      gid: Option.none()
+      gid: Option.none(),
+      subpath: Option.none()
     })
   }
 
@@ -430,6 +434,14 @@ export class MountBuilder {
     return this.with({ gid: Option.some(gid) })
   }
 
+  /**
+   * Mounts only this directory of a named directory volume (`"a/b"`, relative to the volume
+   * root). It must exist when the sandbox starts; a symlink on the way is refused.
+   */
+  subpath(path: string): MountBuilder {
+    return this.with({ subpath: Option.some(path) })
+  }
+
   /** Validates the description and returns the mount at `guestPath`. */
   build(guestPath: string): Effect.Effect<VolumeMount, InvalidConfig> {
     return buildMount(this.draft, guestPath)
@@ -523,6 +535,12 @@ const misappliedOptions = (options: MountOptions, kind: KindChoice["_tag"]): Rea
       rule: `hostPermissions applies only to ${POLICY_KINDS}`
     },
     {
+      value: options.subpath,
+      call: (v) => `subpath(${validation.show(v)})`,
+      kinds: ["Named"],
+      rule: "subpath applies only to named-volume mounts"
+    },
+    {
       value: options.uid,
       call: (v) => `uid(${validation.show(v)})`,
       kinds: ["Bind", "Named"],
@@ -563,6 +581,7 @@ const toVolumeMount = (draft: MountDraft, choice: KindChoice, guestPath: string)
         capacityMib: capacityMib as Option.Option<Mebibytes>,
         quotaMib: quotaMib as Option.Option<Mebibytes>,
         labels: mode === "existing" ? labels : VolumeSpec.dedupeLabels(labels),
+        subpath: draft.subpath,
         ...draft.flags,
         statVirtualization: draft.statVirtualization,
         hostPermissions: draft.hostPermissions,
@@ -644,6 +663,11 @@ const namedProblem = (mount: NamedMount, kind: Option.Option<VolumeSpec.VolumeKi
           `creates or changes a volume; add n.create() or n.ensureExists(), or drop them`
       )
     },
+    () => Option.flatMap(mount.subpath, validation.subpathProblem),
+    () =>
+      Option.contains(kind, "disk") && Option.isSome(mount.subpath)
+        ? Option.some(`${call} is a disk volume and does not take subpath(...): it applies to directory volumes`)
+        : Option.none(),
     () => {
       const policies = setPolicies(mount)
       return Option.contains(kind, "disk") && policies.length > 0

@@ -8,6 +8,7 @@
 import type { Duration } from "effect"
 import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
 import { LocalAttachments } from "./internal/local/attachments.js"
+import * as Subpath from "./internal/mount/subpath.js"
 import * as Snapshot from "./internal/snapshot.js"
 import * as Mount from "./Mount.js"
 import * as Volume from "./Volume.js"
@@ -155,6 +156,11 @@ export type MountSource =
     readonly hostPath: string
     /** A directory volume's quota and usage at start: the runtime enforces it inside the sandbox. */
     readonly quota?: { readonly limitBytes: number; readonly usedBytes: number } | undefined
+    /**
+     * Only this directory below `hostPath` is mounted. A sandbox sharing the volume may plant
+     * symlinks, so the runtime opens it without following any (not with a path string).
+     */
+    readonly subpath?: string | undefined
   }
   | {
     readonly _tag: "Image"
@@ -399,6 +405,14 @@ const namedSource = (handle: Volume.VolumeHandle) =>
     return { _tag: "Image", hostPath: handle.diskPath.value, format: "raw", fstype: "ext4" } satisfies MountSource
   })
 
+/** The source narrowed to the mount's subpath, checked now (clear errors, nothing mounted yet). */
+const withSubpath = (mount: Mount.NamedMount, source: MountSource) =>
+  Option.isNone(mount.subpath) || source._tag !== "HostPath"
+    ? Effect.succeed(source)
+    : Subpath.check(source.hostPath, mount.subpath.value, mount.guestPath).pipe(
+      Effect.as<MountSource>({ ...source, subpath: Subpath.segments(mount.subpath.value).join("/") })
+    )
+
 const directSource = (mount: Exclude<Mount.VolumeMount, Mount.NamedMount>): MountSource => {
   switch (mount._tag) {
     case "Bind":
@@ -499,10 +513,10 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
           Effect.mapError((cause) => snapshotFailure("materialising", handle.name, cause))
         )
         if (!mount.readonly) snapshots.push({ handle, directory })
-        resolved.push({ mount, source: { _tag: "HostPath", hostPath: directory } })
+        resolved.push({ mount, source: yield* withSubpath(mount, { _tag: "HostPath", hostPath: directory }) })
         continue
       }
-      resolved.push({ mount, source: yield* namedSource(handle) })
+      resolved.push({ mount, source: yield* withSubpath(mount, yield* namedSource(handle)) })
     }
     return yield* runtime.start({
       name: draft.name,

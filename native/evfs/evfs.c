@@ -17,9 +17,15 @@
  * changed under us, and following it could leave the volume.
  *
  * Usage: evfs [--stat=strict|relaxed|off] [--perms=private|mirror] [--uid=N] [--gid=N]
- *             [--quota=BYTES --used=BYTES] [--report=FILE] [--ro] [--noexec] SOURCE MOUNTPOINT
+ *             [--quota=BYTES --used=BYTES] [--report=FILE] [--ro] [--noexec]
+ *             [--subpath=REL] [--bind-only] SOURCE MOUNTPOINT
  * Runs in the foreground until the mount goes; exit status 3 = the source cannot be served
  * as asked (message on stderr).
+ *
+ * --subpath serves (or binds) only SOURCE/REL, opened beneath SOURCE without following any
+ * symlink (a sandbox sharing the volume may have planted one). --bind-only does not serve:
+ * it bind-mounts that directory on MOUNTPOINT through the descriptor it opened (so a later
+ * swap cannot redirect it), applies nosuid,nodev (+ro, +noexec) and exits.
  */
 #define FUSE_USE_VERSION 31
 #define _GNU_SOURCE
@@ -35,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -697,6 +704,16 @@ static const struct fuse_operations ops = {
 
 /* ---- start -------------------------------------------------------------------------------- */
 
+/* SOURCE/REL as an O_PATH directory fd, never through a symlink. */
+static int open_beneath(int root, const char *rel) {
+  struct open_how how = {
+    .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+  };
+  while (rel[0] == '/') rel++;
+  return (int)syscall(SYS_openat2, root, rel[0] ? rel : ".", &how, sizeof how);
+}
+
 static int fail(const char *fmt, const char *arg) {
   fprintf(stderr, "evfs: ");
   fprintf(stderr, fmt, arg);
@@ -725,7 +742,8 @@ static int xattrs_supported(void) {
 }
 
 int main(int argc, char *argv[]) {
-  const char *source = NULL, *mountpoint = NULL;
+  const char *source = NULL, *mountpoint = NULL, *subpath = NULL;
+  int bind_only = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--stat=strict") == 0) g.stat = STAT_STRICT;
@@ -740,6 +758,8 @@ int main(int argc, char *argv[]) {
     else if (strncmp(a, "--quota=", 8) == 0) { if (number(a + 8, &g.quota)) return fail("bad %s", a); }
     else if (strncmp(a, "--used=", 7) == 0) { if (number(a + 7, &g.used)) return fail("bad %s", a); }
     else if (strncmp(a, "--report=", 9) == 0) g.report = a + 9;
+    else if (strncmp(a, "--subpath=", 10) == 0) subpath = a + 10;
+    else if (strcmp(a, "--bind-only") == 0) bind_only = 1;
     else if (source == NULL) source = a;
     else if (mountpoint == NULL) mountpoint = a;
     else return fail("unexpected argument %s", a);
@@ -747,6 +767,27 @@ int main(int argc, char *argv[]) {
   if (source == NULL || mountpoint == NULL) return fail("usage: evfs [options] SOURCE MOUNTPOINT%s", "");
   g.root = open(source, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (g.root < 0) return fail("cannot open the source directory %s", source);
+  if (subpath != NULL) {
+    int fd = open_beneath(g.root, subpath);
+    if (fd < 0) {
+      return fail(errno == ELOOP || errno == EXDEV ? "subpath %s: a symlink (or mount) on the way, which a subpath never follows"
+                  : errno == ENOENT ? "subpath %s does not exist in the volume"
+                  : errno == ENOTDIR ? "subpath %s is not a directory" : "subpath %s cannot be opened", subpath);
+    }
+    close(g.root);
+    g.root = fd;
+  }
+  if (bind_only) {
+    char p[64];
+    proc_path(p, g.root);
+    unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (g.readonly ? MS_RDONLY : 0) | (g.noexec ? MS_NOEXEC : 0);
+    if (mount(p, mountpoint, NULL, MS_BIND, NULL) < 0) return fail("cannot bind %s", source);
+    if (mount(NULL, mountpoint, NULL, flags, NULL) < 0) {
+      umount2(mountpoint, MNT_DETACH);
+      return fail("cannot set the flags of %s", mountpoint);
+    }
+    return 0;
+  }
   if (g.stat == STAT_STRICT && !xattrs_supported()) {
     return fail("%s does not support extended attributes (user.*), which statVirtualization(\"strict\") "
                 "keeps the guest's owner and mode in; use a file system with xattrs or \"relaxed\"", source);

@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { chownSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { chownSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as FileServer from "../../src/internal/namespace/fileServer/fileServer.js"
 import { tempDir } from "./support.js"
@@ -125,5 +125,31 @@ describe("evfs", () => {
       const out = served(dir, source, ["--stat=off"], "mknod dev c 1 3 || echo mknod=refused; mkfifo p && echo fifo=ok")
       assert.include(out, "mknod=refused")
       assert.include(out, "fifo=ok")
+    }))
+
+  it.scoped("--bind-only --subpath: binds the directory it opened with the flags asked; a symlink on the way is refused", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const source = join(dir, "v")
+      mkdirSync(join(source, "a", "b"), { recursive: true })
+      writeFileSync(join(source, "a", "b", "mine"), "mine\n")
+      mkdirSync(join(dir, "elsewhere", "b"), { recursive: true })
+      symlinkSync(join(dir, "elsewhere"), join(source, "link"))
+      const stage = join(dir, "stage")
+      mkdirSync(stage)
+      const bind = (sub: string) =>
+        [
+          `${[FileServer.BINARY, "--bind-only", `--subpath=${sub}`, "--ro", "--noexec", source, stage].map(quote).join(" ")} 2>&1`,
+          `echo rc=$?`,
+          `grep -F ${quote(` ${stage} `)} /proc/self/mountinfo | cut -d' ' -f6`,
+          `ls ${quote(stage)}`
+        ].join("; ")
+      const ok = execFileSync("unshare", ["--mount", "--propagation", "private", "sh", "-c", bind("a/b")], { encoding: "utf8" })
+      assert.strictEqual(ok, "rc=0\nro,nosuid,nodev,noexec,relatime\nmine\n")
+      const refused = execFileSync("unshare", ["--mount", "--propagation", "private", "sh", "-c", bind("link/b")], {
+        encoding: "utf8"
+      })
+      assert.include(refused, "a symlink (or mount) on the way")
+      assert.include(refused, "rc=3")
     }))
 })

@@ -147,6 +147,18 @@ export const ownerProblem = (
   )
 }
 
+/** A subpath: a directory inside the volume, relative (a leading "/" is allowed), no `..`. */
+export const subpathProblem = (subpath: unknown): Option.Option<string> => {
+  const call = `subpath(${show(subpath)})`
+  if (typeof subpath !== "string") return Option.some(`${call} must be a string`)
+  if (subpath.includes("\0")) return Option.some(`${call} must not contain a NUL byte`)
+  if (SEPARATORS.test(subpath)) return Option.some(`${call} must not contain "," ":" or ";"`)
+  const segments = subpath.split("/").filter((s) => s !== "" && s !== ".")
+  if (segments.includes("..")) return Option.some(`${call} must not contain a ".." segment (it would climb out)`)
+  if (segments.length === 0) return Option.some(`${call} names the volume root; drop subpath to mount the whole volume`)
+  return Option.none()
+}
+
 /** The mode of a named-volume mount, when a JS caller bypassed the types. */
 export const modeProblem = (mode: unknown): Option.Option<string> =>
   oneOf(NAMED_VOLUME_MODES, mode)

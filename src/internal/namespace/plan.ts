@@ -20,8 +20,8 @@ export interface StagedMount {
   readonly stage: string
   /** For qcow2/vmdk: the file the FUSE export exposes the raw image on. */
   readonly exportFile: string
-  /** For a served mount: the file server's command line (see fileServer/). */
-  readonly fileServer?: ReadonlyArray<string> | undefined
+  /** For a served (or subpath) mount: how the file server stages it (see fileServer/). */
+  readonly fileServer?: FileServer.Staging | undefined
 }
 
 export interface Plan {

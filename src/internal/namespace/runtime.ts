@@ -239,8 +239,7 @@ const start = (spec: StartSpec) =>
       resolved,
       stage: join(runDir, `m${i}`),
       exportFile: join(runDir, `m${i}.raw`),
-      fileServer: Option.getOrUndefined(Option.map(FileServer.serviceOf(resolved), (service) =>
-        FileServer.command(service, resolved.mount)))
+      fileServer: Option.getOrUndefined(FileServer.stagingOf(resolved))
     }))
     yield* Effect.forEach(mounts, stageTarget, { discard: true })
     if (spec.image !== "host") {

@@ -46,22 +46,27 @@ export const serviceOf = (resolved: ResolvedMount): Option.Option<Service> => {
   return needed ? Option.some(service) : Option.none()
 }
 
-/** Refuses a served mount this machine cannot serve. */
+/** The subpath of a mount's source, when it has one (opened by evfs, never by `mount`). */
+const subpathOf = (resolved: ResolvedMount): Option.Option<string> =>
+  resolved.source._tag === "HostPath" ? Option.fromNullable(resolved.source.subpath) : Option.none()
+
+/** Refuses a served (or subpath) mount this machine cannot stage. */
 export const check = (resolved: ResolvedMount) =>
   Effect.gen(function*() {
     const service = serviceOf(resolved)
-    if (Option.isNone(service) || resolved.source._tag !== "HostPath") return
+    const subpath = subpathOf(resolved)
+    if ((Option.isNone(service) && Option.isNone(subpath)) || resolved.source._tag !== "HostPath") return
+    const what = Option.match(service, { onNone: () => "subpath(...)", onSome: describe })
     const where = `the mount at ${JSON.stringify(resolved.mount.guestPath)}`
-    if (existsSync(resolved.source.hostPath) && !statSync(resolved.source.hostPath).isDirectory()) {
+    if (Option.isSome(service) && existsSync(resolved.source.hostPath) && !statSync(resolved.source.hostPath).isDirectory()) {
       return yield* new Unsupported({
-        operation: `${describe(service.value)} on ${where}, a single file (the file server serves directories)`,
+        operation: `${what} on ${where}, a single file (the file server serves directories)`,
         backend: BACKEND
       })
     }
-    if (!existsSync(BINARY) || !existsSync("/dev/fuse")) {
+    if (!existsSync(BINARY) || (Option.isSome(service) && !existsSync("/dev/fuse"))) {
       return yield* new Unsupported({
-        operation: `${describe(service.value)} on ${where} (needs /dev/fuse and the file server ${BINARY}, ` +
-          `built by scripts/build-native.sh)`,
+        operation: `${what} on ${where} (needs /dev/fuse and the file server ${BINARY}, built by scripts/build-native.sh)`,
         backend: BACKEND
       })
     }
@@ -77,15 +82,35 @@ const describe = (service: Service): string =>
     ...(Option.isSome(service.quota) ? ["a quota"] : [])
   ].join(", ")
 
+/** How the keeper stages a mount through evfs: serving it, or only binding a subpath safely. */
+export interface Staging {
+  /** evfs's command line, without the source and mount point. */
+  readonly argv: ReadonlyArray<string>
+  /** A daemon that serves the mount until it is unmounted (else a bind that exits at once). */
+  readonly serve: boolean
+}
+
 /**
- * The server's command line, without the source and mount point. (evfs can also write its
- * final usage to a file, `--report=FILE`; the runtime re-measures the volume at stop instead,
- * see docs/sandboxes.md.)
+ * How evfs stages the mount, or `None` for a plain bind. (evfs can also write its final
+ * usage to a file, `--report=FILE`; the runtime re-measures the volume at stop instead, see
+ * docs/sandboxes.md.)
  */
-export const command = (
-  service: Service,
-  flags: { readonly readonly: boolean; readonly noexec: boolean }
-): ReadonlyArray<string> => [
+export const stagingOf = (resolved: ResolvedMount): Option.Option<Staging> => {
+  const service = serviceOf(resolved)
+  const subpath = subpathOf(resolved)
+  if (Option.isNone(service) && Option.isNone(subpath)) return Option.none()
+  const flags = [
+    ...Option.toArray(Option.map(subpath, (sub) => `--subpath=${sub}`)),
+    ...(resolved.mount.readonly ? ["--ro"] : []),
+    ...(resolved.mount.noexec ? ["--noexec"] : [])
+  ]
+  return Option.some(Option.match(service, {
+    onNone: () => ({ argv: [BINARY, "--bind-only", ...flags], serve: false }),
+    onSome: (service) => ({ argv: [...command(service), ...flags], serve: true })
+  }))
+}
+
+const command = (service: Service): ReadonlyArray<string> => [
   BINARY,
   `--stat=${service.stat}`,
   ...(service.perms === "native" ? [] : [`--perms=${service.perms}`]),
@@ -94,9 +119,7 @@ export const command = (
   ...Option.match(service.quota, {
     onNone: () => [],
     onSome: ({ limitBytes, usedBytes }) => [`--quota=${limitBytes}`, `--used=${usedBytes}`]
-  }),
-  ...(flags.readonly ? ["--ro"] : []),
-  ...(flags.noexec ? ["--noexec"] : [])
+  })
 ]
 
 /** Printed on the keeper's stderr at stop when a file server died while the sandbox ran. */
@@ -123,13 +146,13 @@ export const cleanupCommands: ReadonlyArray<string> = [
  * server's own message (e.g. strict on a file system without xattrs).
  */
 export const stageCommands = (
-  argv: ReadonlyArray<string>,
+  staging: Staging,
   source: string,
   stage: string,
   guestPath: string,
   quote: (value: string) => string
-): ReadonlyArray<string> => [
-  `setpriv --pdeathsig KILL ${[...argv, source, stage].map(quote).join(" ")} </dev/null 3>&- &`,
+): ReadonlyArray<string> => staging.serve ? [
+  `setpriv --pdeathsig KILL ${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&- &`,
   `qsd_pids="$qsd_pids $!"`,
   `fs_pids="$fs_pids $!"`,
   `fs_pid=$!; n=0`,
@@ -140,7 +163,7 @@ export const stageCommands = (
   `  fi`,
   `  sleep 0.002`,
   `done`
-]
+] : [`${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&-`]
 
 /** Reports (as a warning) the file servers a stopped keeper found dead. */
 export const reportDeaths = (keeperStderr: string) =>
