@@ -137,6 +137,21 @@ export interface Sandbox {
    * scope closes.
    */
   readonly stop: () => Effect.Effect<StopResult, StorageError>
+  /**
+   * Adds a mount to the running sandbox (its running processes see it) until the scope
+   * closes or {@link Sandbox.unmount} removes it; the rules of `create` apply (validation,
+   * attachment records, one writer per disk volume).
+   */
+  readonly mount: (
+    guestPath: string,
+    f: (m: Mount.MountBuilder) => Mount.MountBuilder
+  ) => Effect.Effect<
+    void,
+    InvalidConfig | VolumeNotFound | VolumeAlreadyExists | VolumeInUse | Unsupported | SandboxError | StorageError,
+    Scope.Scope
+  >
+  /** Removes a mount added by {@link Sandbox.mount}; mounts made at start stay. */
+  readonly unmount: (guestPath: string) => Effect.Effect<void, InvalidConfig>
 }
 
 // ---------------------------------------------------------------------------
@@ -207,6 +222,10 @@ export interface RunningSandbox {
     args: ReadonlyArray<string>,
     options: ExecOptions
   ) => Stream.Stream<ExecEvent, SandboxError>
+  /** Adds a mount to the running sandbox until the scope closes (runtimes without it refuse live mounts). */
+  readonly mount?: (
+    resolved: ResolvedMount
+  ) => Effect.Effect<void, InvalidConfig | Unsupported | SandboxError, Scope.Scope>
 }
 
 /**
@@ -474,8 +493,8 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   // materialised into a local cache at start, committed back at stop (docs/cloud.md).
   const snapshots: Array<{ readonly handle: Volume.VolumeHandle; readonly directory: string }> = []
 
+  const resolvedKinds = new Map<string, VolumeSpec.VolumeKind>()
   const start = Effect.gen(function*() {
-    const resolvedKinds = new Map<string, VolumeSpec.VolumeKind>()
     const handles = new Map<Mount.NamedMount, Volume.VolumeHandle>()
     for (const mount of mounts) {
       if (mount._tag !== "Named") continue
@@ -565,11 +584,22 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       Effect.provide(backend)
     )
 
+  // Live mounts (sb.mount): each in a scope of its own, forked from the caller's.
+  const current: Array<Mount.VolumeMount> = [...mounts]
+  const live = new Map<string, Scope.CloseableScope>()
+  const closeLive = (guestPath: string) =>
+    Effect.suspend(() => {
+      const liveScope = live.get(guestPath)
+      live.delete(guestPath)
+      return liveScope === undefined ? Effect.void : Scope.close(liveScope, Exit.void)
+    })
+
   let stopped = false
   const stop = yield* Effect.cached(
     Effect.suspend(() => {
       stopped = true
-      return Scope.close(scope, Exit.void).pipe(
+      return Effect.forEach([...live.keys()], closeLive, { discard: true }).pipe(
+        Effect.zipRight(Scope.close(scope, Exit.void)),
         // The sandbox's processes are gone, so its snapshot caches are quiescent.
         Effect.zipRight(Effect.forEach(snapshots, ({ directory, handle }) =>
           Snapshot.commit(handle.fs(), directory).pipe(
@@ -588,11 +618,79 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
         : running.execStream(cmd, args, options)
     )
 
+  const attachLive = (mount: Mount.VolumeMount, liveScope: Scope.Scope) =>
+    Effect.gen(function*() {
+      const addMount = running.mount
+      if (addMount === undefined) {
+        return yield* new Unsupported({ operation: "mounting into a running sandbox", backend: runtime.name })
+      }
+      if (mount._tag !== "Named") return yield* addMount({ mount, source: directSource(mount) })
+      const { created: isNew, handle } = yield* resolveNamed(mount)
+      yield* Effect.gen(function*() {
+        resolvedKinds.set(VolumeSpec.nameKey(mount.name), handle.kind)
+        yield* Mount.validateMounts(current.concat(mount), { resolvedKinds })
+        if (Option.isSome(attachments)) {
+          yield* attachments.value.acquire(VolumeSpec.nameKey(handle.name), {
+            holder: `sandbox ${draft.name}`,
+            mode: mount.readonly ? "ro" : "rw"
+          })
+        }
+        if (handle.kind === "directory" && Option.isNone(handle.local)) {
+          return yield* new Unsupported({
+            operation: `mounting the ${handle.backendKind} volume "${handle.name}" into a running sandbox ` +
+              `(it is mounted as a snapshot, committed at stop: mount it at start)`,
+            backend: runtime.name
+          })
+        }
+        const source = yield* withSubpath(mount, yield* namedSource(handle))
+        yield* addMount({ mount, source })
+        if (!named.includes(handle.name)) named.push(handle.name)
+      }).pipe(
+        // Only what this mount created; data that existed before is never removed.
+        Effect.tapError(() => isNew ? Effect.ignore(Volume.remove(handle.name)) : Effect.void)
+      )
+    }).pipe(Scope.extend(liveScope), Effect.provide(backend))
+
+  const mountLive = Effect.fn("Sandbox.mount")(function*(
+    guestPath: string,
+    f: (m: Mount.MountBuilder) => Mount.MountBuilder
+  ) {
+    if (stopped) {
+      return yield* new SandboxError({ sandbox: draft.name, reason: "Exec", message: `sandbox "${draft.name}" is stopped` })
+    }
+    const mount = yield* Mount.build(guestPath, f)
+    yield* Mount.validateMounts(current.concat(mount), { resolvedKinds })
+    const liveScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    yield* attachLive(mount, liveScope).pipe(Effect.onError((cause) => Scope.close(liveScope, Exit.failCause(cause))))
+    current.push(mount)
+    live.set(mount.guestPath, liveScope)
+    yield* Scope.addFinalizer(
+      liveScope,
+      Effect.sync(() => {
+        current.splice(current.indexOf(mount), 1)
+        live.delete(mount.guestPath)
+      })
+    )
+  })
+
+  const unmountLive = Effect.fn("Sandbox.unmount")(function*(guestPath: string) {
+    const key = Mount.normalizeGuestPath(guestPath)
+    if (!live.has(key)) {
+      return yield* new InvalidConfig({
+        message: `unmount(${JSON.stringify(guestPath)}): no mount added with sb.mount is there` +
+          (current.some((m) => m.guestPath === key) ? " (mounts made at start stay until the sandbox stops)" : "")
+      })
+    }
+    yield* closeLive(key)
+  })
+
   const sandbox: Sandbox = {
     name: draft.name,
     execStream,
     exec: (cmd, args = [], options = {}) => collectExec(execStream(cmd, args, options)),
-    stop: () => stop
+    stop: () => stop,
+    mount: mountLive,
+    unmount: unmountLive
   }
   return sandbox
 })

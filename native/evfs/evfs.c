@@ -26,6 +26,14 @@
  * symlink (a sandbox sharing the volume may have planted one). --bind-only does not serve:
  * it bind-mounts that directory on MOUNTPOINT through the descriptor it opened (so a later
  * swap cannot redirect it), applies nosuid,nodev (+ro, +noexec) and exits.
+ *
+ * Live mounts of a running sandbox (run inside the keeper's mount namespace):
+ *   evfs --attach=PID STAGE GUEST   clones the mount on STAGE and attaches it at GUEST in the
+ *                                   mount namespace of process PID (the sandbox's init),
+ *                                   creating GUEST (on a read-only tmpfs root: briefly rw)
+ *   evfs --detach=PID GUEST         lazily unmounts GUEST in that namespace
+ *   --die-with=PID (serving)        exits when PID exits (a server started for a live mount
+ *                                   is not the keeper's child, so pdeathsig cannot do it)
  */
 #define FUSE_USE_VERSION 31
 #define _GNU_SOURCE
@@ -37,7 +45,9 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -704,6 +714,99 @@ static const struct fuse_operations ops = {
 
 /* ---- start -------------------------------------------------------------------------------- */
 
+static int fail(const char *fmt, const char *arg);
+
+/* ---- live mounts ----------------------------------------------------------------------- */
+
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+static int enter_mount_namespace(const char *pid) {
+  char p[64];
+  snprintf(p, sizeof p, "/proc/%s/ns/mnt", pid);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || setns(fd, CLONE_NEWNS) < 0) return -1;
+  close(fd);
+  return chdir("/");
+}
+
+static unsigned long mount_flags_of(const struct statvfs *sv) {
+  unsigned long f = 0;
+  if (sv->f_flag & ST_RDONLY) f |= MS_RDONLY;
+  if (sv->f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (sv->f_flag & ST_NODEV) f |= MS_NODEV;
+  if (sv->f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  return f;
+}
+
+/* mkdir -p of an absolute path; a read-only parent that is a mount point (bubblewrap's root)
+ * is remounted read-write for the mkdir and back with its own flags. */
+static int make_mount_point(const char *path) {
+  char buf[PATH_MAX];
+  if (strlen(path) >= sizeof buf) return -1;
+  strcpy(buf, path);
+  for (char *slash = buf + 1;; slash++) {
+    int end = *slash == '\0';
+    if (*slash != '/' && !end) continue;
+    *slash = '\0';
+    int made = mkdir(buf, 0755);
+    if (made < 0 && errno == EROFS) {
+      char parent[PATH_MAX];
+      strcpy(parent, buf);
+      char *cut = strrchr(parent, '/');
+      if (cut == parent) cut[1] = '\0';
+      else *cut = '\0';
+      /* a directory of the root file system: remount the root (the only one we make writable) */
+      struct stat pst, rst;
+      if (stat(parent, &pst) == 0 && stat("/", &rst) == 0 && pst.st_dev == rst.st_dev) strcpy(parent, "/");
+      struct statvfs sv;
+      if (statvfs(parent, &sv) < 0) return -1;
+      unsigned long flags = mount_flags_of(&sv);
+      if (mount(NULL, parent, NULL, MS_REMOUNT | MS_BIND | (flags & ~MS_RDONLY), NULL) < 0) return -1;
+      int r = mkdir(buf, 0755);
+      int saved = errno;
+      mount(NULL, parent, NULL, MS_REMOUNT | MS_BIND | flags, NULL);
+      if (r < 0 && saved != EEXIST) {
+        errno = saved;
+        return -1;
+      }
+    } else if (made < 0 && errno != EEXIST) {
+      return -1;
+    }
+    if (end) return 0;
+    *slash = '/';
+  }
+}
+
+static int attach(const char *pid, const char *stage, const char *guest) {
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, stage, OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC);
+  if (tree < 0) return fail("cannot clone the staged mount %s", stage);
+  if (enter_mount_namespace(pid) < 0) return fail("cannot enter the sandbox of pid %s", pid);
+  if (make_mount_point(guest) < 0) return fail("cannot create the mount point %s in the sandbox", guest);
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, guest, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+    return fail("cannot attach the mount at %s", guest);
+  }
+  return 0;
+}
+
+static int detach(const char *pid, const char *guest) {
+  if (enter_mount_namespace(pid) < 0) return fail("cannot enter the sandbox of pid %s", pid);
+  if (umount2(guest, MNT_DETACH) < 0) return fail("cannot unmount %s in the sandbox", guest);
+  return 0;
+}
+
+static void *watch(void *arg) {
+  int pidfd = (int)(intptr_t)arg;
+  struct pollfd p = { .fd = pidfd, .events = POLLIN };
+  while (poll(&p, 1, -1) < 0 && errno == EINTR) {}
+  report_usage();
+  _exit(0);
+}
+
 /* SOURCE/REL as an O_PATH directory fd, never through a symlink. */
 static int open_beneath(int root, const char *rel) {
   struct open_how how = {
@@ -715,8 +818,10 @@ static int open_beneath(int root, const char *rel) {
 }
 
 static int fail(const char *fmt, const char *arg) {
+  int saved = errno;
   fprintf(stderr, "evfs: ");
   fprintf(stderr, fmt, arg);
+  if (saved != 0) fprintf(stderr, " (%s)", strerror(saved));
   fputc('\n', stderr);
   return 3;
 }
@@ -744,6 +849,7 @@ static int xattrs_supported(void) {
 int main(int argc, char *argv[]) {
   const char *source = NULL, *mountpoint = NULL, *subpath = NULL;
   int bind_only = 0;
+  const char *attach_pid = NULL, *detach_pid = NULL, *die_with = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--stat=strict") == 0) g.stat = STAT_STRICT;
@@ -760,11 +866,23 @@ int main(int argc, char *argv[]) {
     else if (strncmp(a, "--report=", 9) == 0) g.report = a + 9;
     else if (strncmp(a, "--subpath=", 10) == 0) subpath = a + 10;
     else if (strcmp(a, "--bind-only") == 0) bind_only = 1;
+    else if (strncmp(a, "--attach=", 9) == 0) attach_pid = a + 9;
+    else if (strncmp(a, "--detach=", 9) == 0) detach_pid = a + 9;
+    else if (strncmp(a, "--die-with=", 11) == 0) die_with = a + 11;
     else if (source == NULL) source = a;
     else if (mountpoint == NULL) mountpoint = a;
     else return fail("unexpected argument %s", a);
   }
+  if (detach_pid != NULL && source != NULL) return detach(detach_pid, source);
   if (source == NULL || mountpoint == NULL) return fail("usage: evfs [options] SOURCE MOUNTPOINT%s", "");
+  if (attach_pid != NULL) return attach(attach_pid, source, mountpoint);
+  if (die_with != NULL) {
+    int pidfd = (int)syscall(SYS_pidfd_open, atoi(die_with), 0);
+    pthread_t t;
+    if (pidfd < 0 || pthread_create(&t, NULL, watch, (void *)(intptr_t)pidfd) != 0) {
+      return fail("cannot watch pid %s", die_with);
+    }
+  }
   g.root = open(source, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (g.root < 0) return fail("cannot open the source directory %s", source);
   if (subpath != NULL) {

@@ -48,7 +48,8 @@ const mountOptions = (mount: ResolvedMount["mount"], base: ReadonlyArray<string>
 /** QEMU option values escape "," by doubling it. */
 const qemuValue = (value: string): string => value.replaceAll(",", ",,")
 
-const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string> => {
+/** The keeper-script lines that stage one mount (also used for live mounts). */
+export const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string> => {
   const { mount, source } = staged.resolved
   const stage = quote(staged.stage)
   switch (source._tag) {

@@ -19,6 +19,7 @@ import { Deferred, Duration, Effect, Option, Stream } from "effect"
 import type { ExecOptions, ResolvedMount, RunningSandbox, SandboxRuntimeService, StartSpec } from "../../Sandbox.js"
 import { InvalidConfig, SandboxError, Unsupported } from "../../VolumeError.js"
 import * as FileServer from "./fileServer/fileServer.js"
+import * as LiveMount from "./fileServer/liveMount.js"
 import * as Plan from "./plan.js"
 import * as Process from "./process.js"
 
@@ -300,7 +301,22 @@ const start = (spec: StartSpec) =>
         )
       )
     }
-    const running: RunningSandbox = { execStream }
+    let live = 0
+    const prepare = (resolved: ResolvedMount) =>
+      Effect.gen(function*() {
+        yield* checkMount(resolved)
+        const i = live++
+        const staged: Plan.StagedMount = {
+          resolved,
+          stage: join(runDir, `live${i}`),
+          exportFile: join(runDir, `live${i}.raw`),
+          fileServer: Option.getOrUndefined(FileServer.stagingOf(resolved))
+        }
+        yield* stageTarget(staged)
+        return staged
+      })
+    const target = { name: spec.name, keeperPid: keeper.child.pid ?? 0, sandboxPid: keeper.sandboxPid, prepare }
+    const running: RunningSandbox = { execStream, mount: (resolved) => LiveMount.attach(target, resolved) }
     return running
   })
 
