@@ -478,10 +478,17 @@ static int ev_create(const char *path, mode_t mode, struct fuse_file_info *fi) {
   return r;
 }
 
-static int ev_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+/* Reads hand libfuse the file descriptor: it splices the data to the kernel (no copy). */
+static int ev_read_buf(const char *path, struct fuse_bufvec **out, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)path;
-  ssize_t n = pread((int)fi->fh, buf, size, off);
-  return n < 0 ? -errno : (int)n;
+  struct fuse_bufvec *vec = malloc(sizeof *vec);
+  if (vec == NULL) return -ENOMEM;
+  *vec = FUSE_BUFVEC_INIT(size);
+  vec->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+  vec->buf[0].fd = (int)fi->fh;
+  vec->buf[0].pos = off;
+  *out = vec;
+  return 0;
 }
 
 static int ev_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -663,7 +670,13 @@ static int ev_removexattr(const char *path, const char *name) {
 }
 
 static void *ev_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
-  (void)conn;
+  /* 1 MiB requests instead of 128 KiB: a quarter of the round trips for big transfers */
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  /* keep cached pages across opens unless the file changed (size/mtime), e.g. from the host */
+  cfg->auto_cache = 1;
   cfg->use_ino = 1;
   cfg->nullpath_ok = 1;
   /* Only we change what the guest sees; host-side changes show within a second. */
@@ -697,7 +710,7 @@ static const struct fuse_operations ops = {
   .utimens = ev_utimens,
   .open = ev_open,
   .create = ev_create,
-  .read = ev_read,
+  .read_buf = ev_read_buf,
   .write = ev_write,
   .statfs = ev_statfs,
   .release = ev_release,

@@ -3,28 +3,20 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Logger, Option, Schedule, Schema } from "effect"
-import { execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
-import { dirname, join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { join } from "node:path"
 import * as FileServer from "../../src/internal/namespace/fileServer/fileServer.js"
 import * as Mount from "../../src/Mount.js"
 import * as Sandbox from "../../src/Sandbox.js"
 import * as Volume from "../../src/Volume.js"
-import { assertNothingLeft, processesMentioning, tempDir, withHome } from "./support.js"
-
-const here = dirname(fileURLToPath(import.meta.url))
+import { assertNothingLeft, leftOf, processesMentioning, startHolder, tempDir, withHome } from "./support.js"
 
 const OVERLAY = "user.fuseoverlayfs.override_stat"
 
 /** The running file servers (the keeper's script mentions the binary too). */
 const servers = (): ReadonlyArray<string> =>
   processesMentioning(FileServer.BINARY).filter((line) => line.split(": ")[1]?.startsWith(FileServer.BINARY))
-
-const leftOf = <A, E>(either: Either.Either<A, E>): E => {
-  if (Either.isRight(either)) assert.fail(`expected a failure, got ${JSON.stringify(either.right)}`)
-  return (either as Either.Left<E, A>).left
-}
 
 /** `uid:gid mode` of a host file, as `stat -c '%u:%g %a'` prints it. */
 const hostStat = (path: string): string => {
@@ -315,24 +307,10 @@ describe("file server: faults and leaks", () => {
       const dir = yield* tempDir
       const host = join(dir, "p")
       mkdirSync(host)
-      const child = spawn(process.execPath, ["--import", "tsx", join(here, "fixtures", "fileServerHolder.ts"), host], {
-        stdio: ["ignore", "pipe", "inherit"]
-      })
-      const ready = yield* Effect.async<string>((resume) => {
-        let out = ""
-        child.stdout.on("data", (data: Buffer) => {
-          out += data.toString("utf8")
-          if (out.includes("\n")) resume(Effect.succeed(out))
-        })
-        child.on("exit", () => resume(Effect.succeed(out)))
-      })
+      const { killed, ready } = yield* startHolder("fileServerHolder.ts", [host])
       assert.include(ready, "ready started")
-      assert.isNotEmpty(servers())
-      const gone = Effect.async<void>((resume) => {
-        child.on("exit", () => resume(Effect.void))
-      })
-      child.kill("SIGKILL")
-      yield* gone
+      assert.strictEqual(servers().length, 2, "the server of the start and the live mount's")
+      yield* killed
       yield* Effect.sync(() =>
         processesMentioning("effect-volumes-sandbox-").length + processesMentioning("sleep 4545").length +
         servers().length
@@ -340,6 +318,7 @@ describe("file server: faults and leaks", () => {
       yield* assertNothingLeft(dir, "sleep 4545")
       assert.deepStrictEqual(servers(), [])
       assert.isTrue(existsSync(join(host, "alive")))
+      assert.isTrue(existsSync(join(host, "live", "f")))
       assert.isTrue(Option.contains(overlayOf(join(host, "alive")), "0:0:644"))
     }))
 })

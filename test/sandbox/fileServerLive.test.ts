@@ -3,19 +3,14 @@
  * running processes, scoped, with attachment records and the disk single-writer rule.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Sandbox from "../../src/Sandbox.js"
 import * as Size from "../../src/Size.js"
 import * as Volume from "../../src/Volume.js"
-import { assertNothingLeft, withHome } from "./support.js"
-
-const leftOf = <A, E>(either: Either.Either<A, E>): E => {
-  if (Either.isRight(either)) assert.fail(`expected a failure, got ${JSON.stringify(either.right)}`)
-  return (either as Either.Left<E, A>).left
-}
+import { assertNothingLeft, leftOf, withHome } from "./support.js"
 
 const sh = (sb: Sandbox.Sandbox, script: string) => Effect.map(sb.exec("sh", ["-c", script]), (out) => out.stdout)
 

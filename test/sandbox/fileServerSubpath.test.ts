@@ -3,18 +3,13 @@
  * it must exist, and a symlink on the way is refused, never followed.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Option } from "effect"
+import { Effect, Option } from "effect"
 import { symlinkSync } from "node:fs"
 import { join } from "node:path"
 import * as Mount from "../../src/Mount.js"
 import * as Sandbox from "../../src/Sandbox.js"
 import * as Volume from "../../src/Volume.js"
-import { assertNothingLeft, withHome } from "./support.js"
-
-const leftOf = <A, E>(either: Either.Either<A, E>): E => {
-  if (Either.isRight(either)) assert.fail(`expected a failure, got ${JSON.stringify(either.right)}`)
-  return (either as Either.Left<E, A>).left
-}
+import { assertNothingLeft, leftOf, withHome } from "./support.js"
 
 /** A directory volume "monorepo" holding services/api/main.txt and top.txt. */
 const monorepo = Effect.gen(function*() {

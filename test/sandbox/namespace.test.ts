@@ -3,16 +3,13 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Either, Exit, Fiber, Option, Schedule, Stream } from "effect"
-import { execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { dirname, join } from "node:path"
-import { fileURLToPath } from "node:url"
 import * as Sandbox from "../../src/Sandbox.js"
 import * as Size from "../../src/Size.js"
 import * as Volume from "../../src/Volume.js"
-import { assertNothingLeft, processesMentioning, tempDir, withHome, writeScript } from "./support.js"
-
-const here = dirname(fileURLToPath(import.meta.url))
+import { assertNothingLeft, processesMentioning, startHolder, tempDir, withHome, writeScript } from "./support.js"
 
 const leftOf = <A, E>(either: Either.Either<A, E>): E => {
   if (Either.isRight(either)) assert.fail(`expected a failure, got ${JSON.stringify(either.right)}`)
@@ -392,24 +389,10 @@ describe("NamespaceRuntime when its process dies", () => {
       const image = join(dir, "disk.raw")
       execFileSync("truncate", ["-s", "16M", image])
       execFileSync("mkfs.ext4", ["-q", "-F", image])
-      const child = spawn(process.execPath, ["--import", "tsx", join(here, "fixtures", "holder.ts"), image], {
-        stdio: ["ignore", "pipe", "inherit"]
-      })
-      const ready = yield* Effect.async<string>((resume) => {
-        let out = ""
-        child.stdout.on("data", (data: Buffer) => {
-          out += data.toString("utf8")
-          if (out.includes("\n")) resume(Effect.succeed(out))
-        })
-        child.on("exit", () => resume(Effect.succeed(out)))
-      })
+      const { killed, ready } = yield* startHolder("holder.ts", [image])
       assert.include(ready, "ready started")
       assert.isNotEmpty(processesMentioning("sleep 4444"))
-      const gone = Effect.async<void>((resume) => {
-        child.on("exit", () => resume(Effect.void))
-      })
-      child.kill("SIGKILL")
-      yield* gone
+      yield* killed
       // The teardown runs in other processes now: wait (bounded) until it is over.
       yield* Effect.sync(() => processesMentioning("effect-volumes-sandbox-").length + processesMentioning("sleep 4444").length)
         .pipe(Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("20 millis"), times: 500 }))

@@ -115,7 +115,7 @@ const prelude = (runDir: string, stages: ReadonlyArray<string>, exportFiles: Rea
   `  done`,
   `}`,
   `cleanup() {`,
-  ...FileServer.cleanupCommands,
+  ...FileServer.cleanupCommands(runDir, quote),
   ...(stages.length === 0 ? [] : [`  umount ${[...stages].reverse().map(quote).join(" ")} 2>/dev/null || true`]),
   // Unmounting is finished when the loop device is released (the file system may still
   // be flushing through it after umount returns); only then may a qemu-storage-daemon go.

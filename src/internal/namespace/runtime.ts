@@ -308,8 +308,8 @@ const start = (spec: StartSpec) =>
         const i = live++
         const staged: Plan.StagedMount = {
           resolved,
-          stage: join(runDir, `live${i}`),
-          exportFile: join(runDir, `live${i}.raw`),
+          stage: join(runDir, `${FileServer.LIVE_PREFIX}${i}`),
+          exportFile: join(runDir, `${FileServer.LIVE_PREFIX}${i}.raw`),
           fileServer: Option.getOrUndefined(FileServer.stagingOf(resolved))
         }
         yield* stageTarget(staged)

@@ -125,16 +125,25 @@ const command = (service: Service): ReadonlyArray<string> => [
 /** Printed on the keeper's stderr at stop when a file server died while the sandbox ran. */
 export const DIED = "effect-volumes: a file server died while the sandbox ran"
 
+/** Live mounts are staged on `<runDir>/live<N>` (see liveMount.ts). */
+export const LIVE_PREFIX = "live"
+
 /**
  * The first lines of the keeper's cleanup: a file server that is gone before its mount is
  * unmounted died while the sandbox ran (its mount failed every operation with ENOTCONN);
- * say so, so that the runtime reports it at stop.
+ * say so, so that the runtime reports it at stop. Then the stages of live mounts still
+ * there (our process died before unmounting them) are unmounted and removed; their servers
+ * exit on unmount.
  */
-export const cleanupCommands: ReadonlyArray<string> = [
+export const cleanupCommands = (runDir: string, quote: (value: string) => string): ReadonlyArray<string> => [
   `  for p in $fs_pids; do`,
   `    if [ ! -e "/proc/$p" ] || [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" = Z ]; then echo ${
     JSON.stringify(DIED)
   } >&2; fi`,
+  `  done`,
+  `  for s in ${quote(runDir)}/${LIVE_PREFIX}*; do`,
+  `    [ -e "$s" ] || continue`,
+  `    case "$s" in *.log) rm -f "$s" ;; *) umount -l "$s" 2>/dev/null || true; rmdir "$s" 2>/dev/null || rm -f "$s" 2>/dev/null || true ;; esac`,
   `  done`
 ]
 

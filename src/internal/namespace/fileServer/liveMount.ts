@@ -83,7 +83,9 @@ export const attach = (target: Target, resolved: ResolvedMount) =>
     const inKeeper = [`--target=${target.keeperPid}`, "--mount", "--"]
     // Never recursive: an empty mount point (or file) once unmounted, nothing else.
     const removeStage = Effect.promise(() =>
-      rmdir(staged.stage).catch(() => unlink(staged.stage)).catch(() => undefined)
+      rmdir(staged.stage).catch(() => unlink(staged.stage)).catch(() => undefined).then(() =>
+        unlink(`${staged.stage}.log`).catch(() => undefined)
+      )
     )
     const unstage = run(target.name, [...inKeeper, "umount", staged.stage]).pipe(Effect.ignore, Effect.zipRight(removeStage))
     yield* Effect.acquireRelease(
