@@ -7,9 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p native/bin
 out=native/bin/evfs
-src=native/evfs/evfs.c
-if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
+sources=(native/evfs/*.c)
+stale=0
+[ -x "$out" ] || stale=1
+for f in "${sources[@]}" native/evfs/*.h; do [ "$f" -nt "$out" ] && stale=1; done
+if [ "$stale" = 1 ]; then
   # shellcheck disable=SC2046
-  cc -O2 -Wall -Wextra -Werror -std=gnu11 -o "$out.tmp" "$src" $(pkg-config --cflags --libs fuse3)
+  cc -O2 -Wall -Wextra -Werror -std=gnu11 -o "$out.tmp" "${sources[@]}" $(pkg-config --cflags --libs fuse3)
   mv "$out.tmp" "$out"
 fi

@@ -1,5 +1,5 @@
 /**
- * The evfs file server on its own (native/evfs/evfs.c): mounted by hand in a private mount
+ * The evfs file server on its own (native/evfs/): mounted by hand in a private mount
  * namespace, driven by a shell script, checked from the host side.
  */
 import { assert, describe, it } from "@effect/vitest"

@@ -1,6 +1,6 @@
 /**
  * The sandbox file server (SPEC §12, docs/sandboxes.md "The file server"): which mounts of
- * the namespace runtime are served by `evfs` (native/evfs/evfs.c) instead of a plain bind,
+ * the namespace runtime are served by `evfs` (native/evfs/) instead of a plain bind,
  * the server's command line, and the keeper-script lines that start it.
  *
  * A mount is served when it needs what a bind mount cannot give: a guest-visible owner and

@@ -1,43 +1,5 @@
-/*
- * evfs: the sandbox file server of effect-volumes (docs/sandboxes.md, "The file server").
- *
- * A passthrough FUSE file system over one host directory that adds what a bind mount cannot:
- *   - stat virtualization: the guest-visible owner, group and mode of a file live in the
- *     xattr "user.fuseoverlayfs.override_stat" ("uid:gid:octal-mode", the format
- *     fuse-overlayfs writes with xattr_permissions=2), so a guest chown/chmod never touches
- *     the host inode (private) or only copies the rwx bits to it (mirror);
- *   - fallback ownership (--uid/--gid) for files without an overlay record;
- *   - a hard quota: apparent bytes of regular files and symlinks (counted per name, as the
- *     volume's usage is measured) never exceed --quota; a write that would is cut short and
- *     the next one fails with ENOSPC.
- *
- * Every path the kernel hands us is resolved beneath the source directory with openat2
- * (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV): the
- * kernel already resolved the guest's symlinks, so a symlink in the way means the tree
- * changed under us, and following it could leave the volume.
- *
- * Usage: evfs [--stat=strict|relaxed|off] [--perms=private|mirror] [--uid=N] [--gid=N]
- *             [--quota=BYTES --used=BYTES] [--report=FILE] [--ro] [--noexec]
- *             [--subpath=REL] [--bind-only] SOURCE MOUNTPOINT
- * Runs in the foreground until the mount goes; exit status 3 = the source cannot be served
- * as asked (message on stderr).
- *
- * --subpath serves (or binds) only SOURCE/REL, opened beneath SOURCE without following any
- * symlink (a sandbox sharing the volume may have planted one). --bind-only does not serve:
- * it bind-mounts that directory on MOUNTPOINT through the descriptor it opened (so a later
- * swap cannot redirect it), applies nosuid,nodev (+ro, +noexec) and exits.
- *
- * Live mounts of a running sandbox (run inside the keeper's mount namespace):
- *   evfs --attach=PID STAGE GUEST   clones the mount on STAGE and attaches it at GUEST in the
- *                                   mount namespace of process PID (the sandbox's init),
- *                                   creating GUEST (on a read-only tmpfs root: briefly rw)
- *   evfs --detach=PID GUEST         lazily unmounts GUEST in that namespace
- *   --die-with=PID (serving)        exits when PID exits (a server started for a live mount
- *                                   is not the keeper's child, so pdeathsig cannot do it)
- */
-#define FUSE_USE_VERSION 31
-#define _GNU_SOURCE
-#include <fuse.h>
+/* evfs: the FUSE operations over the source directory (see main.c). */
+#include "evfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -60,22 +22,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#define OVERRIDE_XATTR "user.fuseoverlayfs.override_stat"
-
-enum stat_policy { STAT_OFF, STAT_RELAXED, STAT_STRICT };
-enum perms_policy { PERMS_NATIVE, PERMS_PRIVATE, PERMS_MIRROR };
-
-static struct {
-  int root;                 /* O_PATH fd of the source directory */
-  enum stat_policy stat;
-  enum perms_policy perms;
-  long long uid, gid;       /* fallback owner; -1: the host's */
-  long long quota;          /* -1: none */
-  long long used;
-  const char *report;
-  int readonly, noexec;
-  pthread_mutex_t lock;
-} g = { .root = -1, .uid = -1, .gid = -1, .quota = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+struct evfs_state g = { .root = -1, .uid = -1, .gid = -1, .quota = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* ---- paths ------------------------------------------------------------------------------ */
 
@@ -104,7 +51,7 @@ static int resolve_parent(const char *path, char name[NAME_MAX + 1]) {
   return resolve(dir, O_PATH | O_DIRECTORY);
 }
 
-static void proc_path(char buf[64], int fd) { snprintf(buf, 64, "/proc/self/fd/%d", fd); }
+void proc_path(char buf[64], int fd) { snprintf(buf, 64, "/proc/self/fd/%d", fd); }
 
 /* ---- the ownership overlay ------------------------------------------------------------- */
 
@@ -222,7 +169,7 @@ static long long counted(const struct stat *st) {
   return S_ISREG(st->st_mode) || S_ISLNK(st->st_mode) ? (long long)st->st_size : 0;
 }
 
-static void report_usage(void) {
+void report_usage(void) {
   if (g.report == NULL) return;
   char tmp[PATH_MAX];
   snprintf(tmp, sizeof tmp, "%s.tmp", g.report);
@@ -691,7 +638,7 @@ static void ev_destroy(void *data) {
   report_usage();
 }
 
-static const struct fuse_operations ops = {
+const struct fuse_operations evfs_operations = {
   .init = ev_init,
   .destroy = ev_destroy,
   .getattr = ev_getattr,
@@ -724,210 +671,3 @@ static const struct fuse_operations ops = {
   .listxattr = ev_listxattr,
   .removexattr = ev_removexattr,
 };
-
-/* ---- start -------------------------------------------------------------------------------- */
-
-static int fail(const char *fmt, const char *arg);
-
-/* ---- live mounts ----------------------------------------------------------------------- */
-
-#ifndef OPEN_TREE_CLONE
-#define OPEN_TREE_CLONE 1
-#endif
-#ifndef MOVE_MOUNT_F_EMPTY_PATH
-#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
-#endif
-
-static int enter_mount_namespace(const char *pid) {
-  char p[64];
-  snprintf(p, sizeof p, "/proc/%s/ns/mnt", pid);
-  int fd = open(p, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || setns(fd, CLONE_NEWNS) < 0) return -1;
-  close(fd);
-  return chdir("/");
-}
-
-static unsigned long mount_flags_of(const struct statvfs *sv) {
-  unsigned long f = 0;
-  if (sv->f_flag & ST_RDONLY) f |= MS_RDONLY;
-  if (sv->f_flag & ST_NOSUID) f |= MS_NOSUID;
-  if (sv->f_flag & ST_NODEV) f |= MS_NODEV;
-  if (sv->f_flag & ST_NOEXEC) f |= MS_NOEXEC;
-  return f;
-}
-
-/* mkdir -p of an absolute path; a read-only parent that is a mount point (bubblewrap's root)
- * is remounted read-write for the mkdir and back with its own flags. */
-static int make_mount_point(const char *path) {
-  char buf[PATH_MAX];
-  if (strlen(path) >= sizeof buf) return -1;
-  strcpy(buf, path);
-  for (char *slash = buf + 1;; slash++) {
-    int end = *slash == '\0';
-    if (*slash != '/' && !end) continue;
-    *slash = '\0';
-    int made = mkdir(buf, 0755);
-    if (made < 0 && errno == EROFS) {
-      char parent[PATH_MAX];
-      strcpy(parent, buf);
-      char *cut = strrchr(parent, '/');
-      if (cut == parent) cut[1] = '\0';
-      else *cut = '\0';
-      /* a directory of the root file system: remount the root (the only one we make writable) */
-      struct stat pst, rst;
-      if (stat(parent, &pst) == 0 && stat("/", &rst) == 0 && pst.st_dev == rst.st_dev) strcpy(parent, "/");
-      struct statvfs sv;
-      if (statvfs(parent, &sv) < 0) return -1;
-      unsigned long flags = mount_flags_of(&sv);
-      if (mount(NULL, parent, NULL, MS_REMOUNT | MS_BIND | (flags & ~MS_RDONLY), NULL) < 0) return -1;
-      int r = mkdir(buf, 0755);
-      int saved = errno;
-      mount(NULL, parent, NULL, MS_REMOUNT | MS_BIND | flags, NULL);
-      if (r < 0 && saved != EEXIST) {
-        errno = saved;
-        return -1;
-      }
-    } else if (made < 0 && errno != EEXIST) {
-      return -1;
-    }
-    if (end) return 0;
-    *slash = '/';
-  }
-}
-
-static int attach(const char *pid, const char *stage, const char *guest) {
-  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, stage, OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC);
-  if (tree < 0) return fail("cannot clone the staged mount %s", stage);
-  if (enter_mount_namespace(pid) < 0) return fail("cannot enter the sandbox of pid %s", pid);
-  if (make_mount_point(guest) < 0) return fail("cannot create the mount point %s in the sandbox", guest);
-  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, guest, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-    return fail("cannot attach the mount at %s", guest);
-  }
-  return 0;
-}
-
-static int detach(const char *pid, const char *guest) {
-  if (enter_mount_namespace(pid) < 0) return fail("cannot enter the sandbox of pid %s", pid);
-  if (umount2(guest, MNT_DETACH) < 0) return fail("cannot unmount %s in the sandbox", guest);
-  return 0;
-}
-
-static void *watch(void *arg) {
-  int pidfd = (int)(intptr_t)arg;
-  struct pollfd p = { .fd = pidfd, .events = POLLIN };
-  while (poll(&p, 1, -1) < 0 && errno == EINTR) {}
-  report_usage();
-  _exit(0);
-}
-
-/* SOURCE/REL as an O_PATH directory fd, never through a symlink. */
-static int open_beneath(int root, const char *rel) {
-  struct open_how how = {
-    .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-  };
-  while (rel[0] == '/') rel++;
-  return (int)syscall(SYS_openat2, root, rel[0] ? rel : ".", &how, sizeof how);
-}
-
-static int fail(const char *fmt, const char *arg) {
-  int saved = errno;
-  fprintf(stderr, "evfs: ");
-  fprintf(stderr, fmt, arg);
-  if (saved != 0) fprintf(stderr, " (%s)", strerror(saved));
-  fputc('\n', stderr);
-  return 3;
-}
-
-static int number(const char *text, long long *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(text, &end, 10);
-  if (errno != 0 || *end != '\0' || v < 0) return -1;
-  *out = v;
-  return 0;
-}
-
-/* Strict fails closed: the source must take user xattrs (a probe is set and removed). */
-static int xattrs_supported(void) {
-  char p[64], buf[8];
-  proc_path(p, g.root);
-  if (getxattr(p, OVERRIDE_XATTR, buf, sizeof buf) < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP)) return 0;
-  if (g.readonly) return 1;
-  if (setxattr(p, "user.effect-volumes.probe", "1", 1, 0) < 0) return !(errno == ENOTSUP || errno == EOPNOTSUPP);
-  removexattr(p, "user.effect-volumes.probe");
-  return 1;
-}
-
-int main(int argc, char *argv[]) {
-  const char *source = NULL, *mountpoint = NULL, *subpath = NULL;
-  int bind_only = 0;
-  const char *attach_pid = NULL, *detach_pid = NULL, *die_with = NULL;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "--stat=strict") == 0) g.stat = STAT_STRICT;
-    else if (strcmp(a, "--stat=relaxed") == 0) g.stat = STAT_RELAXED;
-    else if (strcmp(a, "--stat=off") == 0) g.stat = STAT_OFF;
-    else if (strcmp(a, "--perms=private") == 0) g.perms = PERMS_PRIVATE;
-    else if (strcmp(a, "--perms=mirror") == 0) g.perms = PERMS_MIRROR;
-    else if (strcmp(a, "--ro") == 0) g.readonly = 1;
-    else if (strcmp(a, "--noexec") == 0) g.noexec = 1;
-    else if (strncmp(a, "--uid=", 6) == 0) { if (number(a + 6, &g.uid)) return fail("bad %s", a); }
-    else if (strncmp(a, "--gid=", 6) == 0) { if (number(a + 6, &g.gid)) return fail("bad %s", a); }
-    else if (strncmp(a, "--quota=", 8) == 0) { if (number(a + 8, &g.quota)) return fail("bad %s", a); }
-    else if (strncmp(a, "--used=", 7) == 0) { if (number(a + 7, &g.used)) return fail("bad %s", a); }
-    else if (strncmp(a, "--report=", 9) == 0) g.report = a + 9;
-    else if (strncmp(a, "--subpath=", 10) == 0) subpath = a + 10;
-    else if (strcmp(a, "--bind-only") == 0) bind_only = 1;
-    else if (strncmp(a, "--attach=", 9) == 0) attach_pid = a + 9;
-    else if (strncmp(a, "--detach=", 9) == 0) detach_pid = a + 9;
-    else if (strncmp(a, "--die-with=", 11) == 0) die_with = a + 11;
-    else if (source == NULL) source = a;
-    else if (mountpoint == NULL) mountpoint = a;
-    else return fail("unexpected argument %s", a);
-  }
-  if (detach_pid != NULL && source != NULL) return detach(detach_pid, source);
-  if (source == NULL || mountpoint == NULL) return fail("usage: evfs [options] SOURCE MOUNTPOINT%s", "");
-  if (attach_pid != NULL) return attach(attach_pid, source, mountpoint);
-  if (die_with != NULL) {
-    int pidfd = (int)syscall(SYS_pidfd_open, atoi(die_with), 0);
-    pthread_t t;
-    if (pidfd < 0 || pthread_create(&t, NULL, watch, (void *)(intptr_t)pidfd) != 0) {
-      return fail("cannot watch pid %s", die_with);
-    }
-  }
-  g.root = open(source, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (g.root < 0) return fail("cannot open the source directory %s", source);
-  if (subpath != NULL) {
-    int fd = open_beneath(g.root, subpath);
-    if (fd < 0) {
-      return fail(errno == ELOOP || errno == EXDEV ? "subpath %s: a symlink (or mount) on the way, which a subpath never follows"
-                  : errno == ENOENT ? "subpath %s does not exist in the volume"
-                  : errno == ENOTDIR ? "subpath %s is not a directory" : "subpath %s cannot be opened", subpath);
-    }
-    close(g.root);
-    g.root = fd;
-  }
-  if (bind_only) {
-    char p[64];
-    proc_path(p, g.root);
-    unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (g.readonly ? MS_RDONLY : 0) | (g.noexec ? MS_NOEXEC : 0);
-    if (mount(p, mountpoint, NULL, MS_BIND, NULL) < 0) return fail("cannot bind %s", source);
-    if (mount(NULL, mountpoint, NULL, flags, NULL) < 0) {
-      umount2(mountpoint, MNT_DETACH);
-      return fail("cannot set the flags of %s", mountpoint);
-    }
-    return 0;
-  }
-  if (g.stat == STAT_STRICT && !xattrs_supported()) {
-    return fail("%s does not support extended attributes (user.*), which statVirtualization(\"strict\") "
-                "keeps the guest's owner and mode in; use a file system with xattrs or \"relaxed\"", source);
-  }
-  char opts[256];
-  snprintf(opts, sizeof opts, "allow_other,nosuid,nodev,max_threads=8,fsname=effect-volumes,subtype=evfs%s%s",
-           g.readonly ? ",ro" : "", g.noexec ? ",noexec" : "");
-  char *fargs[] = { argv[0], "-f", "-o", opts, (char *)mountpoint, NULL };
-  report_usage();
-  umask(0);
-  return fuse_main(5, fargs, &ops, NULL);
-}
