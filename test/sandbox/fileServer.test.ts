@@ -2,7 +2,7 @@
  * The sandbox file server (SPEC §12) end to end: real bubblewrap, FUSE and the evfs server.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Logger, Option, Schedule, Schema } from "effect"
+import { Effect, Either, Fiber, Logger, Option, Schedule, Schema } from "effect"
 import { execFileSync } from "node:child_process"
 import { chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
@@ -289,6 +289,28 @@ describe("file server: faults and leaks", () => {
       })
     ).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, collect)))
   })
+
+  it.scopedLive("interrupting a start with served mounts at any moment leaves no mount or server", () =>
+    withHome((dir) =>
+      Effect.gen(function*() {
+        const host = hostTree(dir)
+        yield* Volume.builder("q").quota(8).create()
+        for (const delay of [0, 5, 20, 60, 150]) {
+          const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+            const sb = yield* Sandbox.builder("interrupted")
+              .volume("/a", (m) => m.bind(host).statVirtualization("strict").hostPermissions("private"))
+              .volume("/q", (m) => m.named("q"))
+              .create()
+            yield* sb.mount("/live", (m) => m.bind(host).statVirtualization("relaxed"))
+            return yield* Effect.never
+          })))
+          yield* Effect.sleep(`${delay} millis`)
+          yield* Fiber.interrupt(fiber)
+          assert.deepStrictEqual(servers(), [], `interrupted after ${delay} ms`)
+          yield* assertNothingLeft(dir)
+        }
+      })
+    ))
 
   it.scopedLive("a failed start (strict without xattrs) leaves no mount or server", () =>
     withHome((dir) =>

@@ -59,11 +59,13 @@ export const assertNothingLeft = (dir: string, marker?: string) =>
   Effect.sync(() => {
     const mountinfo = readFileSync("/proc/self/mountinfo", "utf8")
     assert.notInclude(mountinfo, dir, "a mount from the test dir is left")
-    assert.notInclude(mountinfo, STAGING, "a staged sandbox mount is left")
+    // Staging directories of this test run only (TMPDIR), not of other runs on the machine.
+    const staging = join(tmpdir(), STAGING)
+    assert.notInclude(mountinfo, staging, "a staged sandbox mount is left")
     const loops = execFileSync("losetup", ["-a"], { encoding: "utf8" })
     assert.notInclude(loops, dir, "a loop device on an image of the test dir is left")
-    assert.notInclude(loops, STAGING, "a loop device on a FUSE export is left")
-    assert.deepStrictEqual(processesMentioning(STAGING), [], "a sandbox keeper is left")
+    assert.notInclude(loops, staging, "a loop device on a FUSE export is left")
+    assert.deepStrictEqual(processesMentioning(staging), [], "a sandbox keeper is left")
     if (marker !== undefined) assert.deepStrictEqual(processesMentioning(marker), [], "a sandboxed command is left")
     assert.deepStrictEqual(
       readdirSync(tmpdir()).filter((name) => name.startsWith(STAGING)),
