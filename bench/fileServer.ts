@@ -11,7 +11,7 @@ import { promisify } from "node:util"
 import type * as Mount from "../src/Mount.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Volume from "../src/Volume.js"
-import { localRuntime, removeTree, runner, scratchRoot } from "./common.js"
+import { bwrapProblem, localRuntime, removeTree, runner, scratchRoot } from "./common.js"
 import type { Row } from "./runner.js"
 import { log, MiB, quick, samplePair, timeRatioTarget } from "./runner.js"
 
@@ -29,11 +29,8 @@ const SERVED: ReadonlyArray<Served> = [
 const FILES = 5000
 
 export const run = async (): Promise<Array<Row>> => {
-  try {
-    await exec("bwrap", ["--ro-bind", "/", "/", "true"])
-  } catch (e) {
-    return [{ area: "file server", operation: "all", skipped: true, note: `bwrap does not run here: ${String(e)}` }]
-  }
+  const problem = await bwrapProblem()
+  if (problem !== undefined) return [{ area: "file server", operation: "all", skipped: true, note: problem }]
   const root = scratchRoot()
   const rt = localRuntime(join(root, "home"))
   const run = runner(rt)
