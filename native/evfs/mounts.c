@@ -1,5 +1,6 @@
 /* evfs: subpaths opened beneath a volume, and live mounts of a running sandbox (see main.c). */
 #include "evfs.h"
+#include <sys/fsuid.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -114,6 +115,11 @@ int attach(const char *pid, const char *stage, const char *guest) {
   int tree = (int)syscall(SYS_open_tree, AT_FDCWD, stage, OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC);
   if (tree < 0) return fail("cannot clone the staged mount %s", stage);
   if (enter_mount_namespace(pid) < 0) return fail("cannot enter the sandbox of pid %s", pid);
+  /* The sandbox's root file system is idmapped: host root has no id there, its root does. */
+  if (g.id_base > 0) {
+    setfsgid((gid_t)g.id_base);
+    setfsuid((uid_t)g.id_base);
+  }
   if (make_mount_point(guest) < 0) return fail("cannot create the mount point %s in the sandbox", guest);
   if (syscall(SYS_move_mount, tree, "", AT_FDCWD, guest, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
     return fail("cannot attach the mount at %s", guest);

@@ -68,7 +68,7 @@ const mountOptions = (mount: ResolvedMount["mount"], base: ReadonlyArray<string>
  * from its source (one mount, no `mount` process); the others, mounted by the keeper, get
  * an idmapped clone stacked over them.
  */
-const idmapped = (staged: StagedMount): ReadonlyArray<Idmap.IdmappedMount> => {
+export const idmapped = (staged: StagedMount): ReadonlyArray<Idmap.IdmappedMount> => {
   // FUSE mounts cannot be idmapped: the file server maps the sandbox's ids itself (evfs --id-base).
   if (staged.fileServer?.serve === true) return []
   // A subpath is bound (through a descriptor) by the file server on the stage: the clone goes over it.

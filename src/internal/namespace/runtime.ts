@@ -375,7 +375,13 @@ const start = (spec: StartSpec) =>
         yield* stageTarget(staged)
         return staged
       })
-    const target = { name: spec.name, keeperPid: keeper.child.pid ?? 0, sandboxPid: keeper.sandboxPid, prepare }
+    const target = {
+      name: spec.name,
+      keeperPid: keeper.child.pid ?? 0,
+      sandboxPid: keeper.sandboxPid,
+      helper: native.helper,
+      prepare
+    }
     const running: RunningSandbox = { execStream, mount: (resolved) => LiveMount.attach(target, resolved) }
     return running
   })

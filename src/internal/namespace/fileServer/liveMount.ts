@@ -15,6 +15,7 @@ import { Effect } from "effect"
 import type { ResolvedMount } from "../../../Sandbox.js"
 import type { InvalidConfig } from "../../../VolumeError.js"
 import { SandboxError, Unsupported } from "../../../VolumeError.js"
+import * as Idmap from "../idmap.js"
 import * as Plan from "../plan.js"
 import * as FileServer from "./fileServer.js"
 
@@ -25,6 +26,8 @@ export interface Target {
   readonly keeperPid: number
   /** The sandbox's init. */
   readonly sandboxPid: number
+  /** ev-sandbox-helper, which makes the idmapped mounts (see ../idmap.ts). */
+  readonly helper: string
   /** Checks and prepares a mount exactly as at start (the runtime's own rules). */
   readonly prepare: (
     resolved: ResolvedMount
@@ -49,11 +52,19 @@ const run = (sandbox: string, args: ReadonlyArray<string>) =>
   })
 
 /** Shell lines that stage one live mount in the keeper's namespace. */
-const stageLines = (staged: Plan.StagedMount, keeperPid: number): ReadonlyArray<string> => {
+const stageLines = (staged: Plan.StagedMount, target: Target): ReadonlyArray<string> => {
+  const keeperPid = target.keeperPid
   const { source } = staged.resolved
   if (source._tag === "Image" && source.format !== "raw") return []
   const staging = staged.fileServer
-  if (source._tag !== "HostPath" || staging === undefined || !staging.serve) return Plan.stageCommands(staged, 0)
+  if (source._tag !== "HostPath" || staging === undefined || !staging.serve) {
+    // As at start: staged, then idmapped by the helper (a host path straight from its source).
+    const idmap = Plan.idmapped(staged)
+    return [
+      ...Plan.stageCommands(staged, 0),
+      ...(idmap.length === 0 ? [] : [Idmap.idmapCommand(target.helper, idmap).map(Plan.quote).join(" ")])
+    ]
+  }
   // A daemon of its own: detached from this shell's pipes, and gone with the keeper.
   const log = `${staged.stage}.log`
   const argv = [...staging.argv, `--die-with=${keeperPid}`, source.hostPath, staged.stage]
@@ -87,13 +98,15 @@ export const attach = (target: Target, resolved: ResolvedMount) =>
         unlink(`${staged.stage}.log`).catch(() => undefined)
       )
     )
-    const unstage = run(target.name, [...inKeeper, "umount", staged.stage]).pipe(Effect.ignore, Effect.zipRight(removeStage))
+    // Twice: an idmapped clone may be stacked on the staged mount.
+    const umount = run(target.name, [...inKeeper, "umount", staged.stage]).pipe(Effect.ignore)
+    const unstage = umount.pipe(Effect.zipRight(umount), Effect.zipRight(removeStage))
     yield* Effect.acquireRelease(
       run(target.name, [
         ...inKeeper,
         "/bin/sh",
         "-c",
-        ["set -eu", `qsd_pids=""`, `fs_pids=""`, `loops=""`, ...stageLines(staged, target.keeperPid)].join("\n")
+        ["set -eu", `qsd_pids=""`, `fs_pids=""`, `loops=""`, ...stageLines(staged, target)].join("\n")
       ]).pipe(Effect.tapError(() => removeStage)),
       () => unstage
     )
@@ -102,6 +115,8 @@ export const attach = (target: Target, resolved: ResolvedMount) =>
         ...inKeeper,
         FileServer.BINARY,
         `--attach=${target.sandboxPid}`,
+        // The mount point is made as the sandbox's root (its root file system is idmapped).
+        `--id-base=${Idmap.HOST_ID_BASE}`,
         staged.stage,
         resolved.mount.guestPath
       ]),
