@@ -3,9 +3,11 @@
  */
 import { Layer, ManagedRuntime } from "effect"
 import type { Effect } from "effect"
+import { execFile } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { promisify } from "node:util"
 import * as LocalBackend from "../src/LocalBackend.js"
 import * as NamespaceRuntime from "../src/NamespaceRuntime.js"
 import type { SandboxRuntime } from "../src/Sandbox.js"
@@ -56,3 +58,13 @@ export const withLocalHome = async <A>(
   }
 }
 
+
+/** Why sandboxes cannot run here (bubblewrap unusable), or `undefined` when they can. */
+export const bwrapProblem = async (): Promise<string | undefined> => {
+  try {
+    await promisify(execFile)("bwrap", ["--ro-bind", "/", "/", "true"])
+    return undefined
+  } catch (e) {
+    return `bwrap does not run here: ${String(e)}`
+  }
+}

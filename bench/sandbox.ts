@@ -8,18 +8,15 @@ import { join } from "node:path"
 import { promisify } from "node:util"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Volume from "../src/Volume.js"
-import { localRuntime, removeTree, runner, scratchRoot } from "./common.js"
+import { bwrapProblem, localRuntime, removeTree, runner, scratchRoot } from "./common.js"
 import type { Row } from "./runner.js"
 import { log, quick, samplePair } from "./runner.js"
 
 const exec = promisify(execFile)
 
 export const run = async (): Promise<Array<Row>> => {
-  try {
-    await exec("bwrap", ["--ro-bind", "/", "/", "true"])
-  } catch (e) {
-    return [{ area: "sandbox", operation: "start → true → stop", skipped: true, note: `bwrap does not run here: ${String(e)}` }]
-  }
+  const problem = await bwrapProblem()
+  if (problem !== undefined) return [{ area: "sandbox", operation: "start → true → stop", skipped: true, note: problem }]
   const root = scratchRoot()
   const rt = localRuntime(join(root, "home"))
   const run = runner(rt)

@@ -42,3 +42,6 @@ if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install 
 
 # The namespace runtime's helper and seccomp profile (otherwise built by the first sandbox).
 scripts/build-sandbox-helper.sh
+
+# The project's native pieces (the sandbox file server) — needs the packages above.
+bash scripts/build-native.sh

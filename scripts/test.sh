@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/build-native.sh   # the sandbox file server (rebuilt only when its source changed)
+
 export CEPH_DIR
 CEPH_DIR=$(mktemp -d /tmp/ceph-s3.XXXXXX)
 trap 'bash scripts/ceph-s3-down.sh; rm -rf "$CEPH_DIR"' EXIT

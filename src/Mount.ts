@@ -92,10 +92,17 @@ const flagFields = {
   nodev: flag
 }
 
+/** A uid or gid: a whole number from 0 to 2^32 - 2 (2^32 - 1 means "unchanged" to chown). */
+const Id = Schema.Int.pipe(Schema.between(0, 4294967294))
+
 /** Recorded only when set explicitly; an unset policy is absent from the JSON. */
 const policyFields = {
   statVirtualization: optionalOption(StatVirtualization),
-  hostPermissions: optionalOption(HostPermissions)
+  hostPermissions: optionalOption(HostPermissions),
+  /** Guest-visible owner of files without an overlay record (needs stat virtualization). */
+  uid: optionalOption(Id),
+  /** Guest-visible group of files without an overlay record (needs stat virtualization). */
+  gid: optionalOption(Id)
 }
 
 /**
@@ -129,6 +136,8 @@ export class NamedMount extends Schema.TaggedClass<NamedMount>()("Named", {
   labels: Schema.optionalWith(Schema.Array(VolumeSpec.Label), { default: () => [] }),
   /** A snapshot of the volume to mount instead of the volume (`m.snapshot`); always read-only. */
   snapshot: optionalOption(Schema.String),
+  /** Only this directory of the volume is mounted (relative, inside the volume). */
+  subpath: optionalOption(Schema.String),
   ...flagFields,
   ...policyFields
 }) {}
@@ -298,6 +307,9 @@ interface MountOptions {
   readonly fstype: Option.Option<string>
   readonly statVirtualization: Option.Option<StatVirtualization>
   readonly hostPermissions: Option.Option<HostPermissions>
+  readonly uid: Option.Option<number>
+  readonly gid: Option.Option<number>
+  readonly subpath: Option.Option<string>
 }
 
 interface MountDraft extends MountOptions {
@@ -323,7 +335,10 @@ export class MountBuilder {
       format: Option.none(),
       fstype: Option.none(),
       statVirtualization: Option.none(),
-      hostPermissions: Option.none()
+      hostPermissions: Option.none(),
+      uid: Option.none(),
+      gid: Option.none(),
+      subpath: Option.none()
     })
   }
 
@@ -423,6 +438,27 @@ export class MountBuilder {
     return this.with({ hostPermissions: Option.some(policy) })
   }
 
+  /**
+   * Guest-visible owner of files that have no overlay record yet (bind mounts and named
+   * directory volumes with `statVirtualization("strict" | "relaxed")`).
+   */
+  uid(uid: number): MountBuilder {
+    return this.with({ uid: Option.some(uid) })
+  }
+
+  /** Guest-visible group of files that have no overlay record yet; see {@link MountBuilder.uid}. */
+  gid(gid: number): MountBuilder {
+    return this.with({ gid: Option.some(gid) })
+  }
+
+  /**
+   * Mounts only this directory of a named directory volume (`"a/b"`, relative to the volume
+   * root). It must exist when the sandbox starts; a symlink on the way is refused.
+   */
+  subpath(path: string): MountBuilder {
+    return this.with({ subpath: Option.some(path) })
+  }
+
   /** Validates the description and returns the mount at `guestPath`. */
   build(guestPath: string): Effect.Effect<VolumeMount, InvalidConfig> {
     return buildMount(this.draft, guestPath)
@@ -514,6 +550,24 @@ const misappliedOptions = (options: MountOptions, kind: KindChoice["_tag"]): Rea
       call: (v) => `hostPermissions(${validation.show(v)})`,
       kinds: ["Bind", "Named"],
       rule: `hostPermissions applies only to ${POLICY_KINDS}`
+    },
+    {
+      value: options.subpath,
+      call: (v) => `subpath(${validation.show(v)})`,
+      kinds: ["Named"],
+      rule: "subpath applies only to named-volume mounts"
+    },
+    {
+      value: options.uid,
+      call: (v) => `uid(${validation.show(v)})`,
+      kinds: ["Bind", "Named"],
+      rule: `uid applies only to ${POLICY_KINDS}`
+    },
+    {
+      value: options.gid,
+      call: (v) => `gid(${validation.show(v)})`,
+      kinds: ["Bind", "Named"],
+      rule: `gid applies only to ${POLICY_KINDS}`
     }
   ]
   return rules.flatMap(({ call, kinds, rule, value }) =>
@@ -529,7 +583,9 @@ const toVolumeMount = (draft: MountDraft, choice: KindChoice, guestPath: string)
         hostPath: choice.hostPath,
         ...draft.flags,
         statVirtualization: draft.statVirtualization,
-        hostPermissions: draft.hostPermissions
+        hostPermissions: draft.hostPermissions,
+        uid: draft.uid,
+        gid: draft.gid
       }, { disableValidation: true })
     case "Named": {
       const { capacityMib, kind, labels, mode, name, quotaMib } = choice.volume.request
@@ -543,9 +599,12 @@ const toVolumeMount = (draft: MountDraft, choice: KindChoice, guestPath: string)
         quotaMib: quotaMib as Option.Option<Mebibytes>,
         labels: mode === "existing" ? labels : VolumeSpec.dedupeLabels(labels),
         snapshot: Option.fromNullable(choice.snapshot),
+        subpath: draft.subpath,
         ...draft.flags,
         statVirtualization: draft.statVirtualization,
-        hostPermissions: draft.hostPermissions
+        hostPermissions: draft.hostPermissions,
+        uid: draft.uid,
+        gid: draft.gid
       }, { disableValidation: true })
     }
     case "Tmpfs":
@@ -598,8 +657,16 @@ const prefixed = (prefix: string, problem: Option.Option<string>): Option.Option
 
 const setPolicies = (mount: BindMount | NamedMount): ReadonlyArray<string> => [
   ...Option.match(mount.statVirtualization, { onNone: () => [], onSome: (v) => [`statVirtualization(${validation.show(v)})`] }),
-  ...Option.match(mount.hostPermissions, { onNone: () => [], onSome: (v) => [`hostPermissions(${validation.show(v)})`] })
+  ...Option.match(mount.hostPermissions, { onNone: () => [], onSome: (v) => [`hostPermissions(${validation.show(v)})`] }),
+  ...Option.match(mount.uid, { onNone: () => [], onSome: (v) => [`uid(${validation.show(v)})`] }),
+  ...Option.match(mount.gid, { onNone: () => [], onSome: (v) => [`gid(${validation.show(v)})`] })
 ]
+
+const sharingProblem = (mount: BindMount | NamedMount): Option.Option<string> =>
+  Option.orElse(
+    validation.policyProblem(mount.statVirtualization, mount.hostPermissions),
+    () => validation.ownerProblem(mount.statVirtualization, mount.uid, mount.gid)
+  )
 
 const namedProblem = (mount: NamedMount, kind: Option.Option<VolumeSpec.VolumeKind>): Option.Option<string> => {
   const call = `named volume ${validation.show(mount.name)}`
@@ -623,13 +690,18 @@ const namedProblem = (mount: NamedMount, kind: Option.Option<VolumeSpec.VolumeKi
           `creates or changes a volume; add n.create() or n.ensureExists(), or drop them`
       )
     },
+    () => Option.flatMap(mount.subpath, validation.subpathProblem),
+    () =>
+      Option.contains(kind, "disk") && Option.isSome(mount.subpath)
+        ? Option.some(`${call} is a disk volume and does not take subpath(...): it applies to directory volumes`)
+        : Option.none(),
     () => {
       const policies = setPolicies(mount)
       return Option.contains(kind, "disk") && policies.length > 0
         ? Option.some(`${call} is a disk volume and does not take ${policies.join(", ")}: these policies apply only to ${POLICY_KINDS}`)
         : Option.none()
     },
-    () => validation.policyProblem(mount.statVirtualization, mount.hostPermissions)
+    () => sharingProblem(mount)
   )
 }
 
@@ -643,7 +715,7 @@ const mountProblem = (mount: VolumeMount, resolvedKind: Option.Option<VolumeSpec
       case "Bind":
         return firstProblem(
           () => prefixed(`bind(${validation.show(mount.hostPath)})`, validation.hostPathProblem(mount.hostPath)),
-          () => validation.policyProblem(mount.statVirtualization, mount.hostPermissions)
+          () => sharingProblem(mount)
         )
       case "Named":
         return namedProblem(mount, Option.orElse(resolvedKind, () => mount.kind))

@@ -8,6 +8,7 @@
 import type { Duration } from "effect"
 import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
 import * as SandboxStop from "./internal/sandboxStop.js"
+import * as Subpath from "./internal/mount/subpath.js"
 import * as Snapshot from "./internal/snapshot.js"
 import * as SnapshotSource from "./internal/snapshotSource.js"
 import * as Mount from "./Mount.js"
@@ -161,6 +162,21 @@ export interface Sandbox {
    * commits and a failed or interrupted one discards (docs/sandboxes.md).
    */
   readonly stop: () => Effect.Effect<StopResult, CommitFailed | StorageError>
+  /**
+   * Adds a mount to the running sandbox (its running processes see it) until the scope
+   * closes or {@link Sandbox.unmount} removes it; the rules of `create` apply (validation,
+   * attachment records, one writer per disk volume).
+   */
+  readonly mount: (
+    guestPath: string,
+    f: (m: Mount.MountBuilder) => Mount.MountBuilder
+  ) => Effect.Effect<
+    void,
+    InvalidConfig | VolumeNotFound | VolumeAlreadyExists | VolumeInUse | Unsupported | SandboxError | StorageError,
+    Scope.Scope
+  >
+  /** Removes a mount added by {@link Sandbox.mount}; mounts made at start stay. */
+  readonly unmount: (guestPath: string) => Effect.Effect<void, InvalidConfig>
 }
 
 // ---------------------------------------------------------------------------
@@ -175,7 +191,17 @@ export interface Sandbox {
  * @category models
  */
 export type MountSource =
-  | { readonly _tag: "HostPath"; readonly hostPath: string }
+  | {
+    readonly _tag: "HostPath"
+    readonly hostPath: string
+    /** A directory volume's quota and usage at start: the runtime enforces it inside the sandbox. */
+    readonly quota?: { readonly limitBytes: number; readonly usedBytes: number } | undefined
+    /**
+     * Only this directory below `hostPath` is mounted. A sandbox sharing the volume may plant
+     * symlinks, so the runtime opens it without following any (not with a path string).
+     */
+    readonly subpath?: string | undefined
+  }
   | {
     readonly _tag: "Image"
     readonly hostPath: string
@@ -236,6 +262,10 @@ export interface RunningSandbox {
     args: ReadonlyArray<string>,
     options: ExecOptions
   ) => Stream.Stream<ExecEvent, SandboxError>
+  /** Adds a mount to the running sandbox until the scope closes (runtimes without it refuse live mounts). */
+  readonly mount?: (
+    resolved: ResolvedMount
+  ) => Effect.Effect<void, InvalidConfig | Unsupported | SandboxError, Scope.Scope>
 }
 
 /**
@@ -482,13 +512,25 @@ const resolveNamed = (mount: Mount.NamedMount) =>
 const namedSource = (handle: Volume.VolumeHandle) =>
   Effect.gen(function*() {
     if (handle.kind === "directory") {
-      return { _tag: "HostPath", hostPath: yield* handle.path() } satisfies MountSource
+      const quota = Option.getOrUndefined(Option.map(handle.quotaMib, (mib) => ({
+        limitBytes: mib * 1024 * 1024,
+        usedBytes: handle.usedBytes
+      })))
+      return { _tag: "HostPath", hostPath: yield* handle.path(), quota } satisfies MountSource
     }
     if (Option.isNone(handle.diskPath)) {
       return yield* new Unsupported({ operation: `mounting the disk volume "${handle.name}"`, backend: handle.backendKind })
     }
     return { _tag: "Image", hostPath: handle.diskPath.value, format: "raw", fstype: "ext4" } satisfies MountSource
   })
+
+/** The source narrowed to the mount's subpath, checked now (clear errors, nothing mounted yet). */
+const withSubpath = (mount: Mount.NamedMount, source: MountSource) =>
+  Option.isNone(mount.subpath) || source._tag !== "HostPath"
+    ? Effect.succeed(source)
+    : Subpath.check(source.hostPath, mount.subpath.value, mount.guestPath).pipe(
+      Effect.as<MountSource>({ ...source, subpath: Subpath.segments(mount.subpath.value).join("/") })
+    )
 
 const directSource = (mount: Exclude<Mount.VolumeMount, Mount.NamedMount>): MountSource => {
   switch (mount._tag) {
@@ -551,8 +593,8 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   // materialised into a local cache at start, committed back at stop (docs/cloud.md).
   const snapshots: Array<Snapshot.CommitTarget> = []
 
+  const resolvedKinds = new Map<string, VolumeSpec.VolumeKind>()
   const start = Effect.gen(function*() {
-    const resolvedKinds = new Map<string, VolumeSpec.VolumeKind>()
     const handles = new Map<Mount.NamedMount, Volume.VolumeHandle>()
     for (const mount of mounts) {
       if (mount._tag !== "Named") continue
@@ -581,13 +623,20 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       )
       if (!named.includes(handle.name)) named.push(handle.name)
       if (handle.kind === "directory" && Option.isNone(handle.local)) {
+        if (Option.isSome(mount.uid) || Option.isSome(mount.gid)) {
+          return yield* new InvalidConfig({
+            message: `mount at ${JSON.stringify(mount.guestPath)}: the ${handle.backendKind} volume ${
+              JSON.stringify(handle.name)
+            } is mounted as a snapshot, which keeps no ownership overlay; uid() and gid() apply to local volumes`
+          })
+        }
         // The cache is held by the outer scope: it outlives the processes until the commit is done.
         const directory = yield* Snapshot.prepare(handle, draft.name).pipe(Scope.extend(outer))
         if (!mount.readonly) snapshots.push({ volume: handle.name, fs: handle.fs(), directory })
-        resolved.push({ mount, source: { _tag: "HostPath", hostPath: directory } })
+        resolved.push({ mount, source: yield* withSubpath(mount, { _tag: "HostPath", hostPath: directory }) })
         continue
       }
-      resolved.push({ mount, source: yield* namedSource(handle) })
+      resolved.push({ mount, source: yield* withSubpath(mount, yield* namedSource(handle)) })
     }
     return yield* runtime.start({
       name: draft.name,
@@ -630,6 +679,20 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       Effect.provide(backend)
     )
 
+  // Live mounts (sb.mount): each in a scope of its own, forked from the caller's.
+  const current: Array<Mount.VolumeMount> = [...mounts]
+  const live = new Map<string, Scope.CloseableScope>()
+  const closeLive = (guestPath: string) =>
+    Effect.suspend(() => {
+      const liveScope = live.get(guestPath)
+      live.delete(guestPath)
+      return liveScope === undefined ? Effect.void : Scope.close(liveScope, Exit.void)
+    })
+  // Live mounts go before the sandbox's processes and commits.
+  const closeAllLive = Effect.suspend(() => Effect.forEach([...live.keys()], closeLive, { discard: true })).pipe(
+    Effect.uninterruptible
+  )
+
   const stopper = yield* SandboxStop.make({
     sandbox: draft.name,
     scope,
@@ -644,7 +707,7 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
           conflicts: committed.flatMap((c) => c.conflicts)
         }))
   })
-  yield* Effect.addFinalizer(stopper.release)
+  yield* Effect.addFinalizer((exit) => Effect.zipRight(closeAllLive, stopper.release(exit)))
 
   const execStream = (cmd: string, args: ReadonlyArray<string> = [], options: ExecOptions = {}) =>
     Stream.suspend(() =>
@@ -653,11 +716,79 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
         : running.execStream(cmd, args, options)
     )
 
+  const attachLive = (mount: Mount.VolumeMount, liveScope: Scope.Scope) =>
+    Effect.gen(function*() {
+      const addMount = running.mount
+      if (addMount === undefined) {
+        return yield* new Unsupported({ operation: "mounting into a running sandbox", backend: runtime.name })
+      }
+      if (mount._tag !== "Named") return yield* addMount({ mount, source: directSource(mount) })
+      const { created: isNew, handle } = yield* resolveNamed(mount)
+      yield* Effect.gen(function*() {
+        resolvedKinds.set(VolumeSpec.nameKey(mount.name), handle.kind)
+        yield* Mount.validateMounts(current.concat(mount), { resolvedKinds })
+        if (Option.isSome(attachments)) {
+          yield* attachments.value.acquire(VolumeSpec.nameKey(handle.name), {
+            holder: `sandbox ${draft.name}`,
+            mode: mount.readonly ? "ro" : "rw"
+          })
+        }
+        if (handle.kind === "directory" && Option.isNone(handle.local)) {
+          return yield* new Unsupported({
+            operation: `mounting the ${handle.backendKind} volume "${handle.name}" into a running sandbox ` +
+              `(it is mounted as a snapshot, committed at stop: mount it at start)`,
+            backend: runtime.name
+          })
+        }
+        const source = yield* withSubpath(mount, yield* namedSource(handle))
+        yield* addMount({ mount, source })
+        if (!named.includes(handle.name)) named.push(handle.name)
+      }).pipe(
+        // Only what this mount created; data that existed before is never removed.
+        Effect.tapError(() => isNew ? Effect.ignore(Volume.remove(handle.name)) : Effect.void)
+      )
+    }).pipe(Scope.extend(liveScope), Effect.provide(backend))
+
+  const mountLive = Effect.fn("Sandbox.mount")(function*(
+    guestPath: string,
+    f: (m: Mount.MountBuilder) => Mount.MountBuilder
+  ) {
+    if (stopper.isStopped()) {
+      return yield* new SandboxError({ sandbox: draft.name, reason: "Exec", message: `sandbox "${draft.name}" is stopped` })
+    }
+    const mount = yield* Mount.build(guestPath, f)
+    yield* Mount.validateMounts(current.concat(mount), { resolvedKinds })
+    const liveScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    yield* attachLive(mount, liveScope).pipe(Effect.onError((cause) => Scope.close(liveScope, Exit.failCause(cause))))
+    current.push(mount)
+    live.set(mount.guestPath, liveScope)
+    yield* Scope.addFinalizer(
+      liveScope,
+      Effect.sync(() => {
+        current.splice(current.indexOf(mount), 1)
+        live.delete(mount.guestPath)
+      })
+    )
+  })
+
+  const unmountLive = Effect.fn("Sandbox.unmount")(function*(guestPath: string) {
+    const key = Mount.normalizeGuestPath(guestPath)
+    if (!live.has(key)) {
+      return yield* new InvalidConfig({
+        message: `unmount(${JSON.stringify(guestPath)}): no mount added with sb.mount is there` +
+          (current.some((m) => m.guestPath === key) ? " (mounts made at start stay until the sandbox stops)" : "")
+      })
+    }
+    yield* closeLive(key)
+  })
+
   const sandbox: Sandbox = {
     name: draft.name,
     execStream,
     exec: (cmd, args = [], options = {}) => collectExec(execStream(cmd, args, options)),
-    stop: () => stopper.stop
+    stop: () => Effect.zipRight(closeAllLive, stopper.stop),
+    mount: mountLive,
+    unmount: unmountLive
   }
   return sandbox
 })

@@ -3,12 +3,13 @@
  * the namespace runtime, and the "nothing left behind" check.
  */
 import { assert } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Either, Layer } from "effect"
 import type { Scope } from "effect"
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
 import * as Cgroups from "../../src/internal/namespace/cgroups.js"
 import * as LocalBackend from "../../src/LocalBackend.js"
 import * as NamespaceRuntime from "../../src/NamespaceRuntime.js"
@@ -42,6 +43,8 @@ export const writeScript = (path: string, text: string): void => {
 /** The staging prefix of the sandboxes of process `owner` (other processes' sandboxes are theirs to check). */
 export const stagingPrefix = (owner: number = process.pid): string => `effect-volumes-sandbox-${owner}-`
 
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), "fixtures")
+
 /** Processes whose command line mentions `needle` (not us). */
 export const processesMentioning = (needle: string): ReadonlyArray<string> =>
   readdirSync("/proc").filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid).flatMap((pid) => {
@@ -65,11 +68,13 @@ export const assertNothingLeft = (dir: string, marker?: string, owner?: number) 
     const STAGING = stagingPrefix(owner)
     const mountinfo = readFileSync("/proc/self/mountinfo", "utf8")
     assert.notInclude(mountinfo, dir, "a mount from the test dir is left")
-    assert.notInclude(mountinfo, STAGING, "a staged sandbox mount is left")
+    // Staging directories of this test run only (TMPDIR), not of other runs on the machine.
+    const staging = join(tmpdir(), STAGING)
+    assert.notInclude(mountinfo, staging, "a staged sandbox mount is left")
     const loops = execFileSync("losetup", ["-a"], { encoding: "utf8" })
     assert.notInclude(loops, dir, "a loop device on an image of the test dir is left")
-    assert.notInclude(loops, STAGING, "a loop device on a FUSE export is left")
-    assert.deepStrictEqual(processesMentioning(STAGING), [], "a sandbox keeper is left")
+    assert.notInclude(loops, staging, "a loop device on a FUSE export is left")
+    assert.deepStrictEqual(processesMentioning(staging), [], "a sandbox keeper is left")
     if (marker !== undefined) assert.deepStrictEqual(processesMentioning(marker), [], "a sandboxed command is left")
     assert.deepStrictEqual(
       readdirSync(tmpdir()).filter((name) => name.startsWith(STAGING)),
@@ -77,4 +82,35 @@ export const assertNothingLeft = (dir: string, marker?: string, owner?: number) 
       "a staging directory is left"
     )
     assert.deepStrictEqual(leftoverCgroups(owner), [], "a sandbox cgroup is left")
+  })
+
+/** The failure of an `Either` (fails the test when it is a success). */
+export const leftOf = <A, E>(either: Either.Either<A, E>): E => {
+  if (Either.isRight(either)) assert.fail(`expected a failure, got ${JSON.stringify(either.right)}`)
+  return (either as Either.Left<E, A>).left
+}
+
+/**
+ * Runs the fixture `test/sandbox/fixtures/<fixture>` in a child process until it prints its
+ * first line; `killed` SIGKILLs it and waits until it is gone.
+ */
+export const startHolder = (fixture: string, args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const child = spawn(process.execPath, ["--import", "tsx", join(fixtures, fixture), ...args], {
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    const gone = Effect.async<void>((resume) => {
+      if (child.exitCode !== null || child.signalCode !== null) resume(Effect.void)
+      else child.on("exit", () => resume(Effect.void))
+    })
+    const ready = yield* Effect.async<string>((resume) => {
+      let out = ""
+      child.stdout.on("data", (data: Buffer) => {
+        out += data.toString("utf8")
+        if (out.includes("\n")) resume(Effect.succeed(out))
+      })
+      child.on("exit", () => resume(Effect.succeed(out)))
+    })
+    const killed = Effect.zipRight(Effect.sync(() => child.kill("SIGKILL")), gone)
+    return { ready, killed, pid: child.pid! }
   })

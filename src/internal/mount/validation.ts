@@ -117,6 +117,48 @@ export const policyProblem = (
   return Option.none()
 }
 
+const idProblem = (call: string, id: Option.Option<unknown>): Option.Option<string> =>
+  Option.flatMap(id, (value) =>
+    typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 4294967294
+      ? Option.none()
+      : Option.some(`${call}(${show(value)}) must be a whole number from 0 to 4294967294`))
+
+/**
+ * `uid`/`gid` set the guest-visible owner of files without an overlay record, so they need
+ * the overlay: statVirtualization "strict" or "relaxed".
+ */
+export const ownerProblem = (
+  statVirtualization: Option.Option<unknown>,
+  uid: Option.Option<unknown>,
+  gid: Option.Option<unknown>
+): Option.Option<string> => {
+  const bad = Option.orElse(idProblem("uid", uid), () => idProblem("gid", gid))
+  if (Option.isSome(bad)) return bad
+  const calls = [
+    ...Option.toArray(Option.map(uid, (n) => `uid(${show(n)})`)),
+    ...Option.toArray(Option.map(gid, (n) => `gid(${show(n)})`))
+  ]
+  if (calls.length === 0 || Option.contains(statVirtualization, "strict") || Option.contains(statVirtualization, "relaxed")) {
+    return Option.none()
+  }
+  return Option.some(
+    `${calls.join(" and ")} need statVirtualization("strict") or ("relaxed"): the owner a guest sees is kept ` +
+      `in the file server's overlay, which "off" or an unset policy does not use`
+  )
+}
+
+/** A subpath: a directory inside the volume, relative (a leading "/" is allowed), no `..`. */
+export const subpathProblem = (subpath: unknown): Option.Option<string> => {
+  const call = `subpath(${show(subpath)})`
+  if (typeof subpath !== "string") return Option.some(`${call} must be a string`)
+  if (subpath.includes("\0")) return Option.some(`${call} must not contain a NUL byte`)
+  if (SEPARATORS.test(subpath)) return Option.some(`${call} must not contain "," ":" or ";"`)
+  const segments = subpath.split("/").filter((s) => s !== "" && s !== ".")
+  if (segments.includes("..")) return Option.some(`${call} must not contain a ".." segment (it would climb out)`)
+  if (segments.length === 0) return Option.some(`${call} names the volume root; drop subpath to mount the whole volume`)
+  return Option.none()
+}
+
 /** The mode of a named-volume mount, when a JS caller bypassed the types. */
 export const modeProblem = (mode: unknown): Option.Option<string> =>
   oneOf(NAMED_VOLUME_MODES, mode)

@@ -6,6 +6,7 @@
 import { Option } from "effect"
 import type { ResolvedMount, SandboxImage } from "../../Sandbox.js"
 import * as Idmap from "./idmap.js"
+import * as FileServer from "./fileServer/fileServer.js"
 
 /** The line the sandbox's init prints once the sandbox is fully set up. */
 export const READY = "effect-volumes-ready"
@@ -20,6 +21,8 @@ export interface StagedMount {
   readonly stage: string
   /** For qcow2/vmdk: the file the FUSE export exposes the raw image on. */
   readonly exportFile: string
+  /** For a served (or subpath) mount: how the file server stages it (see fileServer/). */
+  readonly fileServer?: FileServer.Staging | undefined
 }
 
 export interface Plan {
@@ -65,19 +68,28 @@ const mountOptions = (mount: ResolvedMount["mount"], base: ReadonlyArray<string>
  * from its source (one mount, no `mount` process); the others, mounted by the keeper, get
  * an idmapped clone stacked over them.
  */
-const idmapped = (staged: StagedMount): Idmap.IdmappedMount =>
-  staged.resolved.source._tag === "HostPath"
-    ? { source: staged.resolved.source.hostPath, target: staged.stage, flags: mountFlags(staged.resolved.mount) }
-    : { source: staged.stage, target: staged.stage, flags: [] }
+export const idmapped = (staged: StagedMount): ReadonlyArray<Idmap.IdmappedMount> => {
+  // FUSE mounts cannot be idmapped: the file server maps the sandbox's ids itself (evfs --id-base).
+  if (staged.fileServer?.serve === true) return []
+  // A subpath is bound (through a descriptor) by the file server on the stage: the clone goes over it.
+  if (staged.resolved.source._tag === "HostPath" && staged.fileServer === undefined) {
+    return [{ source: staged.resolved.source.hostPath, target: staged.stage, flags: mountFlags(staged.resolved.mount) }]
+  }
+  return [{ source: staged.stage, target: staged.stage, flags: [] }]
+}
 
 /** QEMU option values escape "," by doubling it. */
 const qemuValue = (value: string): string => value.replaceAll(",", ",,")
 
-const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string> => {
+/** The keeper-script lines that stage one mount (also used for live mounts). */
+export const stageCommands = (staged: StagedMount, index: number): ReadonlyArray<string> => {
   const { mount, source } = staged.resolved
   const stage = quote(staged.stage)
   switch (source._tag) {
     case "HostPath":
+      if (staged.fileServer !== undefined) {
+        return FileServer.stageCommands(staged.fileServer, source.hostPath, staged.stage, mount.guestPath, quote)
+      }
       return [] // bound by the launch helper, see idmapped()
     case "Memory":
       return [
@@ -130,6 +142,7 @@ const prelude = (
 ): ReadonlyArray<string> => [
   "set -eu",
   `qsd_pids=""`,
+  `fs_pids=""`,
   `loops=""`,
   // Bounded waits (10 s): a stuck kernel or daemon must not keep the keeper alive forever.
   `await_gone() { n=0; while [ -e "$1" ] && [ "$n" -lt 1000 ]; do n=$((n + 1)); sleep 0.01; done; }`,
@@ -140,6 +153,7 @@ const prelude = (
   `  done`,
   `}`,
   `cleanup() {`,
+  ...FileServer.cleanupCommands(runDir, quote),
   // Twice: the idmapped clone (idmap.ts) is stacked on each staged mount.
   ...(stages.length === 0 ? [] : [
     `  for _ in 1 2; do umount ${[...stages].reverse().map(quote).join(" ")} 2>/dev/null || true; done`
@@ -304,7 +318,7 @@ export const script = (plan: Plan): string => {
       target: etcStage(plan),
       flags: ["ro", "nosuid", "nodev", "noidmap"]
     })),
-    ...plan.mounts.map(idmapped)
+    ...plan.mounts.flatMap(idmapped)
   ])
   const bwrap = [...launch, "bwrap", ...bwrapArgs(plan, root.bwrap), "--", "/bin/sh", "-c", init].map(quote).join(" ")
   return [

@@ -31,6 +31,8 @@ import { InvalidConfig, SandboxError, Unsupported } from "../../VolumeError.js"
 import * as Cgroups from "./cgroups.js"
 import * as Etc from "./etc.js"
 import * as Native from "./native.js"
+import * as FileServer from "./fileServer/fileServer.js"
+import * as LiveMount from "./fileServer/liveMount.js"
 import * as Plan from "./plan.js"
 import * as Process from "./process.js"
 
@@ -64,22 +66,8 @@ const checkMount = (resolved: ResolvedMount) =>
   Effect.gen(function*() {
     const { mount, source } = resolved
     const where = `mount at ${JSON.stringify(mount.guestPath)}`
-    if (mount._tag === "Bind" || mount._tag === "Named") {
-      if (Option.isSome(mount.statVirtualization) && mount.statVirtualization.value !== "off") {
-        return yield* new Unsupported({
-          operation: `statVirtualization(${JSON.stringify(mount.statVirtualization.value)}) on the ${where} ` +
-            `(namespace sandboxes show literal host metadata: only "off")`,
-          backend: BACKEND
-        })
-      }
-      if (Option.isSome(mount.hostPermissions) && mount.hostPermissions.value !== "mirror") {
-        return yield* new Unsupported({
-          operation: `hostPermissions(${JSON.stringify(mount.hostPermissions.value)}) on the ${where} ` +
-            `(a chmod inside a namespace sandbox changes the host inode: only "mirror")`,
-          backend: BACKEND
-        })
-      }
-    }
+    // Policies, ownership and quotas are served by the file server (fileServer/).
+    yield* FileServer.check(resolved)
     switch (source._tag) {
       case "HostPath":
         if (!existsSync(source.hostPath)) {
@@ -123,6 +111,8 @@ interface Keeper {
   readonly exited: Deferred.Deferred<void>
   /** Host pid of the sandbox's PID 1. */
   readonly sandboxPid: number
+  /** The end of the keeper's standard error so far. */
+  readonly stderr: () => string
 }
 
 /** Starts the keeper and waits until the sandbox is up; stopping it waits until it is gone. */
@@ -182,8 +172,8 @@ const startKeeper = (name: string, script: string) =>
         )
         Deferred.unsafeDone(exited, Effect.void)
       })
-      const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid })
-      yield* Effect.addFinalizer(() => stopKeeper({ child, exited }))
+      const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid, stderr: () => stderr })
+      yield* Effect.addFinalizer(() => stopKeeper({ child, exited, stderr: () => stderr }))
       return yield* restore(Deferred.await(ready)).pipe(
         Effect.timeoutFail({
           duration: START_TIMEOUT,
@@ -195,7 +185,7 @@ const startKeeper = (name: string, script: string) =>
     })
   )
 
-const stopKeeper = (keeper: Pick<Keeper, "child" | "exited">) =>
+const stopKeeper = (keeper: Pick<Keeper, "child" | "exited"> & Partial<Pick<Keeper, "stderr">>) =>
   Effect.gen(function*() {
     // EOF ends the init, which ends the PID namespace, bubblewrap, and the keeper.
     keeper.child.stdin?.end()
@@ -205,6 +195,7 @@ const stopKeeper = (keeper: Pick<Keeper, "child" | "exited">) =>
       Process.killGroup(keeper.child)
       yield* Deferred.await(keeper.exited)
     }
+    if (keeper.stderr !== undefined) yield* FileServer.reportDeaths(keeper.stderr())
   })
 
 /** A scoped directory for staging mounts; removed after the keeper is gone. */
@@ -312,7 +303,8 @@ const start = (spec: StartSpec) =>
     const mounts = spec.mounts.map((resolved, i): Plan.StagedMount => ({
       resolved,
       stage: join(runDir, `m${i}`),
-      exportFile: join(runDir, `m${i}.raw`)
+      exportFile: join(runDir, `m${i}.raw`),
+      fileServer: Option.getOrUndefined(FileServer.stagingOf(resolved))
     }))
     yield* Effect.forEach(mounts, stageTarget, { discard: true })
     if (spec.image !== "host") {
@@ -369,7 +361,28 @@ const start = (spec: StartSpec) =>
         )
       )
     }
-    const running: RunningSandbox = { execStream }
+    let live = 0
+    const prepare = (resolved: ResolvedMount) =>
+      Effect.gen(function*() {
+        yield* checkMount(resolved)
+        const i = live++
+        const staged: Plan.StagedMount = {
+          resolved,
+          stage: join(runDir, `${FileServer.LIVE_PREFIX}${i}`),
+          exportFile: join(runDir, `${FileServer.LIVE_PREFIX}${i}.raw`),
+          fileServer: Option.getOrUndefined(FileServer.stagingOf(resolved))
+        }
+        yield* stageTarget(staged)
+        return staged
+      })
+    const target = {
+      name: spec.name,
+      keeperPid: keeper.child.pid ?? 0,
+      sandboxPid: keeper.sandboxPid,
+      helper: native.helper,
+      prepare
+    }
+    const running: RunningSandbox = { execStream, mount: (resolved) => LiveMount.attach(target, resolved) }
     return running
   })
 
