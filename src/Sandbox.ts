@@ -727,12 +727,7 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
       yield* Effect.gen(function*() {
         resolvedKinds.set(VolumeSpec.nameKey(mount.name), handle.kind)
         yield* Mount.validateMounts(current.concat(mount), { resolvedKinds })
-        if (Option.isSome(attachments)) {
-          yield* attachments.value.acquire(VolumeSpec.nameKey(handle.name), {
-            holder: `sandbox ${draft.name}`,
-            mode: mount.readonly ? "ro" : "rw"
-          })
-        }
+        yield* holders.acquire(handle.name, `sandbox ${draft.name}`, mount.readonly ? "ro" : "rw")
         if (handle.kind === "directory" && Option.isNone(handle.local)) {
           return yield* new Unsupported({
             operation: `mounting the ${handle.backendKind} volume "${handle.name}" into a running sandbox ` +
