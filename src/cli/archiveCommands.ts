@@ -11,7 +11,6 @@ import * as Volume from "../Volume.js"
 import { HostFileError } from "./errors.js"
 import * as Output from "./output.js"
 import * as Progress from "./progress.js"
-import { withBackend } from "./root.js"
 import { stdin, writeStdout } from "./stdio.js"
 
 const hostError = (path: string) => (cause: { readonly message: string }) =>
@@ -25,7 +24,7 @@ export const exportCommand = Command.make("export", {
     Options.optional
   )
 }, (args) =>
-  withBackend(Effect.scoped(Effect.gen(function*() {
+  (Effect.scoped(Effect.gen(function*() {
     const volume = yield* Volume.get(args.name)
     if (Option.isNone(args.output) && process.stdout.isTTY === true) {
       return yield* new HostFileError({
@@ -57,7 +56,7 @@ export const importCommand = Command.make("import", {
     Options.withDescription("create the volume first (it must not exist); it is removed again if the import fails")
   )
 }, (args) =>
-  withBackend(Effect.scoped(Effect.gen(function*() {
+  (Effect.scoped(Effect.gen(function*() {
     if (Option.isNone(args.input) && process.stdin.isTTY === true) {
       return yield* new HostFileError({
         path: "-",

@@ -11,6 +11,30 @@ export class HostFileError extends Schema.TaggedError<HostFileError>()("HostFile
   message: Schema.String
 }) {}
 
+/**
+ * The command line asked for something this program cannot do as written (a missing
+ * subcommand, a prune without confirmation, ...). Exits with {@link EXIT_USAGE}.
+ */
+export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
+  message: Schema.String,
+  /** The command whose `--help` explains the fix, e.g. `volumes prune`. */
+  command: Schema.String
+}) {}
+
+/**
+ * The reader of stdout went away (`volumes fs v cat f | head -c 10`). Raised as a failure
+ * so that scopes close (sandboxes stop, records are released) before the process exits.
+ */
+export class OutputClosed extends Schema.TaggedError<OutputClosed>()("OutputClosed", {}) {}
+
+/**
+ * `volumes run`'s command finished with a non-zero status: the status becomes this
+ * program's exit code, after every finalizer ran.
+ */
+export class CommandExited extends Schema.TaggedError<CommandExited>()("CommandExited", {
+  exitCode: Schema.Number
+}) {}
+
 /** Exit code per error class; documented in docs/cli.md (keep the two in step). */
 export const EXIT_CODES: Readonly<Record<string, number>> = {
   InvalidConfig: 3,
@@ -25,7 +49,8 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   StorageError: 12,
   SandboxError: 13,
   ArchiveError: 14,
-  HostFileError: 15
+  HostFileError: 15,
+  UsageError: 2
 }
 
 /** Something this program did not expect (a bug, or a failure without a typed error). */
@@ -34,11 +59,18 @@ export const EXIT_UNEXPECTED = 1
 export const EXIT_INTERRUPTED = 130
 /** The command line itself was wrong (unknown command, missing argument, bad option value). */
 export const EXIT_USAGE = 2
+/** stdout was closed by its reader: 128 + SIGPIPE, what a shell reports for `cat` in `cat f | head`. */
+export const EXIT_OUTPUT_CLOSED = 141
 
 const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
 
 /** Exit code and message of a typed error raised by a command. */
 export const describe = (error: unknown): { readonly code: number; readonly line: string } => {
+  if (error instanceof CommandExited) return { code: error.exitCode, line: "" }
+  if (error instanceof OutputClosed) return { code: EXIT_OUTPUT_CLOSED, line: "" }
+  if (error instanceof UsageError) {
+    return { code: EXIT_USAGE, line: `error: ${oneLine(error.message)}\nSee '${error.command} --help'.` }
+  }
   if (typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string") {
     const code = EXIT_CODES[error._tag]
     const message = "message" in error && typeof error.message === "string" && error.message !== ""

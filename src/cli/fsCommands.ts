@@ -12,20 +12,19 @@ import type { VolumeFs } from "../VolumeFs.js"
 import { HostFileError } from "./errors.js"
 import * as Output from "./output.js"
 import * as Progress from "./progress.js"
-import { withBackend } from "./root.js"
 import { writeStdout } from "./stdio.js"
 
-/** The `fs` command; its subcommands read the volume name with `yield* fsCommand`. */
-const fsParent = Command.make("fs", {
+/** The `fs` command; its subcommands read the volume name with `yield* fsParent`. */
+export const fsParent = Command.make("fs", {
   name: Args.text({ name: "NAME" }).pipe(Args.withDescription("the volume"))
-})
+}).pipe(Command.withDescription("work with the files of a volume (no sandbox needed)"))
 
 const json = Options.boolean("json").pipe(Options.withDescription("print machine-readable JSON (sizes in bytes)"))
 const volumePath = (name: string) => Args.text({ name })
 
 /** Runs `f` with the files of the volume named on the command line. */
 const withVolumeFs = <A, E, R>(f: (fs: VolumeFs) => Effect.Effect<A, E, R>) =>
-  withBackend(Effect.gen(function*() {
+  (Effect.gen(function*() {
     const { name } = yield* fsParent
     const volume = yield* Volume.get(name)
     return yield* f(volume.fs())
@@ -212,9 +211,5 @@ const get = Command.make("get", {
     })
   )).pipe(Command.withDescription("copy a file or directory tree from the volume to the host"))
 
-/** `volumes fs NAME ...` */
-export const fsCommand = fsParent.pipe(
-  Command.withDescription("work with the files of a volume (no sandbox needed)"),
-  Command.withSubcommands([ls, cat, put, get, mkdir, rm, cp, mv, stat])
-)
-
+/** The subcommands of `volumes fs NAME`. */
+export const fsSubcommands = [ls, cat, put, get, mkdir, rm, cp, mv, stat] as const

@@ -6,11 +6,8 @@ import { Chunk, Effect, Either, Option, Stream } from "effect"
 import type * as Mount from "../Mount.js"
 import * as Size from "../Size.js"
 import { InvalidConfig, SandboxError } from "../VolumeError.js"
-import { withBackend } from "./root.js"
+import { CommandExited } from "./errors.js"
 import { stdin, writeStdout } from "./stdio.js"
-
-/** The exit code of the command `volumes run` ran (read by main when the program ends). */
-export let runExitCode: number | undefined = undefined
 
 type Describe = (m: Mount.MountBuilder) => Mount.MountBuilder
 interface MountRequest {
@@ -93,7 +90,7 @@ export const runCommand = Command.make("run", {
   ),
   command: Args.text({ name: "CMD" }).pipe(Args.atLeast(1), Args.withDescription("the command after --"))
 }, (args) =>
-  withBackend(Effect.scoped(Effect.gen(function*() {
+  (Effect.scoped(Effect.gen(function*() {
     // Loaded on demand: the sandbox runtime is only needed by this command.
     const [Sandbox, NamespaceRuntime] = yield* Effect.tryPromise({
       try: () => Promise.all([import("../Sandbox.js"), import("../NamespaceRuntime.js")]),
@@ -119,6 +116,7 @@ export const runCommand = Command.make("run", {
     const input = args.interactive
       ? Buffer.concat(Chunk.toReadonlyArray(yield* Stream.runCollect(stdin)))
       : undefined
+    let exitCode = 0
     yield* Stream.runForEach(sandbox.execStream(cmd, rest, { stdin: input }), (event) => {
       switch (event._tag) {
         case "Stdout":
@@ -127,7 +125,7 @@ export const runCommand = Command.make("run", {
           return Effect.sync(() => void process.stderr.write(event.data))
         case "Exit":
           return Effect.sync(() => {
-            runExitCode = event.exitCode
+            exitCode = event.exitCode
           })
       }
     })
@@ -135,6 +133,7 @@ export const runCommand = Command.make("run", {
     for (const name of stopped.overQuota) {
       process.stderr.write(`warning: volume "${name}" is over its quota; host-side writes fail until files are removed\n`)
     }
+    if (exitCode !== 0) return yield* new CommandExited({ exitCode })
   })))).pipe(
     Command.withDescription("run a command in a sandbox with volumes mounted (exits with its exit code)")
   )

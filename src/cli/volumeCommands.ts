@@ -9,7 +9,6 @@ import { InvalidConfig, VolumeInUse } from "../VolumeError.js"
 import { nameKey } from "../VolumeSpec.js"
 import { LocalAttachments } from "../internal/local/attachments.js"
 import * as Output from "./output.js"
-import { withBackend } from "./root.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("print machine-readable JSON (sizes in bytes)"))
 
@@ -48,7 +47,7 @@ export const create = Command.make("create", {
   quota: Options.text("quota").pipe(Options.withDescription("quota of a directory volume, e.g. 1G"), Options.optional),
   label: Options.text("label").pipe(Options.withDescription("a label KEY=VALUE; repeatable"), Options.repeated)
 }, (args) =>
-  withBackend(Effect.gen(function*() {
+  (Effect.gen(function*() {
     let builder = Volume.builder(args.name)
     builder = args.disk ? builder.disk() : builder.directory()
     if (Option.isSome(args.size)) builder = builder.size(yield* sizeOf("size", args.size.value))
@@ -62,13 +61,13 @@ export const create = Command.make("create", {
   }))).pipe(Command.withDescription("create a volume"))
 
 export const ls = Command.make("ls", { label: labelFilter, json }, (args) =>
-  withBackend(Effect.gen(function*() {
+  (Effect.gen(function*() {
     const volumes = yield* Volume.list(listFilter(args.label))
     yield* args.json ? Output.json(volumes.map(Output.volumeRecord)) : Output.line(Output.volumeTable(volumes))
   }))).pipe(Command.withDescription("list volumes, newest first"))
 
 export const inspect = Command.make("inspect", { name: Args.text({ name: "NAME" }), json }, (args) =>
-  withBackend(Effect.gen(function*() {
+  (Effect.gen(function*() {
     const volume = yield* Volume.get(args.name)
     yield* args.json ? Output.json(Output.volumeRecord(volume)) : Output.line(Output.volumeDetails(volume))
   }))).pipe(Command.withDescription("show one volume with freshly measured usage"))
@@ -80,7 +79,7 @@ export const rm = Command.make("rm", {
     Options.withDescription("skip names that do not exist (volumes in use are still refused)")
   )
 }, (args) =>
-  withBackend(Effect.forEach(args.names, (name) =>
+  (Effect.forEach(args.names, (name) =>
     Volume.remove(name).pipe(
       Effect.zipRight(Output.line(name)),
       Effect.catchTag("VolumeNotFound", (error) => args.force ? Effect.void : Effect.fail(error))
@@ -91,7 +90,7 @@ export const prune = Command.make("prune", {
   dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be removed")),
   json
 }, (args) =>
-  withBackend(Effect.gen(function*() {
+  (Effect.gen(function*() {
     const candidates = yield* Volume.list(listFilter(args.label))
     // The local backend's attachment records tell a dry run which volumes are held.
     const attachments = yield* Effect.serviceOption(LocalAttachments)
@@ -122,3 +121,9 @@ export const prune = Command.make("prune", {
     for (const { name, reason } of skipped) yield* Output.line(`skipped ${name} (${reason})`)
     if (removed.length === 0 && skipped.length === 0) yield* Output.line("nothing to prune")
   }))).pipe(Command.withDescription("remove every volume (matching the labels) that no sandbox holds"))
+
+export const df = Command.make("df", { json }, (args) =>
+  Effect.gen(function*() {
+    const volumes = yield* Volume.list({})
+    yield* args.json ? Output.json(volumes.map(Output.volumeRecord)) : Output.line(Output.volumeTable(volumes))
+  })).pipe(Command.withDescription("summarise usage: logical and allocated bytes, files, reclaimable space"))
