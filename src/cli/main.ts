@@ -20,7 +20,8 @@ import { backendLayer, root } from "./root.js"
 import { route } from "./route.js"
 import { runCommand } from "./runCommand.js"
 import { writeStdout } from "./stdio.js"
-import { create, df, inspect, ls, prune, rm } from "./volumeCommands.js"
+import { prune } from "./prune.js"
+import { create, df, inspect, ls, rm } from "./volumeCommands.js"
 
 /** The version `--version` prints (kept equal to package.json's by a test). */
 export const VERSION = "0.1.0"

@@ -3,14 +3,33 @@
  */
 import { DateTime, Effect, Option } from "effect"
 import { BYTES_PER_MIB, formatBytes } from "../Size.js"
-import type { VolumeHandle } from "../Volume.js"
+import { Options } from "@effect/cli"
+import type { ListFilter, VolumeHandle } from "../Volume.js"
 import type { FsEntry, FsMetadata } from "../VolumeFs.js"
+import type { OutputClosed } from "./errors.js"
+import { writeStdout } from "./stdio.js"
+
+/** `--label k[=v]`, repeatable: the filter of `ls`, `prune` and `df`. */
+export const labelFilter = Options.text("label").pipe(
+  Options.withPseudoName("KEY[=VALUE]"),
+  Options.withDescription("only volumes with this label (KEY) or label value (KEY=VALUE); repeatable"),
+  Options.repeated
+)
+
+/** The `--label k[=v]` filters as a `Volume.list` filter. */
+export const listFilter = (labels: ReadonlyArray<string>): ListFilter =>
+  labels.length === 0 ? {} : {
+    labels: Object.fromEntries(labels.map((text) => {
+      const at = text.indexOf("=")
+      return at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + 1)]
+    }))
+  }
 
 /** Prints a line to stdout. */
-export const line = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stdout.write(text + "\n"))
+export const line = (text: string): Effect.Effect<void, OutputClosed> => writeStdout(text + "\n")
 
 /** Prints `value` as pretty JSON. */
-export const json = (value: unknown): Effect.Effect<void> => line(JSON.stringify(value, null, 2))
+export const json = (value: unknown): Effect.Effect<void, OutputClosed> => line(JSON.stringify(value, null, 2))
 
 /** Left-aligned columns separated by two spaces; the last column is not padded. */
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {

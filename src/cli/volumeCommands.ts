@@ -5,17 +5,10 @@ import { Args, Command, Options } from "@effect/cli"
 import { Effect, Either, Option } from "effect"
 import * as Size from "../Size.js"
 import * as Volume from "../Volume.js"
-import { InvalidConfig, VolumeInUse } from "../VolumeError.js"
-import { nameKey } from "../VolumeSpec.js"
-import { LocalAttachments } from "../internal/local/attachments.js"
+import { InvalidConfig } from "../VolumeError.js"
 import * as Output from "./output.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("print machine-readable JSON (sizes in bytes)"))
-
-const labelFilter = Options.text("label").pipe(
-  Options.withDescription("only volumes with this label (k) or label value (k=v); repeatable"),
-  Options.repeated
-)
 
 const sizeOf = (flag: string, value: string) =>
   Either.match(Size.parse(value), {
@@ -30,15 +23,6 @@ const parseLabel = (text: string) => {
     ? Effect.fail(new InvalidConfig({ message: `--label ${JSON.stringify(text)}: expected KEY=VALUE` }))
     : Effect.succeed([text.slice(0, at), text.slice(at + 1)] as const)
 }
-
-/** The `--label k[=v]` filters as a `Volume.list` filter. */
-export const listFilter = (labels: ReadonlyArray<string>): Volume.ListFilter =>
-  labels.length === 0 ? {} : {
-    labels: Object.fromEntries(labels.map((text) => {
-      const at = text.indexOf("=")
-      return at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + 1)]
-    }))
-  }
 
 export const create = Command.make("create", {
   name: Args.text({ name: "NAME" }).pipe(Args.withDescription("volume name: letters, digits, . - _ (up to 128)")),
@@ -60,9 +44,9 @@ export const create = Command.make("create", {
     yield* Output.line(volume.name)
   }))).pipe(Command.withDescription("create a volume"))
 
-export const ls = Command.make("ls", { label: labelFilter, json }, (args) =>
+export const ls = Command.make("ls", { label: Output.labelFilter, json }, (args) =>
   (Effect.gen(function*() {
-    const volumes = yield* Volume.list(listFilter(args.label))
+    const volumes = yield* Volume.list(Output.listFilter(args.label))
     yield* args.json ? Output.json(volumes.map(Output.volumeRecord)) : Output.line(Output.volumeTable(volumes))
   }))).pipe(Command.withDescription("list volumes, newest first"))
 
@@ -84,43 +68,6 @@ export const rm = Command.make("rm", {
       Effect.zipRight(Output.line(name)),
       Effect.catchTag("VolumeNotFound", (error) => args.force ? Effect.void : Effect.fail(error))
     ), { discard: true }))).pipe(Command.withDescription("remove volumes and their data"))
-
-export const prune = Command.make("prune", {
-  label: labelFilter,
-  dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be removed")),
-  json
-}, (args) =>
-  (Effect.gen(function*() {
-    const candidates = yield* Volume.list(listFilter(args.label))
-    // The local backend's attachment records tell a dry run which volumes are held.
-    const attachments = yield* Effect.serviceOption(LocalAttachments)
-    const removed: Array<string> = []
-    const skipped: Array<{ readonly name: string; readonly reason: string }> = []
-    for (const volume of candidates) {
-      if (args.dryRun) {
-        const holders = Option.isSome(attachments) ? yield* attachments.value.holders(nameKey(volume.name)) : []
-        if (holders.length > 0) {
-          skipped.push({ name: volume.name, reason: new VolumeInUse({ volume: volume.name, holders }).message })
-        } else removed.push(volume.name)
-        continue
-      }
-      yield* Volume.remove(volume.name).pipe(
-        Effect.zipRight(Effect.sync(() => removed.push(volume.name))),
-        Effect.catchTags({
-          VolumeInUse: (error) => Effect.sync(() => skipped.push({ name: volume.name, reason: error.message })),
-          // The cloud store's default volume cannot be removed.
-          Unsupported: (error) => Effect.sync(() => skipped.push({ name: volume.name, reason: error.message })),
-          // Removed by someone else meanwhile: nothing left to prune.
-          VolumeNotFound: () => Effect.void
-        })
-      )
-    }
-    if (args.json) return yield* Output.json({ dryRun: args.dryRun, removed, skipped })
-    const verb = args.dryRun ? "would remove" : "removed"
-    for (const name of removed) yield* Output.line(`${verb} ${name}`)
-    for (const { name, reason } of skipped) yield* Output.line(`skipped ${name} (${reason})`)
-    if (removed.length === 0 && skipped.length === 0) yield* Output.line("nothing to prune")
-  }))).pipe(Command.withDescription("remove every volume (matching the labels) that no sandbox holds"))
 
 export const df = Command.make("df", { json }, (args) =>
   Effect.gen(function*() {
