@@ -6,23 +6,43 @@ import { FileSystem } from "@effect/platform"
 import * as NodeFs from "node:fs"
 import { Effect, Option, Sink, Stream } from "effect"
 import * as Archive from "../Archive.js"
+import { ArchiveError } from "../internal/archive/archiveError.js"
 import { formatBytes } from "../Size.js"
 import * as Volume from "../Volume.js"
 import { HostFileError } from "./errors.js"
 import * as Output from "./output.js"
+import { jsonOption } from "./output.js"
 import * as Progress from "./progress.js"
 import { stdin, writeStdout } from "./stdio.js"
 
 const hostError = (path: string) => (cause: { readonly message: string }) =>
   new HostFileError({ path, message: `${path}: ${cause.message}` })
 
+/**
+ * A tar stream, gunzipped when it starts with the gzip magic bytes (`volumes export v |
+ * gzip > v.tar.gz` comes back with `volumes import v -i v.tar.gz`).
+ */
+const gunzipIfNeeded = <E>(source: Stream.Stream<Uint8Array, E>) =>
+  Effect.map(Stream.peel(source, Sink.head<Uint8Array>()), ([first, rest]): Stream.Stream<Uint8Array, E | ArchiveError> => {
+    const whole = Option.match(first, { onNone: () => rest, onSome: (chunk) => Stream.concat(Stream.make(chunk), rest) })
+    const gzip = Option.exists(first, (chunk) => chunk.length >= 2 && chunk[0] === 0x1f && chunk[1] === 0x8b)
+    if (!gzip) return whole
+    return Stream.fromReadableStream({
+      evaluate: () =>
+        Stream.toReadableStream(Stream.orDie(whole)).pipeThrough(new DecompressionStream("gzip")) as ReadableStream<Uint8Array>,
+      onError: (cause) => new ArchiveError({ entry: "", message: `the gzip-compressed archive could not be decompressed: ${String(cause)}` })
+    })
+  })
+
 export const exportCommand = Command.make("export", {
-  name: Args.text({ name: "NAME" }),
+  name: Args.text({ name: "NAME" }).pipe(Args.withDescription("the volume")),
   output: Options.text("output").pipe(
     Options.withAlias("o"),
-    Options.withDescription("write the tar to this file (default: stdout)"),
+    Options.withPseudoName("FILE"),
+    Options.withDescription("write the tar to this file (default stdout)"),
     Options.optional
-  )
+  ),
+  json: jsonOption
 }, (args) =>
   (Effect.scoped(Effect.gen(function*() {
     const volume = yield* Volume.get(args.name)
@@ -43,18 +63,22 @@ export const exportCommand = Command.make("export", {
       Effect.zipRight(files.rename(partial, target).pipe(Effect.mapError(hostError(target)))),
       Effect.onError(() => Effect.sync(() => NodeFs.rmSync(partial, { force: true })))
     )
+    const bytes = Number((yield* files.stat(target).pipe(Effect.mapError(hostError(target)))).size)
+    if (args.json) yield* Output.json({ volume: volume.name, file: target, bytes })
   })))).pipe(Command.withDescription("write a volume as a tar archive (modes, mtimes, symlinks kept)"))
 
 export const importCommand = Command.make("import", {
-  name: Args.text({ name: "NAME" }),
+  name: Args.text({ name: "NAME" }).pipe(Args.withDescription("the volume")),
   input: Options.text("input").pipe(
     Options.withAlias("i"),
-    Options.withDescription("read the tar from this file (default: stdin)"),
+    Options.withPseudoName("FILE"),
+    Options.withDescription("read the tar (or .tar.gz) from this file (default stdin)"),
     Options.optional
   ),
   create: Options.boolean("create").pipe(
     Options.withDescription("create the volume first (it must not exist); it is removed again if the import fails")
-  )
+  ),
+  json: jsonOption
 }, (args) =>
   (Effect.scoped(Effect.gen(function*() {
     if (Option.isNone(args.input) && process.stdin.isTTY === true) {
@@ -72,6 +96,11 @@ export const importCommand = Command.make("import", {
       onSome: (path) => files.stream(path).pipe(Stream.mapError(hostError(path)))
     })
     const progress = yield* Progress.make(`import ${args.name}`, total)
-    const summary = yield* Archive.importTar(args.name, progress.track(source), { create: args.create })
-    yield* Output.line(`imported ${summary.entries} entries (${formatBytes(summary.bytes)}) into ${args.name}`)
+    const tar = yield* gunzipIfNeeded(progress.track(source))
+    const summary = yield* Archive.importTar(args.name, tar, { create: args.create })
+    yield* args.json
+      ? Output.json({ volume: args.name, entries: summary.entries, bytes: summary.bytes })
+      : Output.line(
+        `imported ${summary.entries} ${summary.entries === 1 ? "entry" : "entries"} (${formatBytes(summary.bytes)}) into ${args.name}`
+      )
   })))).pipe(Command.withDescription("load a tar archive into a volume, atomically"))

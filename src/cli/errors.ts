@@ -2,6 +2,7 @@
  * Exit codes and the one-line error report of the `volumes` command.
  */
 import { Schema } from "effect"
+import { formatBytes } from "../Size.js"
 
 /**
  * A file or directory on the host (not in a volume) could not be read or written.
@@ -64,6 +65,20 @@ export const EXIT_OUTPUT_CLOSED = 141
 
 const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
 
+/** Messages in the words of this command line rather than the library's. */
+const reworded = (error: { readonly _tag: unknown }): string | undefined => {
+  const fields = error as Record<string, unknown>
+  if (error._tag === "QuotaExceeded" && typeof fields.quotaBytes === "number") {
+    const [quota, used, requested] = [fields.quotaBytes, Number(fields.usedBytes), Number(fields.requestedBytes)]
+    return `volume "${String(fields.volume)}" has ${formatBytes(Math.max(0, quota - used))} free of its ${formatBytes(quota)} quota ` +
+      `(${formatBytes(used)} used) and ${formatBytes(requested)} more were to be written; nothing was written; free space or raise the quota`
+  }
+  if (error._tag === "InvalidPath" && typeof fields.reason === "string" && /needs a path below the volume root/.test(fields.reason)) {
+    return `${String(fields.path)}: that is the volume's root directory; give a path inside the volume`
+  }
+  return undefined
+}
+
 /** Exit code and message of a typed error raised by a command. */
 export const describe = (error: unknown): { readonly code: number; readonly line: string } => {
   if (error instanceof CommandExited) return { code: error.exitCode, line: "" }
@@ -73,9 +88,9 @@ export const describe = (error: unknown): { readonly code: number; readonly line
   }
   if (typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string") {
     const code = EXIT_CODES[error._tag]
-    const message = "message" in error && typeof error.message === "string" && error.message !== ""
+    const message = reworded(error) ?? ("message" in error && typeof error.message === "string" && error.message !== ""
       ? error.message
-      : error._tag
+      : error._tag)
     if (code !== undefined) return { code, line: `error: ${oneLine(message)}` }
     return { code: EXIT_UNEXPECTED, line: `error: ${oneLine(message)} (${error._tag})` }
   }
