@@ -6,7 +6,9 @@
  * - `run`'s options end at its first positional argument (or `--`): everything from there
  *   on is the command line run in the sandbox, options included (`run -v x:/p sh -c 'ls'`);
  *   an option `run` does not know before that point is an error, never part of the
- *   command; `-it` is `-i -t`.
+ *   command; `-it` is `-i -t`;
+ * - elsewhere a command's own options go before its positional arguments (@effect/cli
+ *   reads `put - /f --json` wrongly otherwise).
  */
 import type { Node } from "./help.js"
 import { nameOf, optionNames } from "./help.js"
@@ -33,13 +35,16 @@ export const route = (tree: Node, args: ReadonlyArray<string>): Route => {
   const path: Array<Node> = [tree]
   const hoisted: Array<string> = []
   const rest: Array<string> = []
+  // Positional arguments of the leaf command (and what followed `--`), placed after its options.
+  const positionals: Array<string> = []
+  const afterDashes: Array<string> = []
   let leading = 0
   let help = false
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!
     const node = path[path.length - 1]!
     if (arg === "--") {
-      rest.push(...args.slice(i))
+      afterDashes.push(...args.slice(i + 1))
       break
     }
     if (arg === "--help" || arg === "-h") {
@@ -66,10 +71,10 @@ export const route = (tree: Node, args: ReadonlyArray<string>): Route => {
     }
     if (node.children.length === 0) {
       if (node.commandLineAfterArgs) {
-        rest.push("--", ...args.slice(i))
+        afterDashes.push(...args.slice(i))
         break
       }
-      rest.push(arg)
+      positionals.push(arg)
       continue
     }
     if (leading < (node.leadingArgs ?? 0)) {
@@ -86,5 +91,6 @@ export const route = (tree: Node, args: ReadonlyArray<string>): Route => {
   if (help || args.length === 0) return { _tag: "Help", path }
   const last = path[path.length - 1]!
   if (last.children.length > 0) return { _tag: "MissingCommand", path }
-  return { _tag: "Run", path, args: [...hoisted, ...rest] }
+  const operands = [...positionals, ...afterDashes]
+  return { _tag: "Run", path, args: [...hoisted, ...rest, ...(operands.length > 0 ? ["--", ...operands] : [])] }
 }
