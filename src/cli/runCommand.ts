@@ -22,7 +22,7 @@ const repeatable = (name: string, alias: string | undefined, pseudo: string, des
 export const runCommand = Command.make("run", {
   image: Options.text("image").pipe(
     Options.withPseudoName("host|DIR"),
-    Options.withDescription(`root file system: "host" (the host's, read-only) or an absolute directory`),
+    Options.withDescription(`root file system: "host" (the host's, read-only; the default) or an absolute directory`),
     Options.withDefault("host")
   ),
   volume: repeatable("volume", "v", "SRC:/DST[:ro]", "mount an existing volume NAME (any kind) or an absolute host path; repeatable"),
