@@ -5,7 +5,7 @@
  * then the decision logic lives here.)
  */
 import { Command, Options } from "@effect/cli"
-import { Terminal } from "@effect/platform"
+import * as Readline from "node:readline"
 import { Effect, Option } from "effect"
 import { formatBytes } from "../Size.js"
 import * as Volume from "../Volume.js"
@@ -31,18 +31,30 @@ const plan = (labels: ReadonlyArray<string>) =>
     for (const volume of candidates) {
       const holders = Option.isSome(attachments) ? yield* attachments.value.holders(nameKey(volume.name)) : []
       if (holders.length > 0) skipped.push({ name: volume.name, reason: new VolumeInUse({ volume: volume.name, holders }).message })
-      else remove.push(volume)
+      // Measured afresh: the prompt says how much data goes.
+      else remove.push(yield* Volume.get(volume.name).pipe(Effect.orElseSucceed(() => volume)))
     }
     return { remove, skipped }
   })
 
-/** Asks on the terminal; anything but y/yes is no. */
+/**
+ * Asks on the terminal; anything but y/yes is no. The line is read in the terminal's own
+ * (cooked) mode, so the answer is echoed and editable as in any shell prompt.
+ */
 const confirm = (question: string) =>
-  Effect.gen(function*() {
-    const terminal = yield* Terminal.Terminal
+  Effect.async<boolean>((resume) => {
     process.stderr.write(`${question} [y/N] `)
-    const answer = yield* terminal.readLine.pipe(Effect.orElseSucceed(() => ""))
-    return /^(y|yes)$/i.test(answer.trim())
+    const lines = Readline.createInterface({ input: process.stdin, terminal: false })
+    let answered = false
+    const answer = (text: string) => {
+      if (answered) return
+      answered = true
+      lines.close()
+      resume(Effect.succeed(/^(y|yes)$/i.test(text.trim())))
+    }
+    lines.once("line", answer)
+    lines.once("close", () => answer(""))
+    return Effect.sync(() => lines.close())
   })
 
 const json = Options.boolean("json").pipe(Options.withDescription("print machine-readable JSON"))

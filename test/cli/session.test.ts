@@ -39,7 +39,7 @@ const terminal = (dir: string, env: Record<string, string>) =>
     /** Waits until the screen has `count` matches of `pattern` (a hang fails the test after a minute). */
     const waitFor = (pattern: RegExp, count = 1) =>
       screen.pipe(
-        Effect.filterOrFail((text) => (text.match(new RegExp(pattern.source, "g")) ?? []).length >= count, () => "not yet"),
+        Effect.filterOrFail((text) => (text.match(new RegExp(pattern.source, pattern.flags + "g")) ?? []).length >= count, () => "not yet"),
         Effect.retry(Schedule.spaced("300 millis").pipe(Schedule.compose(Schedule.recurs(200)))),
         Effect.orElse(() => Effect.flatMap(screen, (text) => Effect.dieMessage(`${pattern} never appeared; screen:\n${text}`)))
       )
@@ -53,7 +53,8 @@ const terminal = (dir: string, env: Record<string, string>) =>
   })
 
 describe("volumes on a terminal (tmux)", () => {
-  it.scoped("put with a progress bar, prune asking [y/N], run -it with a shell", () =>
+  // Live clock: the test waits for the screen in real time.
+  it.scopedLive("put with a progress bar, prune asking [y/N], run -it with a shell", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const bin = NodePath.join(dir, "bin")
@@ -83,10 +84,10 @@ describe("volumes on a terminal (tmux)", () => {
       yield* t.type("volumes prune")
       yield* t.waitFor(/Are you sure you want to continue\? \[y\/N\]/)
       yield* t.type("n")
-      yield* t.waitFor(/nothing removed/)
+      yield* t.waitFor(/\[y\/N\] n\nnothing removed\n\$$/m)
       yield* t.type("volumes prune")
       yield* t.waitFor(/\[y\/N\]/, 2)
-      const pruned = yield* t.type("y").pipe(Effect.zipRight(t.waitFor(/^removed data$/m)))
+      const pruned = yield* t.type("y").pipe(Effect.zipRight(t.waitFor(/\[y\/N\] y\nremoved data$/m)))
       assert.include(pruned, "WARNING! This removes 1 volume (8.0 MiB) and their data:\n  data (8.0 MiB)")
 
       yield* t.type("volumes run -it --create-volumes -v work:/work -- sh; echo status=$?")
