@@ -18,20 +18,25 @@ import { stdin, writeStdout } from "./stdio.js"
 const hostError = (path: string) => (cause: { readonly message: string }) =>
   new HostFileError({ path, message: `${path}: ${cause.message}` })
 
-/**
- * A tar stream, gunzipped when it starts with the gzip magic bytes (`volumes export v |
- * gzip > v.tar.gz` comes back with `volumes import v -i v.tar.gz`).
- */
-const gunzipIfNeeded = <E>(source: Stream.Stream<Uint8Array, E>) =>
-  Effect.map(Stream.peel(source, Sink.head<Uint8Array>()), ([first, rest]): Stream.Stream<Uint8Array, E | ArchiveError> => {
-    const whole = Option.match(first, { onNone: () => rest, onSome: (chunk) => Stream.concat(Stream.make(chunk), rest) })
-    const gzip = Option.exists(first, (chunk) => chunk.length >= 2 && chunk[0] === 0x1f && chunk[1] === 0x8b)
-    if (!gzip) return whole
-    return Stream.fromReadableStream({
-      evaluate: () =>
-        Stream.toReadableStream(Stream.orDie(whole)).pipeThrough(new DecompressionStream("gzip")) as ReadableStream<Uint8Array>,
-      onError: (cause) => new ArchiveError({ entry: "", message: `the gzip-compressed archive could not be decompressed: ${String(cause)}` })
-    })
+const GZIP_MAGIC = [0x1f, 0x8b] as const
+const isGzip = (bytes: Uint8Array | undefined) => bytes !== undefined && bytes[0] === GZIP_MAGIC[0] && bytes[1] === GZIP_MAGIC[1]
+
+/** Whether a host file starts with the gzip magic bytes. */
+const fileIsGzip = (path: string): boolean => {
+  const head = Buffer.alloc(2)
+  const fd = NodeFs.openSync(path, "r")
+  try {
+    return NodeFs.readSync(fd, head, 0, 2, 0) === 2 && isGzip(head)
+  } finally {
+    NodeFs.closeSync(fd)
+  }
+}
+
+/** A gzip-compressed tar stream, decompressed. */
+const gunzip = <E>(source: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E | ArchiveError> =>
+  Stream.fromReadableStream({
+    evaluate: () => Stream.toReadableStream(Stream.orDie(source)).pipeThrough(new DecompressionStream("gzip")) as ReadableStream<Uint8Array>,
+    onError: (cause) => new ArchiveError({ entry: "", message: `the gzip-compressed archive could not be decompressed: ${String(cause)}` })
   })
 
 export const exportCommand = Command.make("export", {
@@ -91,13 +96,25 @@ export const importCommand = Command.make("import", {
     const total = Option.isSome(args.input)
       ? Number((yield* files.stat(args.input.value).pipe(Effect.mapError(hostError(args.input.value)))).size)
       : undefined
-    const source = Option.match(args.input, {
-      onNone: () => stdin,
-      onSome: (path) => files.stream(path).pipe(Stream.mapError(hostError(path)))
-    })
     const progress = yield* Progress.make(`import ${args.name}`, total)
-    const tar = yield* gunzipIfNeeded(progress.track(source))
-    const summary = yield* Archive.importTar(args.name, tar, { create: args.create })
+    // A .tar.gz file just works; on stdin the first bytes are kept to say what went wrong.
+    let first: Uint8Array | undefined
+    const tar = Option.match(args.input, {
+      onNone: () => progress.track(stdin).pipe(Stream.tap((chunk) => Effect.sync(() => void (first ??= chunk)))),
+      onSome: (path) => {
+        const bytes = progress.track(files.stream(path).pipe(Stream.mapError(hostError(path))))
+        return fileIsGzip(path) ? gunzip(bytes) : bytes
+      }
+    })
+    const summary = yield* Archive.importTar(args.name, tar, { create: args.create }).pipe(
+      Effect.catchTag("ArchiveError", (error) =>
+        isGzip(first)
+          ? new ArchiveError({
+            entry: "",
+            message: "gzip detected on stdin: decompress it first (gunzip -c FILE.tar.gz | volumes import ...) or pass the file with -i"
+          })
+          : Effect.fail(error))
+    )
     yield* args.json
       ? Output.json({ volume: args.name, entries: summary.entries, bytes: summary.bytes })
       : Output.line(

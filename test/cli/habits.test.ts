@@ -85,7 +85,7 @@ describe("volumes CLI habits", () => {
       assertUsageError(yield* volumes(["frobnicate"]), "unknown command", "volumes")
     }))
 
-  it.scoped("6: messages in the CLI's words, with hints; gzip archives just work", () =>
+  it.scoped("6: messages in the CLI's words, with hints; a .tar.gz file just works, gzip on stdin is named", () =>
     Effect.gen(function*() {
       const { dir, ok, volumes } = yield* session
       yield* ok(["create", "v"])
@@ -106,7 +106,10 @@ describe("volumes CLI habits", () => {
       yield* ok(["fs", "single", "put", note, "/note.txt"])
       const one = (yield* ok(["export", "single"])).raw
       yield* ok(["fs", "single", "rm", "/note.txt"])
-      assert.include((yield* ok(["import", "single"], { input: NodeZlib.gzipSync(one) })).stdout, "imported 1 entry ")
+      const piped = NodePath.join(dir, "one.tar")
+      NodeFs.writeFileSync(piped, one)
+      assert.include((yield* ok(["import", "single", "-i", piped])).stdout, "imported 1 entry ")
+      assertOneLineError(yield* volumes(["import", "single"], { input: NodeZlib.gzipSync(one) }), 14, "gzip detected")
     }))
 
   it.scoped("7: run's options end at the command; an unknown option before it is an error, never the command", () =>
