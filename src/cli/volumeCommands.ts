@@ -117,7 +117,7 @@ export const rm = Command.make("rm", {
         Effect.catchTag("VolumeNotFound", (error) => args.force ? Effect.void : Effect.fail(error))
       ), { discard: true }).pipe(
         // With --json the record says what went, also when a later name failed.
-        Effect.ensuring(args.json ? Output.json({ removed }).pipe(Effect.ignore) : Effect.void)
+        Effect.ensuring(args.json ? Effect.suspend(() => Output.json({ removed })).pipe(Effect.ignore) : Effect.void)
       )
   })).pipe(Command.withDescription("remove volumes and their data"))
 
