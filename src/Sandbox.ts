@@ -39,8 +39,11 @@ export type SandboxImage = "host" | (string & {})
  * @category models
  */
 export interface ExecOptions {
-  /** Bytes or text written to the command's standard input, which is then closed. */
-  readonly stdin?: string | Uint8Array | undefined
+  /**
+   * Bytes or text written to the command's standard input, which is then closed; or a
+   * stream fed to it while the command runs (closed when the stream ends).
+   */
+  readonly stdin?: string | Uint8Array | Stream.Stream<Uint8Array> | undefined
   /** Extra environment variables; they override the sandbox's. */
   readonly env?: Readonly<Record<string, string>> | undefined
   /** Working directory inside the sandbox (default: the sandbox's workdir, else `/`). */

@@ -4,20 +4,14 @@
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Effect, Stream } from "effect"
-import type { VolumeBackend } from "../VolumeBackend.js"
 import { InvalidConfig } from "../VolumeError.js"
-import type { StorageError, VolumeFsFailure, VolumeNotFound } from "../VolumeError.js"
-import type { VolumeFs, WatchEvent } from "../VolumeFs.js"
+import type { VolumeFsFailure } from "../VolumeError.js"
+import type { WatchEvent } from "../VolumeFs.js"
+import type { withVolumeFs } from "./fsVolume.js"
 import * as Output from "./output.js"
 
 /** How `fsCommands.ts` runs a subcommand against the volume named on the command line. */
-export type WithVolumeFs = <A, Err, R>(
-  f: (fs: VolumeFs) => Effect.Effect<A, Err, R>
-) => Effect.Effect<
-  A,
-  Err | VolumeNotFound | InvalidConfig | StorageError,
-  Exclude<R, VolumeBackend> | Command.Command.Context<"volumes"> | Command.Command.Context<"fs">
->
+export type WithVolumeFs = typeof withVolumeFs
 
 /** `755`, `0755` or `0o755` as permission bits; anything else is `InvalidConfig`. */
 export const parseMode = (text: string): Effect.Effect<number, InvalidConfig> => {

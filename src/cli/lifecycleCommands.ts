@@ -7,7 +7,6 @@ import * as Size from "../Size.js"
 import * as Volume from "../Volume.js"
 import { InvalidConfig } from "../VolumeError.js"
 import * as Output from "./output.js"
-import { withBackend } from "./root.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("print the updated volume as JSON"))
 
@@ -50,10 +49,10 @@ export const label = Command.make("label", {
   ),
   json
 }, (args) =>
-  withBackend(Effect.gen(function*() {
+  Effect.gen(function*() {
     const labels = yield* parseChanges(args.changes)
     yield* show(yield* Volume.update(args.name, { labels }), args.json)
-  }))).pipe(Command.withDescription("set or remove labels of a volume in place"))
+  })).pipe(Command.withDescription("set or remove labels of a volume in place"))
 
 export const update = Command.make("update", {
   name: Args.text({ name: "NAME" }),
@@ -65,7 +64,7 @@ export const update = Command.make("update", {
   ),
   json
 }, (args) =>
-  withBackend(Effect.gen(function*() {
+  Effect.gen(function*() {
     if (args.noQuota && Option.isSome(args.quota)) {
       return yield* new InvalidConfig({ message: "--quota and --no-quota exclude each other" })
     }
@@ -93,4 +92,4 @@ export const update = Command.make("update", {
       }),
       args.json
     )
-  }))).pipe(Command.withDescription("change a volume's quota or expiry in place"))
+  })).pipe(Command.withDescription("change a volume's quota or expiry in place"))

@@ -48,8 +48,8 @@ const delayMs = (): number => {
 }
 
 /**
- * A progress bar for the lifetime of the scope; the final state is drawn when the scope
- * closes (if the bar was due by then).
+ * A progress bar for the lifetime of the scope; when the scope closes the final state is
+ * drawn (if the bar was due by then) and the line is cleared.
  */
 export const make = (label: string, total: number | undefined): Effect.Effect<Progress, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -80,8 +80,10 @@ export const make = (label: string, total: number | undefined): Effect.Effect<Pr
         Effect.sync(() => {
           clearInterval(handle)
           if (Date.now() - start >= delay) {
+            // The final state, then the line is cleared: what follows (a summary, an
+            // error, the prompt) starts on a clean line.
             draw()
-            process.stderr.write("\n")
+            process.stderr.write("\r\x1b[2K")
           }
         })
     )

@@ -9,7 +9,6 @@ import * as Volume from "../Volume.js"
 import type { VolumeSnapshot } from "../VolumeSnapshot.js"
 import { InvalidConfig } from "../VolumeError.js"
 import * as Output from "./output.js"
-import { withBackend } from "./root.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("print machine-readable JSON (sizes in bytes)"))
 const volumeArg = Args.text({ name: "NAME" }).pipe(Args.withDescription("the volume"))
@@ -94,7 +93,7 @@ const create = Command.make("create", {
   ),
   json
 }, (args) =>
-  withBackend(Effect.gen(function*() {
+  Effect.gen(function*() {
     const snapshot = yield* Volume.snapshot(args.volume, {
       name: Option.getOrUndefined(args.name),
       labels: yield* parseLabels(args.label),
@@ -102,31 +101,42 @@ const create = Command.make("create", {
       live: args.live
     })
     yield* args.json ? Output.json(snapshotRecord(snapshot)) : Output.line(snapshot.name)
-  }))).pipe(Command.withDescription("take a read-only snapshot of a volume"))
+  })).pipe(Command.withDescription("take a read-only snapshot of a volume"))
 
 const ls = Command.make("ls", { volume: volumeArg, json }, (args) =>
-  withBackend(Effect.gen(function*() {
+  Effect.gen(function*() {
     const snapshots = yield* Volume.snapshots(args.volume)
     yield* args.json ? Output.json(snapshots.map(snapshotRecord)) : Output.line(snapshotTable(snapshots))
-  }))).pipe(Command.withDescription("list a volume's snapshots, newest first"))
+  })).pipe(Command.withDescription("list a volume's snapshots, newest first"))
 
 const inspect = Command.make("inspect", { volume: volumeArg, snapshot: snapshotArg, json }, (args) =>
-  withBackend(Effect.gen(function*() {
+  Effect.gen(function*() {
     const snapshot = yield* Volume.getSnapshot(args.volume, args.snapshot)
     yield* args.json ? Output.json(snapshotRecord(snapshot)) : Output.line(snapshotDetails(snapshot))
-  }))).pipe(Command.withDescription("show one snapshot"))
+  })).pipe(Command.withDescription("show one snapshot"))
 
-const rm = Command.make("rm", { volume: volumeArg, snapshots: snapshotArg.pipe(Args.atLeast(1)) }, (args) =>
-  withBackend(Effect.forEach(args.snapshots, (snapshot) =>
-    Volume.removeSnapshot(args.volume, snapshot).pipe(Effect.zipRight(Output.line(snapshot))), { discard: true }))).pipe(
-    Command.withDescription("remove snapshots of a volume")
-  )
+const rm = Command.make("rm", { volume: volumeArg, snapshots: snapshotArg.pipe(Args.atLeast(1)), json }, (args) =>
+  Effect.gen(function*() {
+    const removed: Array<string> = []
+    yield* Effect.forEach(args.snapshots, (snapshot) =>
+      Volume.removeSnapshot(args.volume, snapshot).pipe(
+        Effect.zipRight(args.json ? Effect.sync(() => removed.push(snapshot)) : Output.line(snapshot))
+      ), { discard: true }).pipe(
+        // With --json the record says what went, also when a later name failed.
+        Effect.ensuring(args.json ? Effect.suspend(() => Output.json({ removed })).pipe(Effect.ignore) : Effect.void)
+      )
+  })).pipe(Command.withDescription("remove snapshots of a volume"))
+
+/** The `snapshot` parent command (for help and routing; see {@link snapshotCommand}). */
+export const snapshotParent = Command.make("snapshot").pipe(
+  Command.withDescription("read-only, point-in-time copies of volumes")
+)
+
+/** The subcommands of `volumes snapshot`. */
+export const snapshotSubcommands = [create, ls, inspect, rm] as const
 
 /** `volumes snapshot ...`. */
-export const snapshotCommand = Command.make("snapshot").pipe(
-  Command.withDescription("read-only, point-in-time copies of volumes"),
-  Command.withSubcommands([create, ls, inspect, rm])
-)
+export const snapshotCommand = snapshotParent.pipe(Command.withSubcommands(snapshotSubcommands))
 
 /** `volumes fork SRC DST [--snapshot S]`. */
 export const forkCommand = Command.make("fork", {
@@ -137,7 +147,7 @@ export const forkCommand = Command.make("fork", {
   quota: Options.text("quota").pipe(Options.withDescription("quota of the new volume, e.g. 1G"), Options.optional),
   json
 }, (args) =>
-  withBackend(Effect.gen(function*() {
+  Effect.gen(function*() {
     const quota = Option.isSome(args.quota)
       ? yield* Either.match(Size.parse(args.quota.value), {
         onLeft: (error) => Effect.fail(new InvalidConfig({ message: `--quota: ${error.message}` })),
@@ -150,12 +160,12 @@ export const forkCommand = Command.make("fork", {
       quota
     })
     yield* args.json ? Output.json(Output.volumeRecord(volume)) : Output.line(volume.name)
-  }))).pipe(Command.withDescription("create a new, independent volume from a volume or one of its snapshots"))
+  })).pipe(Command.withDescription("create a new, independent volume from a volume or one of its snapshots"))
 
 /** `volumes restore NAME SNAPSHOT`. */
 export const restoreCommand = Command.make("restore", { volume: volumeArg, snapshot: snapshotArg, json }, (args) =>
-  withBackend(Effect.gen(function*() {
+  Effect.gen(function*() {
     yield* Volume.restore(args.volume, args.snapshot)
     const volume = yield* Volume.get(args.volume)
     yield* args.json ? Output.json(Output.volumeRecord(volume)) : Output.line(volume.name)
-  }))).pipe(Command.withDescription("make a volume's content its snapshot's again (refused while a sandbox holds it)"))
+  })).pipe(Command.withDescription("make a volume's content its snapshot's again (refused while a sandbox holds it)"))

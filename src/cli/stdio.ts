@@ -2,12 +2,17 @@
  * Raw bytes to and from the standard streams, with backpressure.
  */
 import { Effect, Stream } from "effect"
+import { OutputClosed } from "./errors.js"
 
-/** Writes one chunk to stdout, waiting while its buffer is full. A closed pipe ends quietly. */
-export const writeStdout = (chunk: Uint8Array): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    if (process.stdout.destroyed) return resume(Effect.void)
-    process.stdout.write(chunk, () => resume(Effect.void))
+// A reader that goes away (`volumes fs v cat f | head`) makes stdout emit "error"; without
+// a listener Node would crash. The failed write below reports it as `OutputClosed`.
+process.stdout.on("error", () => {})
+
+/** Writes one chunk to stdout, waiting while its buffer is full; fails with `OutputClosed` when the reader went away. */
+export const writeStdout = (chunk: Uint8Array | string): Effect.Effect<void, OutputClosed> =>
+  Effect.async<void, OutputClosed>((resume) => {
+    if (process.stdout.destroyed || process.stdout.writableEnded) return resume(Effect.fail(new OutputClosed()))
+    process.stdout.write(chunk, (error) => resume(error ? Effect.fail(new OutputClosed()) : Effect.void))
   })
 
 /** Every byte of stdin. */
@@ -15,8 +20,3 @@ export const stdin: Stream.Stream<Uint8Array> = Stream.fromAsyncIterable(
   process.stdin as AsyncIterable<Uint8Array>,
   (cause) => cause
 ).pipe(Stream.orDie)
-
-// A reader that goes away (`volumes fs v cat f | head`) is not an error of ours.
-process.stdout.on("error", (error: NodeJS.ErrnoException) => {
-  if (error.code === "EPIPE") process.exit(0)
-})

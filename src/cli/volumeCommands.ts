@@ -1,21 +1,15 @@
 /**
- * `volumes create | ls | inspect | rm | prune`.
+ * `volumes create | ls | inspect | rm | df`.
  */
 import { Args, Command, Options } from "@effect/cli"
 import { Effect, Either, Option } from "effect"
 import * as Size from "../Size.js"
 import * as Volume from "../Volume.js"
 import { InvalidConfig } from "../VolumeError.js"
-import { parseDuration } from "./lifecycleCommands.js"
 import * as Output from "./output.js"
-import { withBackend } from "./root.js"
+import * as Usage from "./usage.js"
 
-const json = Options.boolean("json").pipe(Options.withDescription("print machine-readable JSON (sizes in bytes)"))
-
-const labelFilter = Options.text("label").pipe(
-  Options.withDescription("only volumes with this label (k) or label value (k=v); repeatable"),
-  Options.repeated
-)
+const json = Output.jsonOption
 
 const sizeOf = (flag: string, value: string) =>
   Either.match(Size.parse(value), {
@@ -31,26 +25,47 @@ const parseLabel = (text: string) => {
     : Effect.succeed([text.slice(0, at), text.slice(at + 1)] as const)
 }
 
-/** The `--label k[=v]` filters as a `Volume.list` filter. */
-export const listFilter = (labels: ReadonlyArray<string>): Volume.ListFilter =>
-  labels.length === 0 ? {} : {
-    labels: Object.fromEntries(labels.map((text) => {
-      const at = text.indexOf("=")
-      return at < 0 ? [text, undefined] : [text.slice(0, at), text.slice(at + 1)]
-    }))
-  }
+/** Prints volumes as JSON, through a template, or with `render`. */
+const printVolumes = (
+  volumes: ReadonlyArray<Volume.VolumeHandle>,
+  args: { readonly json: boolean; readonly format: Option.Option<string> },
+  render: () => string
+) =>
+  Option.match(args.format, {
+    onSome: (format) =>
+      Effect.forEach(volumes, (volume) => Output.line(Output.template(format, Output.volumeRecord(volume))), { discard: true }),
+    onNone: () => (args.json ? Output.json(volumes.map(Output.volumeRecord)) : Output.line(render()))
+  })
 
 export const create = Command.make("create", {
   name: Args.text({ name: "NAME" }).pipe(Args.withDescription("volume name: letters, digits, . - _ (up to 128)")),
-  disk: Options.boolean("disk").pipe(Options.withDescription("a disk volume (ext4 image of --size) instead of a directory")),
-  size: Options.text("size").pipe(Options.withDescription("size of a disk volume, e.g. 512M, 20G"), Options.optional),
-  quota: Options.text("quota").pipe(Options.withDescription("quota of a directory volume, e.g. 1G"), Options.optional),
-  label: Options.text("label").pipe(Options.withDescription("a label KEY=VALUE; repeatable"), Options.repeated),
+  disk: Options.boolean("disk").pipe(Options.withDescription("a disk volume (an ext4 image of --size) instead of a directory")),
+  size: Options.text("size").pipe(
+    Options.withPseudoName("SIZE"),
+    Options.withDescription("size of a disk volume, e.g. 512M, 20G (needs --disk)"),
+    Options.optional
+  ),
+  quota: Options.text("quota").pipe(
+    Options.withPseudoName("SIZE"),
+    Options.withDescription("quota of a directory volume, e.g. 1G"),
+    Options.optional
+  ),
+  label: Options.text("label").pipe(
+    Options.withPseudoName("KEY=VALUE"),
+    Options.withDescription("a label; repeatable"),
+    Options.repeated
+  ),
   ifMissing: Options.boolean("if-missing").pipe(
     Options.withDescription("succeed with an existing volume that matches (fail naming what differs)")
-  )
+  ),
+  json
 }, (args) =>
-  withBackend(Effect.gen(function*() {
+  Effect.gen(function*() {
+    if (Option.isSome(args.size) && !args.disk) {
+      return yield* new InvalidConfig({
+        message: "--size is the size of a disk volume: add --disk (a directory volume is capped with --quota)"
+      })
+    }
     let builder = Volume.builder(args.name)
     builder = args.disk ? builder.disk() : builder.directory()
     if (Option.isSome(args.size)) builder = builder.size(yield* sizeOf("size", args.size.value))
@@ -60,58 +75,60 @@ export const create = Command.make("create", {
       builder = builder.label(key, value)
     }
     const volume = yield* (args.ifMissing ? builder.getOrCreate() : builder.create())
-    yield* Output.line(volume.name)
-  }))).pipe(Command.withDescription("create a volume"))
+    yield* args.json ? Output.json(Output.volumeRecord(volume)) : Output.line(volume.name)
+  })).pipe(Command.withDescription("create a volume"))
 
-export const ls = Command.make("ls", { label: labelFilter, json }, (args) =>
-  withBackend(Effect.gen(function*() {
-    const volumes = yield* Volume.list(listFilter(args.label))
-    yield* args.json ? Output.json(volumes.map(Output.volumeRecord)) : Output.line(Output.volumeTable(volumes))
-  }))).pipe(Command.withDescription("list volumes, newest first"))
+export const ls = Command.make("ls", {
+  label: Output.labelFilter,
+  quiet: Options.boolean("quiet").pipe(Options.withAlias("q"), Options.withDescription("print names only")),
+  json,
+  format: Output.formatOption
+}, (args) =>
+  Effect.gen(function*() {
+    const volumes = yield* Volume.list(Output.listFilter(args.label))
+    if (args.quiet) return yield* Effect.forEach(volumes, (v) => Output.line(v.name), { discard: true })
+    yield* printVolumes(volumes, args, () => Output.volumeTable(volumes))
+  })).pipe(Command.withDescription("list volumes, newest first (OVER QUOTA marks a volume past its quota)"))
 
-export const inspect = Command.make("inspect", { name: Args.text({ name: "NAME" }), json }, (args) =>
-  withBackend(Effect.gen(function*() {
-    const volume = yield* Volume.get(args.name)
-    yield* args.json ? Output.json(Output.volumeRecord(volume)) : Output.line(Output.volumeDetails(volume))
-  }))).pipe(Command.withDescription("show one volume with freshly measured usage"))
+export const inspect = Command.make("inspect", {
+  names: Args.text({ name: "NAME" }).pipe(Args.withDescription("one or more volumes"), Args.atLeast(1)),
+  json,
+  format: Output.formatOption
+}, (args) =>
+  Effect.gen(function*() {
+    const volumes = yield* Effect.forEach(args.names, (name) => Volume.get(name))
+    if (Option.isNone(args.format) && args.json) {
+      // One name: the record; several: an array of records.
+      return yield* Output.json(volumes.length === 1 ? Output.volumeRecord(volumes[0]!) : volumes.map(Output.volumeRecord))
+    }
+    yield* printVolumes(volumes, args, () => volumes.map(Output.volumeDetails).join("\n\n"))
+  })).pipe(Command.withDescription("show volumes with freshly measured usage"))
 
 export const rm = Command.make("rm", {
-  names: Args.text({ name: "NAME" }).pipe(Args.atLeast(1)),
+  names: Args.text({ name: "NAME" }).pipe(Args.withDescription("one or more volumes"), Args.atLeast(1)),
   force: Options.boolean("force").pipe(
     Options.withAlias("f"),
     Options.withDescription("skip names that do not exist (volumes in use are still refused)")
   ),
   withSnapshots: Options.boolean("with-snapshots").pipe(
     Options.withDescription("remove the volumes' snapshots too (otherwise they keep a volume in use)")
-  )
-}, (args) =>
-  withBackend(Effect.forEach(args.names, (name) =>
-    Volume.remove(name, { withSnapshots: args.withSnapshots }).pipe(
-      Effect.zipRight(Output.line(name)),
-      Effect.catchTag("VolumeNotFound", (error) => args.force ? Effect.void : Effect.fail(error))
-    ), { discard: true }))).pipe(Command.withDescription("remove volumes and their data"))
-
-export const prune = Command.make("prune", {
-  label: labelFilter,
-  dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be removed")),
-  expired: Options.boolean("expired").pipe(Options.withDescription("only volumes whose expiry has passed")),
-  unusedFor: Options.text("unused-for").pipe(
-    Options.withDescription("only volumes no sandbox used for this long, e.g. 7d"),
-    Options.optional
   ),
   json
 }, (args) =>
-  withBackend(Effect.gen(function*() {
-    const unusedFor = Option.isSome(args.unusedFor) ? yield* parseDuration("unused-for", args.unusedFor.value) : undefined
-    const { removed, skipped } = yield* Volume.prune({
-      ...listFilter(args.label),
-      ...(unusedFor === undefined ? {} : { unusedFor }),
-      dryRun: args.dryRun,
-      expired: args.expired
-    })
-    if (args.json) return yield* Output.json({ dryRun: args.dryRun, removed, skipped })
-    const verb = args.dryRun ? "would remove" : "removed"
-    for (const name of removed) yield* Output.line(`${verb} ${name}`)
-    for (const { name, reason } of skipped) yield* Output.line(`skipped ${name} (${reason})`)
-    if (removed.length === 0 && skipped.length === 0) yield* Output.line("nothing to prune")
-  }))).pipe(Command.withDescription("remove every volume (matching the labels) that no sandbox holds"))
+  Effect.gen(function*() {
+    const removed: Array<string> = []
+    yield* Effect.forEach(args.names, (name) =>
+      Volume.remove(name, { withSnapshots: args.withSnapshots }).pipe(
+        Effect.zipRight(args.json ? Effect.sync(() => removed.push(name)) : Output.line(name)),
+        Effect.catchTag("VolumeNotFound", (error) => args.force ? Effect.void : Effect.fail(error))
+      ), { discard: true }).pipe(
+        // With --json the record says what went, also when a later name failed.
+        Effect.ensuring(args.json ? Effect.suspend(() => Output.json({ removed })).pipe(Effect.ignore) : Effect.void)
+      )
+  })).pipe(Command.withDescription("remove volumes and their data"))
+
+export const df = Command.make("df", { label: Output.labelFilter, json }, (args) =>
+  Effect.gen(function*() {
+    const report = yield* Usage.measure(yield* Volume.list(Output.listFilter(args.label)))
+    yield* args.json ? Output.json(report) : Output.line(Usage.table(report))
+  })).pipe(Command.withDescription("summarise usage: logical and allocated bytes, files, what prune could reclaim"))

@@ -3,69 +3,15 @@
  * subprocess, each test with its own temp home (`npm test` builds first).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
 import * as NodeFs from "node:fs"
-import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { Effect, Layer } from "effect"
 import * as Tar from "../../src/internal/archive/tarEncode.js"
 import * as LocalBackend from "../../src/LocalBackend.js"
 import * as NamespaceRuntime from "../../src/NamespaceRuntime.js"
 import * as Sandbox from "../../src/Sandbox.js"
-
-const MAIN = NodePath.resolve(import.meta.dirname, "../../dist/cli/main.js")
-
-interface Result {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-  readonly raw: Buffer
-}
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "volumes-cli-"))),
-  (dir) => Effect.sync(() => NodeFs.rmSync(dir, { recursive: true, force: true }))
-)
-
-/** Runs a process without blocking the test worker; collects its output. */
-const run = (
-  command: string,
-  args: ReadonlyArray<string>,
-  options: { readonly input?: Uint8Array; readonly env?: Record<string, string> } = {}
-): Effect.Effect<Result> =>
-  Effect.async<Result>((resume) => {
-    const child = spawn(command, args, { env: { ...process.env, ...options.env }, stdio: ["pipe", "pipe", "pipe"] })
-    const out: Array<Buffer> = []
-    const err: Array<Buffer> = []
-    child.stdout.on("data", (chunk: Buffer) => out.push(chunk))
-    child.stderr.on("data", (chunk: Buffer) => err.push(chunk))
-    child.stdin.on("error", () => {})
-    child.stdin.end(options.input ?? null)
-    child.on("close", (code, signal) => {
-      const raw = Buffer.concat(out)
-      resume(Effect.succeed({
-        code: code ?? (signal === null ? -1 : 128),
-        stdout: raw.toString("utf8"),
-        stderr: Buffer.concat(err).toString("utf8"),
-        raw
-      }))
-    })
-  })
-
-/** A `volumes` runner bound to a fresh home. */
-const session = Effect.gen(function*() {
-  if (!NodeFs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first`)
-  const dir = yield* tempDir
-  const home = NodePath.join(dir, "home")
-  const volumes = (
-    args: ReadonlyArray<string>,
-    options: { readonly input?: Uint8Array; readonly env?: Record<string, string> } = {}
-  ): Effect.Effect<Result> => run(process.execPath, [MAIN, "--home", home, ...args], options)
-  const ok = (args: ReadonlyArray<string>, options?: { readonly input?: Uint8Array }) =>
-    Effect.tap(volumes(args, options), (result) =>
-      Effect.sync(() => assert.strictEqual(result.code, 0, `volumes ${args.join(" ")} failed: ${result.stderr}`)))
-  return { dir, home, volumes, ok }
-})
+import type { Result } from "./harness.js"
+import { assertOneLineError, MAIN, run, session } from "./harness.js"
 
 /** Every file under `root` as relative path → bytes (directories as empty markers). */
 const readTree = (root: string): Record<string, string> => {
@@ -96,16 +42,6 @@ const makeTree = (root: string): void => {
   const binary = Buffer.alloc(300_000)
   for (let i = 0; i < binary.length; i++) binary[i] = (i * 7919) % 256
   NodeFs.writeFileSync(NodePath.join(root, "src/nested/deeper/blob.bin"), binary)
-}
-
-/** The single error line a failed command printed. */
-const assertOneLineError = (result: Result, code: number, mentions: string) => {
-  assert.strictEqual(result.code, code, `expected exit ${code}, got ${result.code}: ${result.stderr}`)
-  const lines = result.stderr.trim().split("\n")
-  assert.strictEqual(lines.length, 1, `expected one line, got: ${result.stderr}`)
-  assert.match(lines[0]!, /^error: /)
-  assert.include(lines[0]!, mentions)
-  assert.notMatch(result.stderr, /\n\s+at /)
 }
 
 describe("volumes CLI", () => {
@@ -245,7 +181,7 @@ describe("volumes CLI", () => {
       assert.include(dry, "would remove scratch1")
       assert.include(dry, "would remove scratch2")
       assert.strictEqual(JSON.parse((yield* ok(["ls", "--json"])).stdout).length, 3)
-      const result = JSON.parse((yield* ok(["prune", "--label", "tier=tmp", "--json"])).stdout)
+      const result = JSON.parse((yield* ok(["prune", "-f", "--label", "tier=tmp", "--json"])).stdout)
       assert.deepStrictEqual([...result.removed].sort(), ["scratch1", "scratch2"])
       assert.deepStrictEqual(JSON.parse((yield* ok(["ls", "--json"])).stdout).map((v: { name: string }) => v.name), ["keep"])
     }))
@@ -260,7 +196,7 @@ describe("volumes CLI", () => {
         const dry = (yield* ok(["prune", "--label", "tier=tmp", "--dry-run"])).stdout
         assert.include(dry, "would remove free")
         assert.match(dry, /skipped held \(.*sandbox holder/)
-        const real = JSON.parse((yield* ok(["prune", "--label", "tier=tmp", "--json"])).stdout)
+        const real = JSON.parse((yield* ok(["prune", "-f", "--label", "tier=tmp", "--json"])).stdout)
         assert.deepStrictEqual(real.removed, ["free"])
         assert.deepStrictEqual(real.skipped.map((s: { name: string }) => s.name), ["held"])
       })).pipe(Effect.provide(Layer.mergeAll(LocalBackend.layer({ home }), NamespaceRuntime.layer)))

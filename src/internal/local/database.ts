@@ -14,7 +14,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
 import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
 import { Cause, Data, Duration, Effect, Layer, Schedule } from "effect"
-import { mkdir } from "node:fs/promises"
+import { makeDirectories } from "./makeDirectories.js"
 import * as NodePath from "node:path"
 import { StorageError } from "../../VolumeError.js"
 import type { StorageErrorReason } from "../../VolumeError.js"
@@ -165,9 +165,12 @@ export const layer = (filename: string): Layer.Layer<SqlClient.SqlClient | Sqlit
   const schema = Layer.effectDiscard(Effect.zipRight(setBusyTimeout, migrate)).pipe(Layer.provide(NodeContext.layer))
   const createDirectory = Layer.effectDiscard(
     Effect.tryPromise({
-      try: () => mkdir(NodePath.dirname(filename), { recursive: true }),
+      try: () => makeDirectories(NodePath.dirname(filename)),
       catch: (cause) =>
-        new StorageError({ message: `cannot create the database directory ${NodePath.dirname(filename)}`, cause })
+        new StorageError({
+          message: `cannot create the database directory ${NodePath.dirname(filename)}: ${cause instanceof Error ? cause.message : String(cause)}`,
+          cause
+        })
     })
   )
   return schema.pipe(

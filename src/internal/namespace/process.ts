@@ -11,6 +11,7 @@ import { Clock, Effect, Stream } from "effect"
 import type { ExecEvent } from "../../Sandbox.js"
 import { ExecEvent as Events } from "../../Sandbox.js"
 import { SandboxError } from "../../VolumeError.js"
+import { feed } from "./stdin.js"
 
 /** Sends `signal` to the process group led by `child`; a group that is gone is fine. */
 export const killGroup = (child: ChildProcess, signal: NodeJS.Signals = "SIGKILL"): void => {
@@ -61,7 +62,7 @@ const OUTPUT_GRACE_MS = 100
 
 export interface RunOptions {
   readonly env: Readonly<Record<string, string>>
-  readonly stdin: string | Uint8Array | undefined
+  readonly stdin: string | Uint8Array | Stream.Stream<Uint8Array> | undefined
   /** For errors: which sandbox, and what failed. */
   readonly sandbox: string
 }
@@ -130,7 +131,7 @@ export const run = (file: string, args: ReadonlyArray<string>, options: RunOptio
             // EPIPE: the command did not read its input; its exit status tells the story.
           })
           if (options.stdin === undefined) child.stdin.end()
-          else child.stdin.end(options.stdin)
+          else if (typeof options.stdin === "string" || options.stdin instanceof Uint8Array) child.stdin.end(options.stdin)
           return state
         },
         catch: (error) =>
@@ -142,5 +143,11 @@ export const run = (file: string, args: ReadonlyArray<string>, options: RunOptio
           // Wait until it is really gone, so nothing of it outlives the scope.
           Effect.promise(() => state.child.exitCode !== null || state.child.signalCode !== null ? Promise.resolve() : state.gone)
         ).pipe(Effect.zipRight(awaitGroupGone(state.child)))
+    ).pipe(
+      Effect.tap((state) =>
+        Stream.StreamTypeId in Object(options.stdin)
+          ? Effect.forkScoped(feed(options.stdin as Stream.Stream<Uint8Array>, state.child.stdin))
+          : Effect.void
+      )
     )
   )
