@@ -1,18 +1,15 @@
 /**
  * `volumes prune`, as Docker users expect it: it shows what would go, asks `[y/N]` on a
  * terminal, and refuses without `-f/--force` when nobody can answer (stdin is not a
- * terminal). `--dry-run` only lists. (The library's own `Volume.prune` is to come; until
- * then the decision logic lives here.)
+ * terminal). `--dry-run` only lists. What goes is decided by the library's `Volume.prune`.
  */
 import { Command, Options } from "@effect/cli"
 import * as Readline from "node:readline"
 import { Effect, Option } from "effect"
 import { formatBytes } from "../Size.js"
 import * as Volume from "../Volume.js"
-import { VolumeInUse } from "../VolumeError.js"
-import { nameKey } from "../VolumeSpec.js"
-import { LocalAttachments } from "../internal/local/attachments.js"
 import { UsageError } from "./errors.js"
+import { parseDuration } from "./lifecycleCommands.js"
 import * as Output from "./output.js"
 
 interface Skipped {
@@ -20,20 +17,22 @@ interface Skipped {
   readonly reason: string
 }
 
-/** Which volumes a prune would remove, and which it skips because a sandbox holds them (local backend). */
-const plan = (labels: ReadonlyArray<string>) =>
+/**
+ * Which volumes a prune would remove, and which it skips (held by a sandbox on any process or
+ * machine, or not removable): `Volume.prune` as a dry run decides, with the same filters.
+ */
+const plan = (options: Volume.PruneOptions) =>
   Effect.gen(function*() {
-    const candidates = yield* Volume.list(Output.listFilter(labels))
-    // The local backend's attachment records tell which volumes are held before trying.
-    const attachments = yield* Effect.serviceOption(LocalAttachments)
-    const remove: Array<Volume.VolumeHandle> = []
-    const skipped: Array<Skipped> = []
-    for (const volume of candidates) {
-      const holders = Option.isSome(attachments) ? yield* attachments.value.holders(nameKey(volume.name)) : []
-      if (holders.length > 0) skipped.push({ name: volume.name, reason: new VolumeInUse({ volume: volume.name, holders }).message })
-      // Measured afresh: the prompt says how much data goes.
-      else remove.push(yield* Volume.get(volume.name).pipe(Effect.orElseSucceed(() => volume)))
-    }
+    const decided = yield* Volume.prune({ ...options, dryRun: true })
+    // Measured afresh: the prompt says how much data goes.
+    const found = yield* Effect.forEach(
+      decided.removed,
+      // Removed by someone else meanwhile: nothing left to prune.
+      (name) => Volume.get(name).pipe(Effect.map(Option.some), Effect.catchTag("VolumeNotFound", () => Effect.succeedNone)),
+      { concurrency: 4 }
+    )
+    const remove = found.flatMap((volume) => Option.isSome(volume) ? [volume.value] : [])
+    const skipped: Array<Skipped> = [...decided.skipped]
     return { remove, skipped }
   })
 
@@ -63,10 +62,21 @@ export const prune = Command.make("prune", {
   label: Output.labelFilter,
   force: Options.boolean("force").pipe(Options.withAlias("f"), Options.withDescription("do not ask for confirmation")),
   dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be removed")),
+  expired: Options.boolean("expired").pipe(Options.withDescription("only volumes whose expiry has passed")),
+  unusedFor: Options.text("unused-for").pipe(
+    Options.withPseudoName("DURATION"),
+    Options.withDescription("only volumes no sandbox used for this long, e.g. 7d, 12h"),
+    Options.optional
+  ),
   json
 }, (args) =>
   Effect.gen(function*() {
-    const { remove, skipped } = yield* plan(args.label)
+    const unusedFor = Option.isSome(args.unusedFor) ? yield* parseDuration("unused-for", args.unusedFor.value) : undefined
+    const { remove, skipped } = yield* plan({
+      ...Output.listFilter(args.label),
+      ...(args.expired ? { expired: true } : {}),
+      ...(unusedFor === undefined ? {} : { unusedFor })
+    })
     const removed: Array<string> = []
     const report = (dryRun: boolean) =>
       Effect.gen(function*() {

@@ -57,7 +57,8 @@ describe("lifecycle CLI", () => {
     Effect.gen(function*() {
       const dir = yield* home
       yield* ok(dir, ["create", "pip", "--quota", "1G", "--label", "team=ml"])
-      const labelled = yield* ok(dir, ["label", "pip", "tier=hot", "-team", "--json"])
+      // Options end at `--` (the CLI's rule, docs/cli.md); after it, `-team` is a removal, not an option.
+      const labelled = yield* ok(dir, ["label", "pip", "--json", "--", "tier=hot", "-team"])
       assert.deepStrictEqual(JSON.parse(labelled.stdout).labels, { tier: "hot" })
       yield* ok(dir, ["label", "pip", "--", "tier-"])
       const raised = yield* ok(dir, ["update", "pip", "--quota", "4G", "--json"])
@@ -79,7 +80,7 @@ describe("lifecycle CLI", () => {
       )
       const idle = yield* ok(dir, ["prune", "--unused-for", "1h", "--dry-run", "--json"])
       assert.deepStrictEqual(JSON.parse(idle.stdout).removed, [], "both were created just now")
-      const pruned = yield* ok(dir, ["prune", "--expired", "--json"])
+      const pruned = yield* ok(dir, ["prune", "--expired", "--force", "--json"])
       assert.deepStrictEqual(JSON.parse(pruned.stdout).removed, ["old"], "pip expires in 30 days: kept")
       const bad = yield* volumes(dir, ["label", "pip", "novalue"])
       assert.notStrictEqual(bad.code, 0)
