@@ -87,7 +87,8 @@ describe("volumes on a terminal (tmux)", () => {
       yield* t.waitFor(/\[y\/N\] n\nnothing removed\n\$$/m)
       yield* t.type("volumes prune")
       yield* t.waitFor(/\[y\/N\]/, 2)
-      const pruned = yield* t.type("y").pipe(Effect.zipRight(t.waitFor(/\[y\/N\] y\nremoved data$/m)))
+      // The shell's next prompt, too: a command typed before it is echoed ahead of the prompt.
+      const pruned = yield* t.type("y").pipe(Effect.zipRight(t.waitFor(/\[y\/N\] y\nremoved data\n\$$/m)))
       assert.include(pruned, "WARNING! This removes 1 volume (8.0 MiB) and their data:\n  data (8.0 MiB)")
 
       yield* t.type("volumes run -it --create-volumes -v work:/work -- sh; echo status=$?")
