@@ -10,15 +10,13 @@
  *
  * @since 0.1.0
  */
-import { Effect, Option, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import * as internal from "./internal/archive/archive.js"
-import { LocalAttachments } from "./internal/local/attachments.js"
 import { ArchiveError } from "./internal/archive/archiveError.js"
 import * as Volume from "./Volume.js"
-import type { VolumeBackend } from "./VolumeBackend.js"
+import { VolumeBackend } from "./VolumeBackend.js"
 import { VolumeInUse } from "./VolumeError.js"
 import type { InvalidConfig, StorageError, Unsupported, VolumeAlreadyExists, VolumeFsFailure, VolumeNotFound } from "./VolumeError.js"
-import { nameKey } from "./VolumeSpec.js"
 
 export {
   /**
@@ -114,10 +112,9 @@ export const importTar = <E, R>(
  */
 const holdForImport = (volume: Volume.Volume) =>
   Effect.gen(function*() {
-    const attachments = yield* Effect.serviceOption(LocalAttachments)
-    if (Option.isNone(attachments) || volume.backendKind !== "local") return
-    const key = nameKey(volume.name)
-    const holders = yield* attachments.value.holders(key)
-    if (holders.length > 0) return yield* new VolumeInUse({ volume: volume.name, holders })
-    yield* attachments.value.acquire(key, { holder: "archive import", mode: "rw" })
+    if (volume.backendKind !== "local") return
+    const { holders } = yield* VolumeBackend
+    const current = yield* holders.list(volume.name)
+    if (current.length > 0) return yield* new VolumeInUse({ volume: volume.name, holders: current })
+    yield* holders.acquire(volume.name, "archive import", "rw")
   })

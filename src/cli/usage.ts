@@ -9,8 +9,7 @@ import * as NodePath from "node:path"
 import { Effect, Option } from "effect"
 import { formatBytes } from "../Size.js"
 import type { VolumeHandle } from "../Volume.js"
-import { nameKey } from "../VolumeSpec.js"
-import { LocalAttachments } from "../internal/local/attachments.js"
+import { VolumeBackend } from "../VolumeBackend.js"
 import * as Output from "./output.js"
 
 /** One volume's line of the report. */
@@ -58,11 +57,11 @@ const hostUsage = (volume: VolumeHandle): Effect.Effect<{ files: number | null; 
 /** Measures every volume and sums them up. */
 export const measure = (volumes: ReadonlyArray<VolumeHandle>) =>
   Effect.gen(function*() {
-    const attachments = yield* Effect.serviceOption(LocalAttachments)
+    const { holders: holdersOf } = yield* VolumeBackend
     const rows = yield* Effect.forEach(volumes, (volume) =>
       Effect.gen(function*() {
         const { allocated, files } = yield* hostUsage(volume)
-        const holders = Option.isSome(attachments) ? yield* attachments.value.holders(nameKey(volume.name)) : []
+        const holders = yield* holdersOf.list(volume.name)
         return {
           name: volume.name,
           kind: volume.kind,
