@@ -337,6 +337,20 @@ const existingSnapshot = (volume: string, snapshot: string) =>
 const DEFAULT_NAME_ATTEMPTS = 5
 
 /**
+ * The moment a default-named snapshot is stamped with: now, or one millisecond after the
+ * volume's newest snapshot when that is not earlier, so default names sort in creation
+ * order even within one millisecond.
+ */
+const nextDefaultMoment = (backend: VolumeBackendService, volume: string) =>
+  Effect.gen(function*() {
+    const now = yield* DateTime.now
+    const newest = (yield* backend.snapshots.list(volume))[0]
+    if (newest === undefined) return now
+    const after = DateTime.add(newest.createdAt, { millis: 1 })
+    return DateTime.greaterThan(after, now) ? after : now
+  })
+
+/**
  * Takes a read-only, point-in-time snapshot of the volume's content. It appears whole or
  * not at all; a volume a running sandbox holds read-write is refused with `VolumeInUse`
  * unless `live` asks for a file-by-file copy (directory volumes).
@@ -356,8 +370,7 @@ export const snapshot = Effect.fn("Volume.snapshot")(function*(name: string, opt
   }
   const expiresIn = options.expiresIn === undefined ? Option.none() : Option.some(Duration.decode(options.expiresIn))
   for (let attempt = 0;; attempt++) {
-    const now = yield* DateTime.now
-    const createdAt = DateTime.add(now, { millis: attempt })
+    const createdAt = options.name === undefined ? yield* nextDefaultMoment(backend, volume) : yield* DateTime.now
     const request = {
       name: options.name ?? VolumeSnapshot.defaultName(createdAt),
       labels,

@@ -275,10 +275,23 @@ describe("escape suite: resource limits", () => {
   it.scopedLive("a fork bomb stops at the pids limit inside; the host keeps forking; stop ends it all", () =>
     withHome((dir) =>
       Effect.gen(function*() {
-        const marker = "bomb() { bomb | bomb & }"
+        // A forker whose children stay alive holding their pids, so the limit stays hit
+        // until stop (a shell `bomb | bomb &` collapses by itself once forks fail).
+        const marker = "fork-bomb-marker"
+        const forker = [
+          `# ${marker}`,
+          "import os, time",
+          "while True:",
+          "    try:",
+          "        if os.fork() == 0:",
+          "            time.sleep(3600)",
+          "            os._exit(0)",
+          "    except OSError:",
+          "        time.sleep(0.05)"
+        ].join("\n")
         yield* Effect.scoped(Effect.gen(function*() {
           const sb = yield* Sandbox.builder("bomb").pids(64).cpus(0.5).create()
-          yield* sh(sb, `${marker}; bomb`)
+          yield* sh(sb, `python3 -c '${forker}' >/dev/null 2>&1 &`)
           const events = cgroupOf("bomb", "pids.events")
           const max = cgroupOf("bomb", "pids.max")
           const current = cgroupOf("bomb", "pids.current")
