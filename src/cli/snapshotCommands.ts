@@ -13,7 +13,10 @@ import * as Output from "./output.js"
 const json = Options.boolean("json").pipe(Options.withDescription("print machine-readable JSON (sizes in bytes)"))
 const volumeArg = Args.text({ name: "NAME" }).pipe(Args.withDescription("the volume"))
 const snapshotArg = Args.text({ name: "SNAPSHOT" }).pipe(Args.withDescription("the snapshot's name"))
-const labels = Options.text("label").pipe(Options.withDescription("a label KEY=VALUE; repeatable"), Options.repeated)
+/** A repeatable `--label KEY=VALUE` option described by `description`. */
+const labelsOption = (description: string) =>
+  Options.text("label").pipe(Options.withDescription(description), Options.repeated)
+const labels = labelsOption("a label KEY=VALUE; repeatable")
 
 const parseLabels = (texts: ReadonlyArray<string>) =>
   Effect.forEach(texts, (text) => {
@@ -143,7 +146,7 @@ export const forkCommand = Command.make("fork", {
   source: Args.text({ name: "SRC" }).pipe(Args.withDescription("the volume to copy")),
   target: Args.text({ name: "DST" }).pipe(Args.withDescription("the new volume (must not exist)")),
   snapshot: Options.text("snapshot").pipe(Options.withDescription("copy this snapshot of SRC instead"), Options.optional),
-  label: labels.pipe(Options.withDescription("a label KEY=VALUE replacing the source's labels; repeatable")),
+  label: labelsOption("a label KEY=VALUE replacing the source's labels; repeatable"),
   quota: Options.text("quota").pipe(Options.withDescription("quota of the new volume, e.g. 1G"), Options.optional),
   json
 }, (args) =>
