@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Exit, Option, Stream } from "effect"
 import { Archive, MemoryBackend, Volume } from "../../src/index.js"
 import * as Tar from "../../src/internal/archive/tarEncode.js"
+import { TEMP_PREFIX } from "../../src/internal/paths.js"
 
 const text = new TextEncoder()
 
@@ -59,7 +60,7 @@ describe("Archive", () => {
       assert.deepStrictEqual(yield* snapshot("copy"), yield* snapshot("src"))
       const copied = yield* (yield* Volume.get("copy")).fs().read("dir/sub/b.bin")
       assert.deepStrictEqual(copied, yield* fs.read("dir/sub/b.bin"))
-      assert.isFalse((yield* (yield* Volume.get("copy")).fs().list("/")).some((e) => e.path.includes("volumes-import")))
+      assert.isFalse((yield* (yield* Volume.get("copy")).fs().list("/")).some((e) => e.path.includes(TEMP_PREFIX)))
     }).pipe(Effect.provide(MemoryBackend.layer)))
 
   it.effect("an entry escaping the volume is refused and nothing changes", () =>

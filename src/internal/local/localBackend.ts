@@ -153,9 +153,6 @@ export interface LocalBackendSettings {
   readonly diskIdleTimeToLive?: Duration.DurationInput | undefined
 }
 
-/** Host-side holder label of disk-volume `fs()` access. */
-export const HOST_FS_HOLDER = "host fs"
-
 export interface LocalBackend {
   readonly service: VolumeBackendService
   readonly attachments: Attachments.Attachments
@@ -520,7 +517,7 @@ export const make = (
     const diskSessions = yield* makeDiskSessions({
       runDir: layout.run,
       acquireExclusive: (image) =>
-        attachments.acquire(NodePath.basename(NodePath.dirname(image)), { holder: HOST_FS_HOLDER, mode: "rw" }),
+        attachments.acquire(NodePath.basename(NodePath.dirname(image)), { holder: Attachments.HOST_FS_HOLDER, mode: "rw" }),
       idleTimeToLive: settings.diskIdleTimeToLive
     })
 
