@@ -6,7 +6,7 @@
  * volume is held while importing.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Stream } from "effect"
+import { DateTime, Effect, Option, Schedule, Stream } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { Worker } from "node:worker_threads"
@@ -16,6 +16,7 @@ import { TEMP_PREFIX } from "../../src/internal/paths.js"
 import * as Tar from "../../src/internal/archive/tarEncode.js"
 import * as Volume from "../../src/Volume.js"
 import { expectFailure } from "../conformance/support.js"
+import { spawnWorker } from "./fixtures/child.js"
 import { makeHome, withHome } from "./fixtures/home.js"
 import { makeVolumeDir } from "./fixtures/volumeDir.js"
 
@@ -105,15 +106,19 @@ describe("Archive import on the local backend", () => {
           yield* attachments.acquire("busy", { holder: "sandbox api", mode: "rw" })
           yield* Archive.importTar("busy", Stream.make(tarWithModes(0o755, 0o644))).pipe(expectFailure("VolumeInUse"))
         }))
-        // While the input is still arriving, the import is recorded as a holder.
+        // While the input is still arriving, the import is the volume's only holder: a sandbox
+        // attaching it meanwhile is refused.
         const seen = yield* Archive.importTar(
           "busy",
-          Stream.fromEffect(attachments.holders("busy")).pipe(
-            Stream.flatMap((holders) => {
-              assert.deepStrictEqual(holders, ["archive import"])
-              return Stream.make(tarWithModes(0o755, 0o644))
-            })
-          )
+          Stream.fromEffect(Effect.gen(function*() {
+            assert.deepStrictEqual(yield* attachments.holders("busy"), ["archive import"])
+            yield* Effect.scoped(attachments.acquire("busy", { holder: "sandbox api", mode: "rw" })).pipe(
+              expectFailure("VolumeInUse")
+            )
+            yield* Effect.scoped(attachments.acquire("busy", { holder: "sandbox api", mode: "ro" })).pipe(
+              expectFailure("VolumeInUse")
+            )
+          })).pipe(Stream.drain, Stream.concat(Stream.make(tarWithModes(0o755, 0o644))))
         )
         assert.strictEqual(seen.entries, 2)
         assert.deepStrictEqual(yield* attachments.holders("busy"), [])
@@ -152,6 +157,45 @@ describe("Archive import on the local backend", () => {
       assert.strictEqual(NodeFs.readFileSync(NodePath.join(outside, "bin", "tool"), "utf8"), "outside")
       assert.deepStrictEqual(NodeFs.readdirSync(outside, { recursive: true }).map(String).sort(), before)
     }), 120_000)
+
+  it.scoped("an import into a disk volume works inside the image: modes without set-user-ID, times kept", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      yield* Effect.gen(function*() {
+        const vol = yield* Volume.builder("img").disk().size(64).create()
+        const summary = yield* Archive.importTar("img", Stream.make(tarWithModes(0o1755, 0o4755)))
+        assert.strictEqual(summary.entries, 2)
+        const tool = yield* vol.fs().stat("/bin/tool")
+        assert.strictEqual(tool.mode, 0o755)
+        assert.deepStrictEqual(Option.map(tool.modified, DateTime.toEpochMillis), Option.some(0))
+        assert.strictEqual((yield* vol.fs().stat("/bin")).mode, 0o755)
+        assert.deepStrictEqual((yield* vol.fs().list("/")).map((e) => e.path), ["/bin"])
+      }).pipe(withHome(home))
+    }))
+
+  it.scopedLive("an import killed mid-way leaves no staging directory once the home is opened again", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      const root = yield* Effect.gen(function*() {
+        const vol = yield* Volume.builder("crashy").create()
+        yield* vol.fs().write("keep.txt", "keep")
+        return yield* vol.path()
+      }).pipe(withHome(home))
+      const worker = yield* spawnWorker(["import", home, "crashy"])
+      yield* worker.line((line) => line === "importing")
+      // Killed once `dir/file` is staged (in whatever directory the import stages in).
+      const staged = () => NodeFs.readdirSync(root).some((name) => NodeFs.existsSync(NodePath.join(root, name, "dir", "file")))
+      yield* Effect.repeat(Effect.sync(staged), { until: (done) => done, schedule: Schedule.spaced("10 millis") })
+      yield* worker.kill
+      yield* Effect.gen(function*() {
+        const vol = yield* Volume.get("crashy")
+        assert.deepStrictEqual((yield* vol.fs().list("/")).map((e) => e.path), ["/keep.txt"])
+        assert.strictEqual(vol.usedBytes, 4)
+        // The volume is free again: the dead import's hold does not count.
+        yield* Archive.importTar("crashy", Stream.make(tarWithModes(0o755, 0o644)))
+      }).pipe(withHome(home))
+      assert.deepStrictEqual(NodeFs.readdirSync(root).sort(), ["bin", "keep.txt"], "the staging directory was swept")
+    }))
 
   it.scoped("modes, times and links go through the descriptor walk: a staged directory swapped for a symlink is refused", () =>
     Effect.gen(function*() {

@@ -141,8 +141,10 @@ const tarEntries = <E, R>(input: Stream.Stream<Uint8Array, E, R>): Stream.Stream
     const feeder = yield* input.pipe(
       Stream.runForEach(writeChunk),
       Effect.zipRight(Effect.sync(() => extract.end(null))),
-      Effect.tapError(() =>
-        Effect.sync(() => {
+      // Any end of the input but a clean one (a failure, a defect, an interruption) ends the
+      // parser too, or the import would wait for entries forever.
+      Effect.onExit((exit) =>
+        Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => {
           inputFailed = true
           extract.destroy(new Error("input failed"))
         })
