@@ -16,7 +16,7 @@ import { randomUUID } from "node:crypto"
 import type { HoldMode } from "../../VolumeBackend.js"
 import { StorageError, VolumeInUse, VolumeNotFound } from "../../VolumeError.js"
 import { orStorageError, retryBusy } from "./database.js"
-import * as Liveness from "./liveness.js"
+import * as Liveness from "../liveness.js"
 
 export type AttachMode = HoldMode
 
