@@ -3,10 +3,10 @@
  * them back (atomically: a failed import leaves the volume as it was). The CLI's
  * `volumes export` / `volumes import` are thin wrappers over these.
  *
- * What is kept: file contents, directories, symlinks, permission bits and mtimes (modes,
- * mtimes and symlinks need a backend whose files live on this host, i.e. the local
- * backend; elsewhere import refuses symlink entries and files get the backend's defaults).
- * See `docs/cli.md` for the full rules.
+ * What is kept: file contents, directories, symlinks and permission bits on every backend
+ * (set-user-ID, set-group-ID and sticky bits only with `keepSpecialModes`); mtimes where
+ * the backend keeps settable times (the local backend). An import is the volume's only
+ * holder while it runs. See `docs/cli.md` for the full rules.
  *
  * @since 0.1.0
  */
