@@ -3,10 +3,10 @@
  * them back (atomically: a failed import leaves the volume as it was). The CLI's
  * `volumes export` / `volumes import` are thin wrappers over these.
  *
- * What is kept: file contents, directories, symlinks, permission bits and mtimes (modes,
- * mtimes and symlinks need a backend whose files live on this host, i.e. the local
- * backend; elsewhere import refuses symlink entries and files get the backend's defaults).
- * See `docs/cli.md` for the full rules.
+ * What is kept: file contents, directories, symlinks and permission bits on every backend
+ * (set-user-ID, set-group-ID and sticky bits only with `keepSpecialModes`); mtimes where
+ * the backend keeps settable times (the local backend). An import is the volume's only
+ * holder while it runs. See `docs/cli.md` for the full rules.
  *
  * @since 0.1.0
  */
@@ -15,8 +15,15 @@ import * as internal from "./internal/archive/archive.js"
 import { ArchiveError } from "./internal/archive/archiveError.js"
 import * as Volume from "./Volume.js"
 import { VolumeBackend } from "./VolumeBackend.js"
-import { VolumeInUse } from "./VolumeError.js"
-import type { InvalidConfig, StorageError, Unsupported, VolumeAlreadyExists, VolumeFsFailure, VolumeNotFound } from "./VolumeError.js"
+import type {
+  InvalidConfig,
+  StorageError,
+  Unsupported,
+  VolumeAlreadyExists,
+  VolumeFsFailure,
+  VolumeInUse,
+  VolumeNotFound
+} from "./VolumeError.js"
 
 export {
   /**
@@ -106,15 +113,9 @@ export const importTar = <E, R>(
   })
 
 /**
- * On the local backend, records an attachment of the volume for the current scope, and
- * refuses (`VolumeInUse`) while a sandbox holds it: a running sandbox could swap what the
- * import stages.
+ * Holds the volume exclusively for the current scope, on every backend: refused
+ * (`VolumeInUse`) while a sandbox holds it, and no sandbox attaches it until the import is
+ * done (a running sandbox could swap what the import stages, or commit over it).
  */
 const holdForImport = (volume: Volume.Volume) =>
-  Effect.gen(function*() {
-    if (volume.backendKind !== "local") return
-    const { holders } = yield* VolumeBackend
-    const current = yield* holders.list(volume.name)
-    if (current.length > 0) return yield* new VolumeInUse({ volume: volume.name, holders: current })
-    yield* holders.acquire(volume.name, "archive import", "rw")
-  })
+  Effect.flatMap(VolumeBackend, ({ holders }) => holders.acquire(volume.name, "archive import", "exclusive"))

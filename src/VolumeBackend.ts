@@ -215,12 +215,14 @@ export interface VolumeSnapshotsService {
 
 /**
  * How a holder uses a volume: a disk volume has one `"rw"` holder or any number of `"ro"`
- * ones; a directory volume any number of either.
+ * ones; a directory volume any number of either. An `"exclusive"` holder (an archive
+ * import) is the volume's only holder, of either kind: it is refused while anyone holds the
+ * volume, and everyone else is refused while it does.
  *
  * @since 0.1.0
  * @category models
  */
-export type HoldMode = "rw" | "ro"
+export type HoldMode = "rw" | "ro" | "exclusive"
 
 /**
  * Who holds which volume, recorded where every process (and, for a shared store, every

@@ -57,6 +57,12 @@ export interface FsDriver {
   /** Sets the permission bits of `path` itself (never through a symlink); `mode` is validated. */
   readonly chmod: (path: Segments, mode: number) => Effect.Effect<void, VolumeFsFailure>
   /**
+   * Sets the modification (and access) time of `path` itself, never through a symlink (a
+   * link gets its own time). Only drivers whose store keeps times a caller may set have it
+   * (the local drivers); elsewhere times stay the store's.
+   */
+  readonly setModified?: (path: Segments, mtime: Date) => Effect.Effect<void, VolumeFsFailure>
+  /**
    * Changes at (and with `recursive`, below) the directory `path`, from every writer. Ends
    * with `VolumeNotFound` once the volume is removed; releases everything when interrupted.
    */

@@ -10,6 +10,8 @@ import type { Scope } from "effect"
 import type { VolumeBackendService } from "../VolumeBackend.js"
 import { StorageError } from "../VolumeError.js"
 import type { VolumeFs } from "../VolumeFs.js"
+import { Staging } from "./volumeFs.js"
+import type { InternalVolumeFs } from "./volumeFs.js"
 
 const isStream = (value: unknown): value is Stream.Stream<unknown, unknown, unknown> =>
   typeof value === "object" && value !== null && Stream.StreamTypeId in value
@@ -29,7 +31,7 @@ const guarded = (result: unknown, check: Effect.Effect<void, StorageError>): unk
 
 /** Every method and effect of `target` guarded by `check`; `fs` results are guarded too. */
 const guardObject = <T extends object>(target: T, check: (operation: string) => Effect.Effect<void, StorageError>): T => {
-  const out: Record<string, unknown> = {}
+  const out: Record<PropertyKey, unknown> = {}
   for (const [key, value] of Object.entries(target)) {
     if (typeof value === "function") {
       out[key] = (...args: Array<unknown>) => {
@@ -40,6 +42,11 @@ const guardObject = <T extends object>(target: T, check: (operation: string) => 
     // A group of operations (e.g. `snapshots`) is guarded like the service itself.
     else if (typeof value === "object" && value !== null) out[key] = guardObject(value, check)
     else out[key] = value
+  }
+  // A file system's staging view (a symbol key, which `Object.entries` skips) is guarded too.
+  if (Staging in target) {
+    const staging = (target as unknown as InternalVolumeFs)[Staging]
+    out[Staging] = (name: string) => guardObject(staging(name), check)
   }
   return out as T
 }

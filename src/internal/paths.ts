@@ -18,9 +18,11 @@ const MAX_SEGMENT_BYTES = 255
  * Parses a volume-relative path: leading `/` stripped, `.` and empty segments dropped,
  * `..` resolved lexically; climbing above the root, a NUL byte or a control character
  * (U+0001–U+001F, which object stores refuse in batch deletes and which no portable name
- * needs) is `InvalidPath` on every backend.
+ * needs) is `InvalidPath` on every backend. Temporary names are reserved; only the library's
+ * own staging view (`reserved`, a temporary name of its own) may address one, as the first
+ * segment.
  */
-export const parse = (path: string): Effect.Effect<Segments, InvalidPath> =>
+export const parse = (path: string, reserved?: string): Effect.Effect<Segments, InvalidPath> =>
   Effect.suspend(() => {
     if (typeof path !== "string") {
       return Effect.fail(new InvalidPath({ path: String(path), reason: "a path must be a string" }))
@@ -39,7 +41,7 @@ export const parse = (path: string): Effect.Effect<Segments, InvalidPath> =>
         out.pop()
         continue
       }
-      if (isTempName(segment)) {
+      if (isTempName(segment) && !(out.length === 0 && segment === reserved)) {
         return Effect.fail(new InvalidPath({ path, reason: `names starting with "${TEMP_PREFIX}" are reserved` }))
       }
       if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES) {
@@ -51,8 +53,12 @@ export const parse = (path: string): Effect.Effect<Segments, InvalidPath> =>
   })
 
 /** Like {@link parse}, but the root is refused: the operation needs a file or directory name. */
-export const parseNonRoot = (path: string, operation: string): Effect.Effect<NonRootSegments, InvalidPath> =>
-  Effect.flatMap(parse(path), (segments) =>
+export const parseNonRoot = (
+  path: string,
+  operation: string,
+  reserved?: string
+): Effect.Effect<NonRootSegments, InvalidPath> =>
+  Effect.flatMap(parse(path, reserved), (segments) =>
     isNonRoot(segments)
       ? Effect.succeed(segments)
       : Effect.fail(new InvalidPath({ path, reason: `${operation} needs a path below the volume root` })))

@@ -28,5 +28,6 @@ export const make = (driver: FsDriver): FsDriver => ({
   readlink: driver.readlink,
   watch: driver.watch,
   symlink: (_target, path) => readOnly(path),
-  chmod: (path) => readOnly(path)
+  chmod: (path) => readOnly(path),
+  setModified: (path) => readOnly(path)
 })

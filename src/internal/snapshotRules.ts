@@ -66,3 +66,10 @@ export const snapshotInfo = (
     usedBytes,
     hostPath
   })
+
+/**
+ * The holder label of a sandbox that mounts a snapshot: backends refuse to remove the
+ * snapshot while a holder with this label (for any `holder`) holds its volume.
+ */
+export const snapshotHolder = (holder: string, snapshot: string): string =>
+  `${holder} (snapshot ${VolumeSpec.nameKey(snapshot)})`

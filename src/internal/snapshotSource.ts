@@ -17,7 +17,7 @@ import * as Volume from "../Volume.js"
 import { StorageError } from "../VolumeError.js"
 import type { VolumeInUse, VolumeNotFound } from "../VolumeError.js"
 import type { VolumeHolders } from "../VolumeBackend.js"
-import { snapshotHolder } from "./local/snapshots.js"
+import { snapshotHolder } from "./snapshotRules.js"
 import * as Snapshot from "./snapshot.js"
 
 /** The mount source of snapshot `snapshot` of `handle`'s volume, held until the scope closes. */

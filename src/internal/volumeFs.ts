@@ -83,7 +83,35 @@ export interface VolumeFsOptions {
   readonly writeLock: Effect.Semaphore
   /** The backend's usage account of the volume, if it keeps one. */
   readonly account?: UsageAccount | undefined
+  /**
+   * A temporary name (see `paths.ts`) this view may address as the top-level directory
+   * `/<reserved>`: the staging area of an operation of the library's own (archive import).
+   */
+  readonly reserved?: string | undefined
 }
+
+/** Key of {@link InternalVolumeFs}'s staging view (a symbol: not part of the public `VolumeFs`). */
+export const Staging: unique symbol = Symbol.for("effect-volumes/VolumeFs/staging")
+
+/**
+ * What the library's own `VolumeFs` objects offer besides the public interface: a staging
+ * view and times.
+ */
+export interface InternalVolumeFs extends VolumeFs {
+  /**
+   * The same volume (driver, quota, usage account and write lock) with the temporary name
+   * `name` addressable as `/<name>`: a staging directory that `list` never shows to anyone,
+   * no user path can name, and the sweep of dead writers' temporary files reclaims (its name
+   * carries the pid). Atomic writes inside it work as everywhere else.
+   */
+  readonly [Staging]: (name: string) => InternalVolumeFs
+  /** Sets the modification time of `path` itself where the store keeps settable times; a no-op elsewhere. */
+  readonly setModified: (path: string, mtime: Date) => Effect.Effect<void, VolumeFsReadFailure>
+}
+
+/** The staging view of `fs` named `name` (a fresh `Paths.tempName()`), when `fs` is the library's own. */
+export const stagingView = (fs: VolumeFs, name: string): Option.Option<InternalVolumeFs> =>
+  Staging in fs ? Option.some((fs as InternalVolumeFs)[Staging](name)) : Option.none()
 
 const encoder = new TextEncoder()
 
@@ -136,8 +164,11 @@ const replacedBytes = (driver: FsDriver, path: Paths.NonRootSegments) =>
     )
   )
 
-export const make = (options: VolumeFsOptions): VolumeFs => {
+export const make = (options: VolumeFsOptions): InternalVolumeFs => {
   const { driver, quotaBytes, volume, writeLock } = options
+  /** Path rules; the staging view may also address its own reserved name. */
+  const parse = (path: string) => Paths.parse(path, options.reserved)
+  const parseNonRoot = (path: string, operation: string) => Paths.parseNonRoot(path, operation, options.reserved)
   /** Bytes reserved by this volume's open writers (all of its `fs()` in this backend). */
   const reserved = reservationOf(writeLock)
 
@@ -193,11 +224,11 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
     }))
 
   const read = Effect.fn("VolumeFs.read")(function*(path: string) {
-    return yield* driver.read(yield* Paths.parseNonRoot(path, "read"))
+    return yield* driver.read(yield* parseNonRoot(path, "read"))
   })
 
   const readToString = Effect.fn("VolumeFs.readToString")(function*(path: string) {
-    const segments = yield* Paths.parseNonRoot(path, "read")
+    const segments = yield* parseNonRoot(path, "read")
     const bytes = yield* driver.read(segments)
     return yield* Effect.try({
       try: () => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
@@ -208,12 +239,12 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
   const readStream = (path: string, streamOptions?: { readonly chunkSize?: number }) => {
     const chunkSize = Math.max(1, Math.min(MAX_CHUNK_BYTES, Math.floor(streamOptions?.chunkSize ?? MAX_CHUNK_BYTES)))
     return Stream.unwrap(
-      Effect.map(Paths.parseNonRoot(path, "readStream"), (segments) => driver.readStream(segments, chunkSize))
+      Effect.map(parseNonRoot(path, "readStream"), (segments) => driver.readStream(segments, chunkSize))
     )
   }
 
   const write = Effect.fn("VolumeFs.write")(function*(path: string, data: string | Uint8Array, options?: WriteOptions) {
-    const segments = yield* Paths.parseNonRoot(path, "write")
+    const segments = yield* parseNonRoot(path, "write")
     const mode = yield* writeMode(options)
     const bytes = toBytes(data)
     yield* withQuota(
@@ -223,7 +254,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
   })
 
   const writeStream = Effect.fn("VolumeFs.writeStream")(function*(path: string, options?: WriteOptions) {
-    const segments = yield* Paths.parseNonRoot(path, "writeStream")
+    const segments = yield* parseNonRoot(path, "writeStream")
     const mode = yield* writeMode(options)
     yield* account.prepare
     // With a quota, the stream reserves the bytes it writes (beyond the size of the file it
@@ -291,26 +322,26 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
     )
 
   const list = Effect.fn("VolumeFs.list")(function*(path: string = "/") {
-    return yield* driver.list(yield* Paths.parse(path))
+    return yield* driver.list(yield* parse(path))
   })
 
   const mkdir = Effect.fn("VolumeFs.mkdir")(function*(path: string) {
-    yield* driver.mkdir(yield* Paths.parse(path))
+    yield* driver.mkdir(yield* parse(path))
   })
 
   const remove = Effect.fn("VolumeFs.remove")(function*(path: string) {
-    yield* changing(driver.remove(yield* Paths.parseNonRoot(path, "remove")))
+    yield* changing(driver.remove(yield* parseNonRoot(path, "remove")))
   })
 
   const removeDir = Effect.fn("VolumeFs.removeDir")(function*(path: string) {
-    yield* changing(driver.removeDir(yield* Paths.parseNonRoot(path, "removeDir")))
+    yield* changing(driver.removeDir(yield* parseNonRoot(path, "removeDir")))
   })
 
   /** Both paths of a copy or rename, refusing a target inside the source. */
   const fromTo = (operation: string, from: string, to: string) =>
     Effect.gen(function*() {
-      const source = yield* Paths.parseNonRoot(from, operation)
-      const target = yield* Paths.parseNonRoot(to, operation)
+      const source = yield* parseNonRoot(from, operation)
+      const target = yield* parseNonRoot(to, operation)
       if (Paths.isWithin(target, source) && !(operation === "rename" && target.length === source.length)) {
         return yield* new InvalidPath({
           path: to,
@@ -345,26 +376,26 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
   })
 
   const symlink = Effect.fn("VolumeFs.symlink")(function*(target: string, path: string) {
-    const segments = yield* Paths.parseNonRoot(path, "symlink")
+    const segments = yield* parseNonRoot(path, "symlink")
     const stored = yield* validateTarget(target, path)
     // A link's size is its target's length, and it counts towards the quota like a file.
     yield* withQuota(Effect.succeed(Buffer.byteLength(stored)), changing(driver.symlink(stored, segments)))
   })
 
   const readlink = Effect.fn("VolumeFs.readlink")(function*(path: string) {
-    return yield* driver.readlink(yield* Paths.parseNonRoot(path, "readlink"))
+    return yield* driver.readlink(yield* parseNonRoot(path, "readlink"))
   })
 
   const chmod = Effect.fn("VolumeFs.chmod")(function*(path: string, mode: number) {
-    const segments = yield* Paths.parse(path)
+    const segments = yield* parse(path)
     yield* driver.chmod(segments, yield* validateMode(mode))
   })
 
   const watch = (path: string = "/", options?: WatchOptions) =>
-    Stream.unwrap(Effect.map(Paths.parse(path), (segments) => driver.watch(segments, options?.recursive === true)))
+    Stream.unwrap(Effect.map(parse(path), (segments) => driver.watch(segments, options?.recursive === true)))
 
   const stat = Effect.fn("VolumeFs.stat")(function*(path: string) {
-    return yield* driver.stat(yield* Paths.parse(path))
+    return yield* driver.stat(yield* parse(path))
   })
 
   const exists = Effect.fn("VolumeFs.exists")(function*(path: string) {
@@ -378,7 +409,14 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
     )
   })
 
-  return {
+  const setModified = Effect.fn("VolumeFs.setModified")(function*(path: string, mtime: Date) {
+    const segments = yield* parse(path)
+    if (driver.setModified !== undefined) yield* driver.setModified(segments, mtime)
+  })
+
+  const fs: InternalVolumeFs = {
+    [Staging]: (name) => make({ ...options, reserved: name }),
+    setModified: (path, mtime) => noQuota(setModified(path, mtime)),
     volume,
     read: (path) => noQuota(read(path)),
     readToString: (path) => noQuota(readToString(path)),
@@ -400,6 +438,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
     stat: (path) => noQuota(stat(path)),
     exists: (path) => noQuota(exists(path))
   }
+  return fs
 }
 
 /** `PathNotFound` for a normalised path (drivers share this spelling). */

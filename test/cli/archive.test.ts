@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Option, Stream } from "effect"
+import { Cause, Chunk, Effect, Exit, Option, Stream } from "effect"
 import { Archive, MemoryBackend, Volume } from "../../src/index.js"
 import * as Tar from "../../src/internal/archive/tarEncode.js"
+import { TEMP_PREFIX } from "../../src/internal/paths.js"
 
 const text = new TextEncoder()
 
@@ -59,7 +60,7 @@ describe("Archive", () => {
       assert.deepStrictEqual(yield* snapshot("copy"), yield* snapshot("src"))
       const copied = yield* (yield* Volume.get("copy")).fs().read("dir/sub/b.bin")
       assert.deepStrictEqual(copied, yield* fs.read("dir/sub/b.bin"))
-      assert.isFalse((yield* (yield* Volume.get("copy")).fs().list("/")).some((e) => e.path.includes("volumes-import")))
+      assert.isFalse((yield* (yield* Volume.get("copy")).fs().list("/")).some((e) => e.path.includes(TEMP_PREFIX)))
     }).pipe(Effect.provide(MemoryBackend.layer)))
 
   it.effect("an entry escaping the volume is refused and nothing changes", () =>
@@ -112,6 +113,15 @@ describe("Archive", () => {
       const input = Stream.make(tarOf([["a", "x"]]).subarray(0, 512)).pipe(Stream.concat(Stream.fail("boom" as const)))
       const error = yield* Effect.flip(Archive.importTar("v", input))
       assert.strictEqual(error, "boom")
+      assert.deepStrictEqual(yield* snapshot("v"), {})
+    }).pipe(Effect.provide(MemoryBackend.layer)))
+
+  it.effect("an input stream that dies ends the import with that defect (it never waits for more entries)", () =>
+    Effect.gen(function*() {
+      yield* Volume.builder("v").create()
+      const input = Stream.make(tarOf([["a", "x"]]).subarray(0, 512)).pipe(Stream.concat(Stream.dieMessage("boom")))
+      const exit = yield* Effect.exit(Archive.importTar("v", input))
+      assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause), String(exit))
       assert.deepStrictEqual(yield* snapshot("v"), {})
     }).pipe(Effect.provide(MemoryBackend.layer)))
 })

@@ -5,11 +5,12 @@ import { assert, describe } from "@effect/vitest"
 import { DateTime, Effect, Exit, Option, Scope } from "effect"
 import * as Volume from "../../src/Volume.js"
 import { VolumeBackend } from "../../src/VolumeBackend.js"
+import type { HoldMode } from "../../src/VolumeBackend.js"
 import type { Context } from "./support.js"
 import { createVolume, expectFailure, KiB, MiB, some, utf8 } from "./support.js"
 
 /** Holds `name` in a scope of its own; closing the returned scope lets go. */
-const hold = (name: string, holder: string, mode: "rw" | "ro" = "rw") =>
+const hold = (name: string, holder: string, mode: HoldMode = "rw") =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const backend = yield* VolumeBackend
@@ -44,6 +45,23 @@ export const lifecycle2Tests = ({ options, test }: Context) => {
         yield* expectFailure("VolumeInUse")(Volume.remove("shared"))
         yield* Scope.close(b, Exit.void)
         yield* Volume.remove("shared")
+      }))
+
+    test("an exclusive holder (an archive import) is the only holder, both ways", () =>
+      Effect.gen(function*() {
+        yield* createVolume("solo")
+        const importing = yield* hold("solo", "archive import", "exclusive")
+        const refused = yield* expectFailure("VolumeInUse")(hold("solo", "sandbox a"))
+        assert.deepStrictEqual(refused.holders, ["archive import"])
+        yield* expectFailure("VolumeInUse")(hold("solo", "sandbox b", "ro"))
+        yield* expectFailure("VolumeInUse")(hold("solo", "another import", "exclusive"))
+        yield* Scope.close(importing, Exit.void)
+        const sandbox = yield* hold("solo", "sandbox a", "ro")
+        yield* expectFailure("VolumeInUse")(hold("solo", "archive import", "exclusive"))
+        yield* Scope.close(sandbox, Exit.void)
+        yield* Scope.close(yield* hold("solo", "archive import", "exclusive"), Exit.void)
+        const backend = yield* VolumeBackend
+        assert.deepStrictEqual(yield* backend.holders.list("solo"), [])
       }))
 
     test("holding a missing volume fails with VolumeNotFound", () =>

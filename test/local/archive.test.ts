@@ -1,20 +1,22 @@
 /**
- * Tar import into local volumes (issue 16 item 1): metadata is applied through the
- * descriptor walk (a staged directory swapped for a symlink is refused, never followed),
+ * Tar import into local volumes (issue 16 item 1): the import stages under a reserved,
+ * hidden temporary name, metadata is applied through the driver's descriptor walk (a
+ * staged directory swapped for a symlink is refused, never followed),
  * archives cannot plant set-user-ID/set-group-ID/sticky files unless asked to, and the
  * volume is held while importing.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Option, Stream } from "effect"
+import { DateTime, Effect, Option, Schedule, Stream } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { Worker } from "node:worker_threads"
 import * as Archive from "../../src/Archive.js"
 import { LocalAttachments } from "../../src/internal/local/attachments.js"
-import * as HostEntries from "../../src/internal/local/hostEntries.js"
+import { TEMP_PREFIX } from "../../src/internal/paths.js"
 import * as Tar from "../../src/internal/archive/tarEncode.js"
 import * as Volume from "../../src/Volume.js"
 import { expectFailure } from "../conformance/support.js"
+import { spawnWorker } from "./fixtures/child.js"
 import { makeHome, withHome } from "./fixtures/home.js"
 import { makeVolumeDir } from "./fixtures/volumeDir.js"
 
@@ -43,23 +45,36 @@ const tarOf = (files: ReadonlyArray<readonly [string, string]>): Uint8Array =>
     ]
   }))
 
-/** Swaps every import staging directory it sees for a symlink to `outside`; reports the swaps. */
+/**
+ * Swaps every directory of the import's path it sees for a symlink to `outside`: the
+ * staging directory (whatever hidden name it has) and the staged `bin` inside it, with
+ * the same name as the outside directory the attacker aims at. Reports the swaps.
+ */
 const IMPORT_SWAPPER = `
 const { workerData, parentPort } = require("node:worker_threads")
 const fs = require("node:fs")
 const path = require("node:path")
-const { root, outside, stop } = workerData
+const { root, outside, prefix, stop } = workerData
 let swaps = 0
+const swap = (dir, name, target) => {
+  try {
+    if (!fs.lstatSync(path.join(dir, name)).isDirectory()) return
+    fs.renameSync(path.join(dir, name), path.join(dir, name + "-away"))
+    fs.symlinkSync(target, path.join(dir, name))
+    swaps++
+  } catch {}
+}
 while (Atomics.load(stop, 0) === 0) {
   let names = []
   try { names = fs.readdirSync(root) } catch {}
   for (const name of names) {
-    if (!name.startsWith(".volumes-import-") || name.endsWith("-away")) continue
-    try {
-      fs.renameSync(path.join(root, name), path.join(root, name + "-away"))
-      fs.symlinkSync(outside, path.join(root, name))
-      swaps++
-    } catch {}
+    if (!name.startsWith(prefix) || name.endsWith("-away")) continue
+    const staging = path.join(root, name)
+    let real = false
+    try { real = fs.lstatSync(staging).isDirectory() } catch {}
+    // Never through a link the attacker made itself (that would be its own change outside).
+    if (swaps % 2 === 0 && real) swap(staging, "bin", path.join(outside, "bin"))
+    else swap(root, name, outside)
   }
 }
 parentPort.postMessage(swaps)
@@ -91,15 +106,19 @@ describe("Archive import on the local backend", () => {
           yield* attachments.acquire("busy", { holder: "sandbox api", mode: "rw" })
           yield* Archive.importTar("busy", Stream.make(tarWithModes(0o755, 0o644))).pipe(expectFailure("VolumeInUse"))
         }))
-        // While the input is still arriving, the import is recorded as a holder.
+        // While the input is still arriving, the import is the volume's only holder: a sandbox
+        // attaching it meanwhile is refused.
         const seen = yield* Archive.importTar(
           "busy",
-          Stream.fromEffect(attachments.holders("busy")).pipe(
-            Stream.flatMap((holders) => {
-              assert.deepStrictEqual(holders, ["archive import"])
-              return Stream.make(tarWithModes(0o755, 0o644))
-            })
-          )
+          Stream.fromEffect(Effect.gen(function*() {
+            assert.deepStrictEqual(yield* attachments.holders("busy"), ["archive import"])
+            yield* Effect.scoped(attachments.acquire("busy", { holder: "sandbox api", mode: "rw" })).pipe(
+              expectFailure("VolumeInUse")
+            )
+            yield* Effect.scoped(attachments.acquire("busy", { holder: "sandbox api", mode: "ro" })).pipe(
+              expectFailure("VolumeInUse")
+            )
+          })).pipe(Stream.drain, Stream.concat(Stream.make(tarWithModes(0o755, 0o644))))
         )
         assert.strictEqual(seen.entries, 2)
         assert.deepStrictEqual(yield* attachments.holders("busy"), [])
@@ -121,7 +140,7 @@ describe("Archive import on the local backend", () => {
         const root = yield* vol.path()
         const stop = new Int32Array(new SharedArrayBuffer(4))
         const worker = yield* Effect.acquireRelease(
-          Effect.sync(() => new Worker(IMPORT_SWAPPER, { eval: true, workerData: { root, outside, stop } })),
+          Effect.sync(() => new Worker(IMPORT_SWAPPER, { eval: true, workerData: { root, outside, prefix: TEMP_PREFIX, stop } })),
           (worker) => Effect.promise(() => (Atomics.store(stop, 0, 1), worker.terminate()))
         )
         const swaps = Effect.async<number>((resume) => {
@@ -139,7 +158,46 @@ describe("Archive import on the local backend", () => {
       assert.deepStrictEqual(NodeFs.readdirSync(outside, { recursive: true }).map(String).sort(), before)
     }), 120_000)
 
-  it.scoped("modes are applied through the descriptor walk: a staged directory swapped for a symlink is refused", () =>
+  it.scoped("an import into a disk volume works inside the image: modes without set-user-ID, times kept", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      yield* Effect.gen(function*() {
+        const vol = yield* Volume.builder("img").disk().size(64).create()
+        const summary = yield* Archive.importTar("img", Stream.make(tarWithModes(0o1755, 0o4755)))
+        assert.strictEqual(summary.entries, 2)
+        const tool = yield* vol.fs().stat("/bin/tool")
+        assert.strictEqual(tool.mode, 0o755)
+        assert.deepStrictEqual(Option.map(tool.modified, DateTime.toEpochMillis), Option.some(0))
+        assert.strictEqual((yield* vol.fs().stat("/bin")).mode, 0o755)
+        assert.deepStrictEqual((yield* vol.fs().list("/")).map((e) => e.path), ["/bin"])
+      }).pipe(withHome(home))
+    }))
+
+  it.scopedLive("an import killed mid-way leaves no staging directory once the home is opened again", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      const root = yield* Effect.gen(function*() {
+        const vol = yield* Volume.builder("crashy").create()
+        yield* vol.fs().write("keep.txt", "keep")
+        return yield* vol.path()
+      }).pipe(withHome(home))
+      const worker = yield* spawnWorker(["import", home, "crashy"])
+      yield* worker.line((line) => line === "importing")
+      // Killed once `dir/file` is staged (in whatever directory the import stages in).
+      const staged = () => NodeFs.readdirSync(root).some((name) => NodeFs.existsSync(NodePath.join(root, name, "dir", "file")))
+      yield* Effect.repeat(Effect.sync(staged), { until: (done) => done, schedule: Schedule.spaced("10 millis") })
+      yield* worker.kill
+      yield* Effect.gen(function*() {
+        const vol = yield* Volume.get("crashy")
+        assert.deepStrictEqual((yield* vol.fs().list("/")).map((e) => e.path), ["/keep.txt"])
+        assert.strictEqual(vol.usedBytes, 4)
+        // The volume is free again: the dead import's hold does not count.
+        yield* Archive.importTar("crashy", Stream.make(tarWithModes(0o755, 0o644)))
+      }).pipe(withHome(home))
+      assert.deepStrictEqual(NodeFs.readdirSync(root).sort(), ["bin", "keep.txt"], "the staging directory was swept")
+    }))
+
+  it.scoped("modes, times and links go through the descriptor walk: a staged directory swapped for a symlink is refused", () =>
     Effect.gen(function*() {
       const dir = yield* makeVolumeDir
       const victim = NodePath.join(dir.outside, "tool")
@@ -150,10 +208,9 @@ describe("Archive import on the local backend", () => {
       // The sandbox's move: the staging directory becomes a link to the outside.
       NodeFs.renameSync(dir.host("stage"), dir.host("stage-away"))
       NodeFs.symlinkSync(dir.outside, dir.host("stage"))
-      yield* HostEntries.setMetadata(dir.root, ["stage", "tool"], { mode: 0o4777, mtime: new Date(0) }).pipe(
-        expectFailure("InvalidPath")
-      )
-      yield* HostEntries.writeSymlink(dir.root, ["stage", "planted"], "/etc/passwd").pipe(expectFailure("InvalidPath"))
+      yield* dir.driver.chmod(["stage", "tool"], 0o4777).pipe(expectFailure("InvalidPath"))
+      yield* dir.driver.setModified!(["stage", "tool"], new Date(0)).pipe(expectFailure("InvalidPath"))
+      yield* dir.driver.symlink("/etc/passwd", ["stage", "planted"]).pipe(expectFailure("InvalidPath"))
       assert.strictEqual(modeOf(victim), 0o644, "the outside file kept its mode")
       assert.deepStrictEqual(NodeFs.readdirSync(dir.outside).sort(), ["tool"])
     }))

@@ -4,7 +4,7 @@
  * checked to be unaffected.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Schedule, Stream } from "effect"
+import { Deferred, Effect, Fiber, Schedule, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import {
   chmodSync,
@@ -21,13 +21,16 @@ import {
 } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as Archive from "../../src/Archive.js"
+import * as Tar from "../../src/internal/archive/tarEncode.js"
 import * as Etc from "../../src/internal/namespace/etc.js"
 import { HOST_ID_BASE } from "../../src/internal/namespace/idmap.js"
+import { TEMP_PREFIX } from "../../src/internal/paths.js"
 import type { ExecEvent } from "../../src/Sandbox.js"
 import * as Sandbox from "../../src/Sandbox.js"
 import * as Size from "../../src/Size.js"
 import * as Volume from "../../src/Volume.js"
-import { assertNothingLeft, leftoverCgroups, processesMentioning, withHome } from "./support.js"
+import { assertNothingLeft, leftOf, leftoverCgroups, processesMentioning, withHome } from "./support.js"
 
 const sh = (sb: Sandbox.Sandbox, script: string) => sb.exec("sh", ["-c", script])
 
@@ -379,4 +382,59 @@ describe("escape suite: resource limits", () => {
         assert.include(error.message, "cpus(4096)")
       })
     ))
+})
+
+describe("escape suite: archive import", () => {
+  /** A tar of `bin/` and `bin/tool` (mode 04777), split so the import can be paused between them. */
+  const tarParts = (): readonly [Uint8Array, Uint8Array] => {
+    const data = new TextEncoder().encode("#!/bin/sh\n")
+    return [
+      Tar.encodeHeader({ name: "bin/", type: "directory", size: 0, mode: 0o755, uid: 0, gid: 0, mtime: 0 }),
+      Buffer.concat([
+        Tar.encodeHeader({ name: "bin/tool", type: "file", size: data.length, mode: 0o4777, uid: 0, gid: 0, mtime: 0 }),
+        data,
+        Tar.padding(data.length),
+        Tar.trailer()
+      ])
+    ]
+  }
+
+  it.scopedLive("a sandbox cannot attach a volume while a tar with a 04777 entry imports into it, so it cannot swap the staging directory", () =>
+    withHome((dir) =>
+      Effect.gen(function*() {
+        const outside = join(dir, "outside")
+        mkdirSync(join(outside, "bin"), { recursive: true })
+        writeFileSync(join(outside, "bin", "tool"), "outside")
+        chmodSync(join(outside, "bin", "tool"), 0o644)
+        const vol = yield* Volume.builder("imp").create()
+        const root = yield* vol.path()
+        const [head, rest] = tarParts()
+        const paused = yield* Deferred.make<void>()
+        const resume = yield* Deferred.make<void>()
+        const input = Stream.make(head).pipe(
+          Stream.concat(Stream.fromEffect(Effect.zipRight(Deferred.succeed(paused, undefined), Deferred.await(resume)))
+            .pipe(Stream.drain)),
+          Stream.concat(Stream.make(rest))
+        )
+        const importing = yield* Effect.fork(Archive.importTar("imp", input))
+        yield* Deferred.await(paused)
+        // The staging directory exists on the host, but no listing shows it.
+        assert.isTrue(readdirSync(root).some((name) => name.startsWith(TEMP_PREFIX)), "the import is staging")
+        assert.deepStrictEqual(yield* vol.fs().list("/"), [])
+        // The attack: a sandbox on the volume swaps every hidden directory for a link to the outside.
+        const attack = yield* Effect.either(Effect.scoped(Effect.gen(function*() {
+          const sb = yield* Sandbox.builder("swapper").volume("/v", (m) => m.named("imp")).create()
+          return yield* sh(sb, `for d in /v/.??*; do mv "$d" "$d-away" && ln -s ${outside} "$d"; done`)
+        })))
+        assert.strictEqual(leftOf(attack)._tag, "VolumeInUse", "the sandbox was refused while the import ran")
+        yield* Deferred.succeed(resume, undefined)
+        const summary = yield* Fiber.join(importing)
+        assert.strictEqual(summary.entries, 2)
+        assert.strictEqual(statSync(join(outside, "bin", "tool")).mode & 0o7777, 0o644, "nothing applied outside")
+        assert.strictEqual(readFileSync(join(outside, "bin", "tool"), "utf8"), "outside")
+        assert.strictEqual(statSync(join(root, "bin", "tool")).mode & 0o7777, 0o777, "no set-user-ID bit from the archive")
+        assert.deepStrictEqual(readdirSync(root), ["bin"], "no staging directory is left")
+        yield* assertNothingLeft(dir)
+      })
+    ), 60_000)
 })

@@ -252,6 +252,38 @@ describe("NamespaceRuntime", () => {
       })
     ))
 
+  it.scopedLive("interrupting a start while the keeper is still starting returns and leaves nothing", () =>
+    withHome((dir) =>
+      Effect.gen(function*() {
+        // A bubblewrap that never comes up: the keeper waits for it until it is given up on.
+        const bin = join(dir, "slow-bin")
+        mkdirSync(bin)
+        chmodSync(dir, 0o711)
+        const marker = "sleep 4343"
+        writeScript(join(bin, "bwrap"), `#!/bin/sh\nexec ${marker}\n`)
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const path = process.env.PATH
+            process.env.PATH = `${bin}:${path}`
+            return path
+          }),
+          (path) => Effect.sync(() => void (process.env.PATH = path))
+        )
+        yield* Volume.builder("slow").create()
+        const fiber = yield* Effect.fork(Effect.scoped(
+          Sandbox.builder("slow").volume("/v", (m) => m.named("slow")).volume("/t", (m) => m.tmpfs().size(8)).create()
+        ))
+        yield* Effect.repeat(Effect.sync(() => processesMentioning(marker).length > 0), {
+          until: (blocked) => blocked,
+          schedule: Schedule.spaced("20 millis")
+        })
+        yield* Fiber.interrupt(fiber)
+        yield* assertNothingLeft(dir, marker)
+        // The start's hold on the volume went with it.
+        yield* Volume.remove("slow")
+      })
+    ), 30_000)
+
   it.scopedLive("a failed start removes the volumes it created and keeps the ones that existed", () =>
     withHome((dir) =>
       Effect.gen(function*() {

@@ -1,24 +1,23 @@
 /**
  * Tar export and import of whole volumes. Export walks the tree with `VolumeFs` and
  * encodes ustar/PAX itself; import parses with `tar-stream`, stages everything in a
- * directory inside the volume and only then moves it into place (see `docs/cli.md`).
+ * hidden directory inside the volume (a reserved temporary name, see `paths.ts`) and only
+ * then moves it into place (see `docs/cli.md`). Every step, modes and times included, goes
+ * through the volume's `FsDriver`, so the local backend's descriptor walk contains it.
  */
 import { DateTime, Effect, Exit, Fiber, Option, Stream } from "effect"
 import * as TarStream from "tar-stream"
-import * as NodeFs from "node:fs"
 import type { Volume } from "../../Volume.js"
 import { InvalidPath, PathNotFound, VolumeFsError } from "../../VolumeError.js"
 import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsEntry } from "../../VolumeFs.js"
-import { hostCall } from "../local/fd.js"
-import { ArchiveError } from "./archiveError.js"
-import * as HostEntries from "../local/hostEntries.js"
 import * as Paths from "../paths.js"
+import { stagingView } from "../volumeFs.js"
+import { ArchiveError } from "./archiveError.js"
 import * as Tar from "./tarEncode.js"
 
-/** The host data directory of a volume, when its backend keeps files on this host. */
-const hostRoot = (volume: Volume): Effect.Effect<Option.Option<string>> =>
-  volume.path().pipe(Effect.map(Option.some), Effect.orElseSucceed(() => Option.none<string>()))
+/** Set-user-ID, set-group-ID and sticky bits, which archives may not plant unless asked to. */
+export const SPECIAL_MODE_BITS = 0o7000
 
 const seconds = (entry: FsEntry): number =>
   Option.match(entry.modified, { onNone: () => 0, onSome: (t) => Math.floor(DateTime.toEpochMillis(t) / 1000) })
@@ -142,8 +141,10 @@ const tarEntries = <E, R>(input: Stream.Stream<Uint8Array, E, R>): Stream.Stream
     const feeder = yield* input.pipe(
       Stream.runForEach(writeChunk),
       Effect.zipRight(Effect.sync(() => extract.end(null))),
-      Effect.tapError(() =>
-        Effect.sync(() => {
+      // Any end of the input but a clean one (a failure, a defect, an interruption) ends the
+      // parser too, or the import would wait for entries forever.
+      Effect.onExit((exit) =>
+        Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => {
           inputFailed = true
           extract.destroy(new Error("input failed"))
         })
@@ -178,13 +179,14 @@ type Staged = {
   readonly mtime: Date | undefined
 }
 
-const STAGING_PREFIX = ".volumes-import-"
-
 /**
  * Imports a tar stream into `volume`: every entry is written below a staging directory
  * inside the volume first; only when the whole archive is in (paths checked, quota
  * charged, no conflicts) are the staged entries moved into place. Any failure before that
- * removes the staging directory, leaving the volume as it was.
+ * removes the staging directory, leaving the volume as it was. The staging directory has a
+ * reserved temporary name carrying this process's pid: no listing shows it, no user path
+ * (and so no `VolumeFs` call of anyone else) can name it, and if this process dies the
+ * backend's sweep of dead writers' temporary files reclaims it.
  */
 export const importIntoVolume = <E, R>(
   volume: Volume,
@@ -192,14 +194,18 @@ export const importIntoVolume = <E, R>(
   options: { readonly keepSpecialModes?: boolean | undefined } = {}
 ): Effect.Effect<ImportSummary, E | VolumeFsFailure | ArchiveError, R> =>
   Effect.gen(function*() {
-    const fs = volume.fs()
-    const root = yield* hostRoot(volume)
+    const staging = Paths.tempName()
+    const fs = yield* Option.match(stagingView(volume.fs(), staging), {
+      onNone: () =>
+        Effect.fail(
+          new ArchiveError({ entry: "", message: `volume "${volume.name}" has no staging area, so nothing can be imported into it` })
+        ),
+      onSome: Effect.succeed
+    })
     /** Archives may not plant set-user-ID, set-group-ID or sticky files unless asked to. */
     const modeOf = (mode: number | undefined) =>
-      mode === undefined || options.keepSpecialModes === true ? mode : mode & ~HostEntries.SPECIAL_MODE_BITS
-    const staging = `${STAGING_PREFIX}${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+      mode === undefined || options.keepSpecialModes === true ? mode : mode & ~SPECIAL_MODE_BITS
     const stagedPath = (segments: ReadonlyArray<string>) => [staging, ...segments].join("/")
-    const stagedSegments = (segments: ReadonlyArray<string>): Paths.NonRootSegments => [staging, ...segments]
     const staged: Array<Staged> = []
     let bytes = 0
 
@@ -297,16 +303,14 @@ export const importIntoVolume = <E, R>(
       fs.chmod(path, (modeOf(mode) ?? mode) & 0o7777).pipe(Effect.catchTag("InvalidConfig", (e) => Effect.die(e)))
 
     /**
-     * Modes on every backend (through `VolumeFs`, contained), mtimes where the files are on
-     * this host; deepest entries last-recorded first. Mtimes go through the descriptor walk,
+     * Modes and mtimes through the volume's driver (mtimes where the store keeps them), deepest
+     * entries last-recorded first. On the local backend both go through the descriptor walk,
      * never a host path string: a staged directory swapped for a symlink is refused, not followed.
      */
     const applyMetadata = Effect.suspend(() => Effect.forEach(staged.slice().reverse(), (item) =>
       Effect.gen(function*() {
         if (item.type !== "symlink" && item.mode !== undefined) yield* chmod(stagedPath(item.segments), item.mode)
-        if (Option.isSome(root) && item.mtime !== undefined) {
-          yield* HostEntries.setMetadata(root.value, stagedSegments(item.segments), { mode: undefined, mtime: item.mtime })
-        }
+        if (item.mtime !== undefined) yield* fs.setModified(stagedPath(item.segments), item.mtime)
       }), { discard: true }))
 
     /** The root's mode and mtime from the archive's `./` entry, once everything is in place. */
@@ -316,10 +320,7 @@ export const importIntoVolume = <E, R>(
         onSome: ({ mode, mtime }) =>
           Effect.gen(function*() {
             if (mode !== undefined) yield* chmod("/", mode)
-            // The volume's own data directory: ours, not a path a sandbox can swap.
-            if (Option.isSome(root) && mtime !== undefined) {
-              yield* hostCall("/", () => NodeFs.utimesSync(root.value, mtime, mtime))
-            }
+            if (mtime !== undefined) yield* fs.setModified("/", mtime)
           })
       })
     )

@@ -5,7 +5,9 @@
  * start time; records of processes that died are deleted whenever someone looks.
  *
  * Sharing rules: a directory volume may have any number of holders. A disk volume has
- * either one read-write holder or any number of read-only ones.
+ * either one read-write holder or any number of read-only ones. An exclusive holder (an
+ * archive import) is the only holder of a volume of either kind, except for its own
+ * process's host-side access to a disk volume (the import's own writes go through it).
  */
 import { SqlClient } from "@effect/sql"
 import { Clock, Context, Effect } from "effect"
@@ -14,9 +16,12 @@ import { randomUUID } from "node:crypto"
 import type { HoldMode } from "../../VolumeBackend.js"
 import { StorageError, VolumeInUse, VolumeNotFound } from "../../VolumeError.js"
 import { orStorageError, retryBusy } from "./database.js"
-import * as Liveness from "./liveness.js"
+import * as Liveness from "../liveness.js"
 
 export type AttachMode = HoldMode
+
+/** Host-side holder label of disk-volume `fs()` access. */
+export const HOST_FS_HOLDER = "host fs"
 
 export interface AttachOptions {
   /** Who holds the volume, for people: `"sandbox api"`, `"host fs"`. */
@@ -95,13 +100,20 @@ export const make: Effect.Effect<Attachments, never, SqlClient.SqlClient> = Effe
 
   const insert = (key: string, options: AttachOptions, id: string, self: Liveness.ProcessId, now: number) =>
     // One statement, so the check and the insert are atomic across processes: the
-    // volume must be ready, and for a disk volume no writer may coexist with anyone.
+    // volume must be ready, for a disk volume no writer may coexist with anyone, and an
+    // exclusive holder coexists with nobody.
     sql<{ readonly id: string }>`INSERT INTO attachments (id, key, holder, pid, pid_start, mode, created_at)
       SELECT ${id}, ${key}, ${options.holder}, ${self.pid}, ${self.start}, ${options.mode}, ${now}
       WHERE EXISTS (SELECT 1 FROM volumes WHERE key = ${key} AND state = 'ready')
         AND NOT EXISTS (
           SELECT 1 FROM attachments a JOIN volumes v ON v.key = a.key
-          WHERE a.key = ${key} AND v.kind = 'disk' AND (a.mode = 'rw' OR ${options.mode} = 'rw')
+          WHERE a.key = ${key} AND (
+            ((a.mode = 'exclusive' OR ${options.mode} = 'exclusive')
+              AND NOT (a.pid = ${self.pid} AND a.pid_start = ${self.start}
+                AND (a.holder = ${HOST_FS_HOLDER} OR ${options.holder} = ${HOST_FS_HOLDER})))
+            OR (v.kind = 'disk' AND (a.mode = 'rw' OR ${options.mode} = 'rw')
+              AND NOT (a.mode = 'exclusive' OR ${options.mode} = 'exclusive'))
+          )
         )
       RETURNING id`.pipe(orStorageError("recording an attachment"))
 

@@ -114,6 +114,24 @@ const migrations = {
     const sql = yield* SqlClient.SqlClient
     yield* sql`ALTER TABLE volumes ADD COLUMN expires_at INTEGER`
     yield* sql`ALTER TABLE volumes ADD COLUMN last_used_at INTEGER`
+  }),
+  // Exclusive holders (an archive import): SQLite cannot change a CHECK, so the table is rebuilt.
+  "5_exclusive_holds": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE attachments_next (
+      id TEXT PRIMARY KEY NOT NULL,
+      key TEXT NOT NULL,
+      holder TEXT NOT NULL,
+      pid INTEGER NOT NULL,
+      pid_start INTEGER NOT NULL,
+      mode TEXT NOT NULL CHECK (mode IN ('rw', 'ro', 'exclusive')),
+      created_at INTEGER NOT NULL
+    )`
+    yield* sql`INSERT INTO attachments_next (id, key, holder, pid, pid_start, mode, created_at)
+      SELECT id, key, holder, pid, pid_start, mode, created_at FROM attachments`
+    yield* sql`DROP TABLE attachments`
+    yield* sql`ALTER TABLE attachments_next RENAME TO attachments`
+    yield* sql`CREATE INDEX attachments_by_key ON attachments (key)`
   })
 }
 

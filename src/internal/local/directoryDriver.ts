@@ -55,6 +55,7 @@ import {
 } from "./fd.js"
 import { allocate, makeWriter, notAFile, openFileForReadSync, publishSync, readAll, readAsync, writeAtomicSync } from "./fileIo.js"
 import { linkTargetSync, makeLinkOps } from "./links.js"
+import type { LinkOps } from "./links.js"
 import { eachEntry, emptyTree, measureTree, sweepTree } from "./tree.js"
 import { watchDirectory } from "./watch.js"
 
@@ -142,6 +143,7 @@ export interface DirectoryDriverOptions {
 
 /** The directory driver: an `FsDriver` plus the full usage measurement the backend needs. */
 export interface DirectoryDriver extends FsDriver {
+  readonly setModified: LinkOps["setModified"]
   /** Usage (bytes, allocated bytes, files) at or below `path`; zero when absent. Walks the tree. */
   readonly measureUsage: (path: Paths.Segments) => Effect.Effect<Usage.Usage, VolumeFsFailure>
   /**

@@ -21,6 +21,7 @@ import type { Unsupported, VolumeFsFailure, VolumeInUse } from "../../VolumeErro
 import type { FsDriver } from "../fsDriver.js"
 import type * as Paths from "../paths.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
+import type { DirectoryDriver } from "./directoryDriver.js"
 import { errnoCode } from "./errno.js"
 import { mountImage } from "./diskMount.js"
 
@@ -108,13 +109,13 @@ export const makeDiskDriver = (options: DiskDriverOptions): FsDriver => {
   })
 
   /** The directory driver over the mounted image, for the current scope. */
-  const mounted: Effect.Effect<FsDriver, VolumeFsFailure, Scope.Scope> = imagePresent.pipe(
+  const mounted: Effect.Effect<DirectoryDriver, VolumeFsFailure, Scope.Scope> = imagePresent.pipe(
     // A failed mount (e.g. a sandbox holds the image) must not be remembered for the idle time.
     Effect.zipRight(RcMap.get(sessions, image).pipe(Effect.tapError(() => RcMap.invalidate(sessions, image)))),
     Effect.map((root) => makeDirectoryDriver({ root, volume }))
   )
 
-  const within = <A>(use: (driver: FsDriver) => Effect.Effect<A, VolumeFsFailure>) =>
+  const within = <A>(use: (driver: DirectoryDriver) => Effect.Effect<A, VolumeFsFailure>) =>
     Effect.scoped(Effect.flatMap(mounted, use))
 
   return {
@@ -135,6 +136,7 @@ export const makeDiskDriver = (options: DiskDriverOptions): FsDriver => {
     symlink: (target, path) => within((driver) => driver.symlink(target, path)),
     readlink: (path) => within((driver) => driver.readlink(path)),
     chmod: (path, mode) => within((driver) => driver.chmod(path, mode)),
+    setModified: (path, mtime) => within((driver) => driver.setModified(path, mtime)),
     // The watch keeps the image mounted (and the volume attached) for as long as it runs.
     watch: (path, recursive) => Stream.unwrapScoped(Effect.map(mounted, (driver) => driver.watch(path, recursive)))
   }

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto"
 import { homedir } from "node:os"
 import * as NodePath from "node:path"
 import { StorageError } from "../../VolumeError.js"
-import type { ProcessId } from "./liveness.js"
+import type { ProcessId } from "../liveness.js"
 
 /** Environment variable naming the home when no option is given. */
 export const HOME_ENV = "EFFECT_VOLUMES_HOME"

@@ -5,6 +5,8 @@
  * fails on any existing entry, dangling links included), `readlink(2)` reads the link itself,
  * and `chmod` acts on an `O_PATH | O_NOFOLLOW` handle of the entry that is first checked not
  * to be a symlink (Linux cannot change a link's own mode; following it is what we refuse).
+ * Times (`setModified`, for archive imports) are set the same way; a symlink gets its own
+ * time through the parent descriptor (`lutimes`), never its target's.
  */
 import type { Effect } from "effect"
 import * as NodeFs from "node:fs"
@@ -44,8 +46,24 @@ const chmodEntrySync = (dirfd: number, name: string, mode: number, path: string)
   }
 }
 
-/** `symlink`, `readlink` and `chmod` of the directory driver. */
-export const makeLinkOps = (context: LinkOpsContext): Pick<FsDriver, "symlink" | "readlink" | "chmod"> => {
+/** Sets the times of the entry `name` of `dirfd` itself (a symlink's own, never its target's). */
+const setTimesSync = (dirfd: number, name: string, mtime: Date): void => {
+  const handle = NodeFs.openSync(at(dirfd, name), HANDLE_FLAGS)
+  try {
+    if (NodeFs.fstatSync(handle).isSymbolicLink()) NodeFs.lutimesSync(at(dirfd, name), mtime, mtime)
+    // Through the handle's magic link: the inode checked above, never opened for I/O (a FIFO
+    // would block an open).
+    else NodeFs.utimesSync(self(handle), mtime, mtime)
+  } finally {
+    NodeFs.closeSync(handle)
+  }
+}
+
+/** The operations of this module, which every directory driver has. */
+export type LinkOps = Pick<FsDriver, "symlink" | "readlink" | "chmod"> & Required<Pick<FsDriver, "setModified">>
+
+/** `symlink`, `readlink`, `chmod` and `setModified` of the directory driver. */
+export const makeLinkOps = (context: LinkOpsContext): LinkOps => {
   const { changed, withParent, withRoot } = context
   return {
     symlink: (target, segments) =>
@@ -66,6 +84,10 @@ export const makeLinkOps = (context: LinkOpsContext): Pick<FsDriver, "symlink" |
     chmod: (segments, mode) =>
       Paths.isNonRoot(segments)
         ? withParent(segments, false, (dirfd, name, path) => hostCall(path, () => chmodEntrySync(dirfd, name, mode, path)))
-        : withRoot((rootfd) => hostCall("/", () => NodeFs.fchmodSync(rootfd, mode)))
+        : withRoot((rootfd) => hostCall("/", () => NodeFs.fchmodSync(rootfd, mode))),
+    setModified: (segments, mtime) =>
+      Paths.isNonRoot(segments)
+        ? withParent(segments, false, (dirfd, name, path) => hostCall(path, () => setTimesSync(dirfd, name, mtime)))
+        : withRoot((rootfd) => hostCall("/", () => NodeFs.futimesSync(rootfd, mtime, mtime)))
   }
 }

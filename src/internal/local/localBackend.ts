@@ -35,7 +35,7 @@ import { makeDirectoryDriver } from "./directoryDriver.js"
 import { makeDiskDriver, makeDiskSessions } from "./diskDriver.js"
 import { allocatedBytes, formatDiskImage } from "./diskImage.js"
 import * as Layout from "./layout.js"
-import * as Liveness from "./liveness.js"
+import * as Liveness from "../liveness.js"
 import * as Recovery from "./recovery.js"
 import * as LocalSnapshots from "./snapshots.js"
 import * as UsageAccounts from "./usage.js"
@@ -152,9 +152,6 @@ export interface LocalBackendSettings {
    */
   readonly diskIdleTimeToLive?: Duration.DurationInput | undefined
 }
-
-/** Host-side holder label of disk-volume `fs()` access. */
-export const HOST_FS_HOLDER = "host fs"
 
 export interface LocalBackend {
   readonly service: VolumeBackendService
@@ -520,7 +517,7 @@ export const make = (
     const diskSessions = yield* makeDiskSessions({
       runDir: layout.run,
       acquireExclusive: (image) =>
-        attachments.acquire(NodePath.basename(NodePath.dirname(image)), { holder: HOST_FS_HOLDER, mode: "rw" }),
+        attachments.acquire(NodePath.basename(NodePath.dirname(image)), { holder: Attachments.HOST_FS_HOLDER, mode: "rw" }),
       idleTimeToLive: settings.diskIdleTimeToLive
     })
 

@@ -18,7 +18,7 @@ import { orStorageError } from "./database.js"
 import { storageReason } from "./errno.js"
 import { removeTree } from "./tree.js"
 import * as Layout from "./layout.js"
-import * as Liveness from "./liveness.js"
+import * as Liveness from "../liveness.js"
 
 /** The part of a volume record that says who drives it. */
 export interface OwnedRow {

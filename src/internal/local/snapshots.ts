@@ -44,7 +44,7 @@ import { orStorageError } from "./database.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
 import { makeDiskDriver, makeDiskSessions } from "./diskDriver.js"
 import * as Layout from "./layout.js"
-import * as Liveness from "./liveness.js"
+import * as Liveness from "../liveness.js"
 import type { Recovery } from "./recovery.js"
 import * as TreeCopy from "./treeCopy.js"
 
@@ -89,8 +89,6 @@ export const snapshotsRoot = (layout: Layout.Layout): string => NodePath.join(la
 const snapshotDir = (layout: Layout.Layout, volumeKey: string, key: string): string =>
   NodePath.join(snapshotsRoot(layout), volumeKey, key)
 
-/** The holder label of a sandbox that mounts a snapshot (removing the snapshot is refused meanwhile). */
-export const snapshotHolder = (holder: string, snapshot: string): string => `${holder} (snapshot ${nameKey(snapshot)})`
 
 /** The content of a volume-shaped directory: its `data/` tree or its image. */
 const contentOf = (kind: VolumeKind, root: string): string =>
@@ -335,7 +333,7 @@ export const make = (
     const remove = Effect.fn("LocalBackend.removeSnapshot")(function*(volume: string, snapshot: string) {
       const { info, row } = yield* findReady(volume, snapshot)
       const mounting = (yield* attachments.holders(row.volume_key)).filter((holder) =>
-        holder.endsWith(snapshotHolder("", row.key))
+        holder.endsWith(Rules.snapshotHolder("", row.key))
       )
       if (mounting.length > 0) return yield* new VolumeInUse({ volume: `${info.name}@${row.name}`, holders: mounting })
       const self = yield* Liveness.current

@@ -27,7 +27,7 @@ import * as Usage from "../usage.js"
 import type { UsageSink } from "../usage.js"
 import type { UsageAccount } from "../volumeFs.js"
 import { orStorageError } from "./database.js"
-import * as Liveness from "./liveness.js"
+import * as Liveness from "../liveness.js"
 
 /** How long changes may wait in memory before they are added to the account. */
 const FLUSH_DELAY = "50 millis"

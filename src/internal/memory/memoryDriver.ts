@@ -365,7 +365,8 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
     run((tree) =>
       Either.flatMap(find(tree, path), (node): Result<ReadonlyArray<FsEntry>> => {
         if (node._tag !== "directory") return fsError(path, "NotADirectory")
-        const names = Array.from(node.children.keys()).sort(byName)
+        // Temporary names (an import's staging directory) are never listed (see `fsDriver.ts`).
+        const names = Array.from(node.children.keys()).filter((name) => !Paths.isTempName(name)).sort(byName)
         return Either.right(names.map((name) => {
           const entryPath = Paths.child(path, name)
           return new FsEntry(entryFields(entryPath, node.children.get(name)!))

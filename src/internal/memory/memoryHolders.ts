@@ -31,7 +31,10 @@ export const make = (kindOf: (name: string) => VolumeKind | undefined): MemoryHo
       if (kind === undefined) return Effect.fail(new VolumeNotFound({ volume: name }))
       const key = nameKey(name)
       const set = holds.get(key) ?? new Set<Hold>()
-      const conflict = kind === "disk" && Array.from(set).some((other) => other.mode === "rw" || hold.mode === "rw")
+      const conflict = Array.from(set).some((other) =>
+        other.mode === "exclusive" || hold.mode === "exclusive" ||
+        (kind === "disk" && (other.mode === "rw" || hold.mode === "rw"))
+      )
       if (conflict) return Effect.fail(new VolumeInUse({ volume: name, holders: current(name) }))
       set.add(hold)
       holds.set(key, set)

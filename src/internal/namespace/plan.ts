@@ -183,6 +183,8 @@ const prelude = (
   ]),
   `}`,
   "trap cleanup EXIT",
+  // A start that is given up on (SIGTERM to the keeper's group) still cleans up.
+  "trap 'exit 143' TERM",
   // Waits until the FUSE export of file $1 (served by pid $2) is mounted.
   `await_export() {`,
   `  n=0`,

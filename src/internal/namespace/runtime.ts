@@ -173,22 +173,39 @@ const startKeeper = (name: string, script: string) =>
         Deferred.unsafeDone(exited, Effect.void)
       })
       const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid, stderr: () => stderr })
-      yield* Effect.addFinalizer(() => stopKeeper({ child, exited, stderr: () => stderr }))
+      // A keeper that never reported ready is still staging (a mount or a file server may
+      // hang): it is terminated rather than asked to stop, so an interrupted start returns
+      // at once; its EXIT trap still unmounts and stops the file servers.
+      const stop = Effect.suspend(() =>
+        Deferred.isDone(ready).pipe(
+          Effect.flatMap((up) => stopKeeper({ child, exited, stderr: () => stderr }, up ? "graceful" : "terminate"))
+        )
+      )
+      yield* Effect.addFinalizer(() => stop)
       return yield* restore(Deferred.await(ready)).pipe(
         Effect.timeoutFail({
           duration: START_TIMEOUT,
           onTimeout: () => startError(name, `the sandbox did not start within ${Duration.format(START_TIMEOUT)}: ${stderr.trim()}`)
         }),
         Effect.map(keeper),
-        Effect.tapError(() => stopKeeper({ child, exited }))
+        Effect.tapError(() => stopKeeper({ child, exited }, "terminate"))
       )
     })
   )
 
-const stopKeeper = (keeper: Pick<Keeper, "child" | "exited"> & Partial<Pick<Keeper, "stderr">>) =>
+/**
+ * Stops a keeper: EOF on its stdin ends a running sandbox's init, which ends the PID
+ * namespace, bubblewrap, and the keeper; a keeper still starting (`"terminate"`) also gets
+ * SIGTERM on its whole group, since it waits for whatever it is staging, not for stdin.
+ * Either way it is killed after `STOP_GRACE`.
+ */
+const stopKeeper = (
+  keeper: Pick<Keeper, "child" | "exited"> & Partial<Pick<Keeper, "stderr">>,
+  how: "graceful" | "terminate"
+) =>
   Effect.gen(function*() {
-    // EOF ends the init, which ends the PID namespace, bubblewrap, and the keeper.
     keeper.child.stdin?.end()
+    if (how === "terminate") Process.killGroup(keeper.child, "SIGTERM")
     const clean = yield* Deferred.await(keeper.exited).pipe(Effect.timeout(STOP_GRACE), Effect.option)
     if (Option.isNone(clean)) {
       yield* Effect.logWarning("sandbox keeper did not stop in time; killing it")

@@ -37,7 +37,7 @@ const GUARD_PAUSE = "50 millis"
 
 const Lease = Schema.Struct({
   holder: Schema.String,
-  mode: Schema.Literal("rw", "ro"),
+  mode: Schema.Literal("rw", "ro", "exclusive"),
   expiresAt: Schema.Number
 })
 const LeaseJson = Schema.parseJson(Lease)
@@ -86,7 +86,7 @@ export const make = (s3: S3, settings: LeaseSettings): Leases => {
       const lapsed = present.filter((entry) => entry.lease.expiresAt <= now)
       // A holder that stopped renewing crashed (or lost the store for a whole lease time).
       if (lapsed.length > 0) yield* Effect.ignore(s3.deleteMany(lapsed.map((entry) => entry.key)))
-      return present.filter((entry) => entry.lease.expiresAt > now).map((entry) => entry.lease)
+      return present.filter((entry) => entry.lease.expiresAt > now)
     })
 
   const exists = (name: string) => Effect.map(Records.read(s3, settings.recordKey(name)), Option.isSome)
@@ -103,7 +103,15 @@ export const make = (s3: S3, settings: LeaseSettings): Leases => {
         const guards = yield* live(name, "guard")
         // Re-read after the lease is visible: a remove that finished before it is seen here.
         const stillThere = guards.length === 0 && (yield* exists(name))
-        if (stillThere) return key
+        if (stillThere) {
+          // An exclusive holder coexists with nobody. Both sides look after writing their own
+          // lease, so of two racing holders at least one sees the other (both may back off).
+          const others = (yield* live(name, "lease")).filter((entry) => entry.key !== key)
+          const conflict = others.some((entry) => entry.lease.mode === "exclusive" || mode === "exclusive")
+          if (!conflict) return key
+          yield* s3.delete(key)
+          return yield* new VolumeInUse({ volume: name, holders: others.map((entry) => entry.lease.holder) })
+        }
         yield* s3.delete(key)
         if (guards.length === 0) return yield* new VolumeNotFound({ volume: name })
         yield* Effect.sleep(GUARD_PAUSE)
@@ -140,7 +148,7 @@ export const make = (s3: S3, settings: LeaseSettings): Leases => {
       return yield* Effect.gen(function*() {
         const holders = yield* live(name, "lease")
         if (holders.length > 0) {
-          return yield* new VolumeInUse({ volume: name, holders: holders.map((lease) => lease.holder) })
+          return yield* new VolumeInUse({ volume: name, holders: holders.map((entry) => entry.lease.holder) })
         }
         return yield* effect
       }).pipe(Effect.ensuring(Effect.ignore(s3.delete(key))))
@@ -149,7 +157,7 @@ export const make = (s3: S3, settings: LeaseSettings): Leases => {
   return {
     service: {
       acquire,
-      list: (name) => Effect.map(live(name, "lease"), (leases) => leases.map((lease) => lease.holder))
+      list: (name) => Effect.map(live(name, "lease"), (leases) => leases.map((entry) => entry.lease.holder))
     },
     guard
   }

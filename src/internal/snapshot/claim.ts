@@ -17,7 +17,7 @@ import * as NodeCrypto from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import type { StorageError } from "../../VolumeError.js"
-import * as Liveness from "../local/liveness.js"
+import * as Liveness from "../liveness.js"
 import { io, manifestPath } from "./manifest.js"
 
 const CLAIM = "#claim#"
