@@ -35,6 +35,14 @@ extern const struct fuse_operations evfs_operations;
 void proc_path(char buf[64], int fd);
 void report_usage(void);
 
+/* account.c: the quota account, shared with the host through --account (call with g.lock held) */
+int account_connect(const char *path);
+long long account_available(long long need);
+void account_spend(long long bytes);
+int account_charge(long long bytes);
+long long account_usage(void);
+void account_close(void);
+
 /* mounts.c: subpaths and live mounts */
 int open_beneath(int root, const char *rel);
 int bind_only(int dirfd, const char *mountpoint, const char *source);

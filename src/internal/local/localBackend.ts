@@ -38,6 +38,7 @@ import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
 import * as Recovery from "./recovery.js"
 import * as LocalSnapshots from "./snapshots.js"
+import * as Grants from "./grants.js"
 import * as UsageAccounts from "./usage.js"
 
 /** One record of the `volumes` table, as this version writes it. */
@@ -632,7 +633,8 @@ export const make = (
         list: (name) => attachments.holders(nameKey(name))
       }, touch),
       path,
-      snapshots
+      snapshots,
+      quotaGrants: (name) => Grants.make(nameKey(name), name).pipe(Effect.provideService(SqlClient.SqlClient, sql))
     }
     return { service, attachments: sharedAttachments }
   })

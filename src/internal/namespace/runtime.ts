@@ -31,6 +31,7 @@ import { InvalidConfig, SandboxError, Unsupported } from "../../VolumeError.js"
 import * as Cgroups from "./cgroups.js"
 import * as Etc from "./etc.js"
 import * as Native from "./native.js"
+import * as Account from "./fileServer/account.js"
 import * as FileServer from "./fileServer/fileServer.js"
 import * as LiveMount from "./fileServer/liveMount.js"
 import * as Plan from "./plan.js"
@@ -217,15 +218,21 @@ const runDirectory = Effect.acquireRelease(
   (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
 )
 
-const stageTarget = (staged: Plan.StagedMount) =>
-  Effect.tryPromise({
-    try: async () => {
-      const { source } = staged.resolved
-      const isFile = source._tag === "HostPath" && !statSync(source.hostPath).isDirectory()
-      if (isFile) await writeFile(staged.stage, "")
-      else await mkdir(staged.stage)
-    },
-    catch: (error) => startError("", `cannot prepare a mount point: ${String(error)}`)
+/** A mount staged on `<runDir>/<name>` (a served one with its quota channel, for the scope's lifetime). */
+const stagedMount = (resolved: ResolvedMount, runDir: string, name: string) =>
+  Effect.gen(function*() {
+    const stage = join(runDir, name)
+    const fileServer = yield* Account.withAccount(Option.getOrUndefined(FileServer.stagingOf(resolved)), resolved, stage)
+    yield* Effect.tryPromise({
+      try: async () => {
+        const { source } = resolved
+        const isFile = source._tag === "HostPath" && !statSync(source.hostPath).isDirectory()
+        if (isFile) await writeFile(stage, "")
+        else await mkdir(stage)
+      },
+      catch: (error) => startError("", `cannot prepare a mount point: ${String(error)}`)
+    })
+    return { resolved, stage, exportFile: `${stage}.raw`, fileServer } satisfies Plan.StagedMount
   })
 
 const execEnv = (spec: StartSpec, options: ExecOptions): Record<string, string> => ({
@@ -300,13 +307,7 @@ const start = (spec: StartSpec) =>
 
     const cgroups = yield* Cgroups.make(spec.name, limits)
     const runDir = yield* runDirectory
-    const mounts = spec.mounts.map((resolved, i): Plan.StagedMount => ({
-      resolved,
-      stage: join(runDir, `m${i}`),
-      exportFile: join(runDir, `m${i}.raw`),
-      fileServer: Option.getOrUndefined(FileServer.stagingOf(resolved))
-    }))
-    yield* Effect.forEach(mounts, stageTarget, { discard: true })
+    const mounts = yield* Effect.forEach(spec.mounts, (resolved, i) => stagedMount(resolved, runDir, `m${i}`))
     if (spec.image !== "host") {
       yield* Effect.tryPromise({
         try: () => Promise.all(["lower", "overlay", "root"].map((dir) => mkdir(join(runDir, dir)))),
@@ -365,15 +366,7 @@ const start = (spec: StartSpec) =>
     const prepare = (resolved: ResolvedMount) =>
       Effect.gen(function*() {
         yield* checkMount(resolved)
-        const i = live++
-        const staged: Plan.StagedMount = {
-          resolved,
-          stage: join(runDir, `${FileServer.LIVE_PREFIX}${i}`),
-          exportFile: join(runDir, `${FileServer.LIVE_PREFIX}${i}.raw`),
-          fileServer: Option.getOrUndefined(FileServer.stagingOf(resolved))
-        }
-        yield* stageTarget(staged)
-        return staged
+        return yield* stagedMount(resolved, runDir, `${FileServer.LIVE_PREFIX}${live++}`)
       })
     const target = {
       name: spec.name,

@@ -12,6 +12,7 @@
 import { execFile } from "node:child_process"
 import { rmdir, unlink } from "node:fs/promises"
 import { Effect } from "effect"
+import type { Scope } from "effect"
 import type { ResolvedMount } from "../../../Sandbox.js"
 import type { InvalidConfig } from "../../../VolumeError.js"
 import { SandboxError, Unsupported } from "../../../VolumeError.js"
@@ -31,7 +32,7 @@ export interface Target {
   /** Checks and prepares a mount exactly as at start (the runtime's own rules). */
   readonly prepare: (
     resolved: ResolvedMount
-  ) => Effect.Effect<Plan.StagedMount, InvalidConfig | Unsupported | SandboxError>
+  ) => Effect.Effect<Plan.StagedMount, InvalidConfig | Unsupported | SandboxError, Scope.Scope>
 }
 
 const run = (sandbox: string, args: ReadonlyArray<string>) =>
