@@ -7,6 +7,7 @@
  */
 import type { Duration } from "effect"
 import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
+import { FileServerFailure } from "./internal/fileServerFailure.js"
 import * as SandboxStop from "./internal/sandboxStop.js"
 import * as Subpath from "./internal/mount/subpath.js"
 import * as Snapshot from "./internal/snapshot.js"
@@ -134,8 +135,18 @@ export class StopResult extends Schema.Class<StopResult>("StopResult")({
   volumes: Schema.Array(VolumeUsage),
   overQuota: Schema.Array(Schema.String),
   committed: Schema.Array(Snapshot.VolumeCommit),
-  conflicts: Schema.Array(CommitConflict)
+  conflicts: Schema.Array(CommitConflict),
+  /** Mounts whose file server died while the sandbox ran (their operations failed from then on). */
+  fileServerFailures: Schema.optionalWith(Schema.Array(FileServerFailure), { default: () => [] })
 }) {}
+
+/**
+ * A mount whose file server died while the sandbox ran (docs/sandboxes.md, "Faults").
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export { FileServerFailure }
 
 /**
  * A running sandbox.
@@ -272,6 +283,8 @@ export interface RunningSandbox {
     args: ReadonlyArray<string>,
     options: ExecOptions
   ) => Stream.Stream<ExecEvent, SandboxError>
+  /** Mounts whose file server died while the sandbox ran; complete once the start's scope closed. */
+  readonly fileServerFailures?: () => ReadonlyArray<FileServerFailure>
   /** Adds a mount to the running sandbox until the scope closes (runtimes without it refuse live mounts). */
   readonly mount?: (
     resolved: ResolvedMount
@@ -722,7 +735,8 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
           volumes,
           overQuota: volumes.filter((v) => v.overQuota).map((v) => v.name),
           committed,
-          conflicts: committed.flatMap((c) => c.conflicts)
+          conflicts: committed.flatMap((c) => c.conflicts),
+          fileServerFailures: running.fileServerFailures?.() ?? []
         }))
   })
   yield* Effect.addFinalizer((exit) => Effect.zipRight(closeAllLive, stopper.release(exit)))

@@ -31,6 +31,7 @@ import { InvalidConfig, SandboxError, Unsupported } from "../../VolumeError.js"
 import * as Cgroups from "./cgroups.js"
 import * as Etc from "./etc.js"
 import * as Native from "./native.js"
+import type { FileServerFailure } from "../fileServerFailure.js"
 import * as Account from "./fileServer/account.js"
 import * as FileServer from "./fileServer/fileServer.js"
 import * as LiveMount from "./fileServer/liveMount.js"
@@ -112,12 +113,10 @@ interface Keeper {
   readonly exited: Deferred.Deferred<void>
   /** Host pid of the sandbox's PID 1. */
   readonly sandboxPid: number
-  /** The end of the keeper's standard error so far. */
-  readonly stderr: () => string
 }
 
 /** Starts the keeper and waits until the sandbox is up; stopping it waits until it is gone. */
-const startKeeper = (name: string, script: string) =>
+const startKeeper = (name: string, script: string, onStopped: (stderr: string) => Effect.Effect<void>) =>
   // Spawning and registering the stop are one uninterruptible step; the wait for the
   // sandbox to come up (up to START_TIMEOUT) is interruptible, and the registered stop
   // ends the keeper then.
@@ -173,8 +172,8 @@ const startKeeper = (name: string, script: string) =>
         )
         Deferred.unsafeDone(exited, Effect.void)
       })
-      const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid, stderr: () => stderr })
-      yield* Effect.addFinalizer(() => stopKeeper({ child, exited, stderr: () => stderr }))
+      const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid })
+      yield* Effect.addFinalizer(() => Effect.zipRight(stopKeeper({ child, exited }), Effect.suspend(() => onStopped(stderr))))
       return yield* restore(Deferred.await(ready)).pipe(
         Effect.timeoutFail({
           duration: START_TIMEOUT,
@@ -186,7 +185,7 @@ const startKeeper = (name: string, script: string) =>
     })
   )
 
-const stopKeeper = (keeper: Pick<Keeper, "child" | "exited"> & Partial<Pick<Keeper, "stderr">>) =>
+const stopKeeper = (keeper: Pick<Keeper, "child" | "exited">) =>
   Effect.gen(function*() {
     // EOF ends the init, which ends the PID namespace, bubblewrap, and the keeper.
     keeper.child.stdin?.end()
@@ -196,7 +195,6 @@ const stopKeeper = (keeper: Pick<Keeper, "child" | "exited"> & Partial<Pick<Keep
       Process.killGroup(keeper.child)
       yield* Deferred.await(keeper.exited)
     }
-    if (keeper.stderr !== undefined) yield* FileServer.reportDeaths(keeper.stderr())
   })
 
 /** A scoped directory for staging mounts; removed after the keeper is gone. */
@@ -326,7 +324,10 @@ const start = (spec: StartSpec) =>
       seccomp: native.seccomp,
       cgroups
     })
-    const keeper = yield* startKeeper(spec.name, script)
+    // Mounts whose file server died while the sandbox ran (the keeper names them at stop).
+    const failures: Array<FileServerFailure> = []
+    const keeper = yield* startKeeper(spec.name, script, (stderr) =>
+      Effect.map(FileServer.deaths(stderr, mounts), (dead) => void failures.push(...dead)))
 
     const execStream = (cmd: string, args: ReadonlyArray<string>, options: ExecOptions) => {
       const cwd = options.cwd ?? Option.getOrElse(spec.workdir, () => "/")
@@ -373,9 +374,14 @@ const start = (spec: StartSpec) =>
       keeperPid: keeper.child.pid ?? 0,
       sandboxPid: keeper.sandboxPid,
       helper: native.helper,
+      failed: (failure: FileServerFailure) => void failures.push(failure),
       prepare
     }
-    const running: RunningSandbox = { execStream, mount: (resolved) => LiveMount.attach(target, resolved) }
+    const running: RunningSandbox = {
+      execStream,
+      mount: (resolved) => LiveMount.attach(target, resolved),
+      fileServerFailures: () => failures
+    }
     return running
   })
 

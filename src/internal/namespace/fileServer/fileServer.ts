@@ -11,6 +11,9 @@
 import { existsSync, statSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Effect, Option } from "effect"
+import { FileServerFailure } from "../../fileServerFailure.js"
+
+export { FileServerFailure }
 import type { ResolvedMount } from "../../../Sandbox.js"
 import { Unsupported } from "../../../VolumeError.js"
 import * as Idmap from "../idmap.js"
@@ -125,7 +128,7 @@ const command = (service: Service): ReadonlyArray<string> => [
   })
 ]
 
-/** Printed on the keeper's stderr at stop when a file server died while the sandbox ran. */
+/** Printed on the keeper's stderr at stop, with the stage's name, for each file server that died while the sandbox ran. */
 export const DIED = "effect-volumes: a file server died while the sandbox ran"
 
 /** Live mounts are staged on `<runDir>/live<N>` (see liveMount.ts). */
@@ -139,10 +142,11 @@ export const LIVE_PREFIX = "live"
  * exit on unmount.
  */
 export const cleanupCommands = (runDir: string, quote: (value: string) => string): ReadonlyArray<string> => [
-  `  for p in $fs_pids; do`,
+  `  for e in $fs_pids; do`,
+  `    p=\${e%%:*}`,
   `    if [ ! -e "/proc/$p" ] || [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" = Z ]; then echo ${
     JSON.stringify(DIED)
-  } >&2; fi`,
+  }" \${e#*:}" >&2; fi`,
   `  done`,
   `  for s in ${quote(runDir)}/${LIVE_PREFIX}*; do`,
   `    [ -e "$s" ] || continue`,
@@ -166,7 +170,7 @@ export const stageCommands = (
 ): ReadonlyArray<string> => staging.serve ? [
   `setpriv --pdeathsig KILL ${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&- &`,
   `qsd_pids="$qsd_pids $!"`,
-  `fs_pids="$fs_pids $!"`,
+  `fs_pids="$fs_pids $!:${stage.slice(stage.lastIndexOf("/") + 1)}"`,
   `fs_pid=$!; n=0`,
   `until grep -qF ${quote(` ${stage} `)} /proc/self/mountinfo; do`,
   `  n=$((n + 1))`,
@@ -177,8 +181,31 @@ export const stageCommands = (
   `done`
 ] : [`${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&-`]
 
-/** Reports (as a warning) the file servers a stopped keeper found dead. */
-export const reportDeaths = (keeperStderr: string) =>
-  keeperStderr.includes(DIED)
-    ? Effect.logWarning(`${DIED}: operations on its mount failed with ENOTCONN until the sandbox stopped`)
-    : Effect.void
+/** What a dead server's mount failed with, for people. */
+export const DEATH_REASON = "the file server exited while the sandbox ran; operations on the mount failed with ENOTCONN from then on"
+
+/** A mount's identity in a failure report. */
+export const failureOf = (resolved: ResolvedMount): FileServerFailure =>
+  new FileServerFailure({
+    guestPath: resolved.mount.guestPath,
+    volume: resolved.mount._tag === "Named" ? Option.some(resolved.mount.name) : Option.none(),
+    reason: DEATH_REASON
+  })
+
+/**
+ * The mounts whose file servers a stopped keeper found dead (it names their stages, see
+ * `cleanupCommands`), each logged as a warning.
+ */
+export const deaths = (
+  keeperStderr: string,
+  staged: ReadonlyArray<{ readonly resolved: ResolvedMount; readonly stage: string }>
+): Effect.Effect<ReadonlyArray<FileServerFailure>> => {
+  const dead = new Set(
+    keeperStderr.split("\n").filter((line) => line.startsWith(`${DIED} `)).map((line) => line.slice(DIED.length + 1).trim())
+  )
+  const failures = staged.filter((m) => dead.has(m.stage.slice(m.stage.lastIndexOf("/") + 1))).map((m) => failureOf(m.resolved))
+  return Effect.as(
+    Effect.forEach(failures, (f) => Effect.logWarning(`${DIED}: the mount at ${f.guestPath}: ${f.reason}`), { discard: true }),
+    failures
+  )
+}
