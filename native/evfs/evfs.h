@@ -48,6 +48,7 @@ int open_beneath(int root, const char *rel);
 int bind_only(int dirfd, const char *mountpoint, const char *source);
 int attach(const char *pid, const char *stage, const char *guest);
 int detach(const char *pid, const char *guest);
+int await_mount(const char *mountpoint, const char *pid);
 
 /* main.c */
 int fail(const char *fmt, const char *arg);

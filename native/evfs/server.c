@@ -466,13 +466,21 @@ static int ev_read_buf(const char *path, struct fuse_bufvec **out, size_t size, 
   return 0;
 }
 
-static int ev_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+/* Writes `size` bytes of `in` at `off`: spliced from the kernel's pipe into the file when
+ * libfuse read the request with splice (no copy through our memory). */
+static int put(int fd, struct fuse_bufvec *in, size_t size, off_t off) {
+  struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+  dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+  dst.buf[0].fd = fd;
+  dst.buf[0].pos = off;
+  return (int)fuse_buf_copy(&dst, in, 0);
+}
+
+static int ev_write_buf(const char *path, struct fuse_bufvec *in, off_t off, struct fuse_file_info *fi) {
   (void)path;
   int fd = (int)fi->fh;
-  if (!has_quota()) {
-    ssize_t n = pwrite(fd, buf, size, off);
-    return n < 0 ? -errno : (int)n;
-  }
+  size_t size = fuse_buf_size(in);
+  if (!has_quota()) return put(fd, in, size, off);
   /* Growth is checked and written under the lock, so two writers cannot both pass it. */
   pthread_mutex_lock(&g.lock);
   struct stat st;
@@ -490,12 +498,12 @@ static int ev_write(const char *path, const char *buf, size_t size, off_t off, s
     else size = (size_t)fits;
   }
   if (r == 0) {
-    ssize_t n = pwrite(fd, buf, size, off);
-    if (n < 0) r = -errno;
+    int n = put(fd, in, size, off);
+    if (n < 0) r = n;
     else {
       long long wrote_end = (long long)off + n;
       if (wrote_end > st.st_size) account_spend((wrote_end - st.st_size) * links);
-      r = (int)n;
+      r = n;
     }
   }
   pthread_mutex_unlock(&g.lock);
@@ -689,7 +697,7 @@ const struct fuse_operations evfs_operations = {
   .open = ev_open,
   .create = ev_create,
   .read_buf = ev_read_buf,
-  .write = ev_write,
+  .write_buf = ev_write_buf,
   .statfs = ev_statfs,
   .release = ev_release,
   .fsync = ev_fsync,

@@ -158,8 +158,8 @@ export const cleanupCommands = (runDir: string, quote: (value: string) => string
  * Keeper-script lines that serve `source` on `stage`: the server runs in the keeper's private
  * mount namespace and dies with the keeper (pdeathsig); its pid joins `qsd_pids`, the list the
  * keeper's cleanup stops after unmounting (an unmounted evfs exits by itself; a stuck one gets
- * SIGTERM, then SIGKILL). The start waits until the mount is there, or fails with the
- * server's own message (e.g. strict on a file system without xattrs).
+ * SIGTERM, then SIGKILL). The start waits until the mount is there (`evfs --await`), or
+ * fails with the server's own message (e.g. strict on a file system without xattrs).
  */
 export const stageCommands = (
   staging: Staging,
@@ -171,14 +171,10 @@ export const stageCommands = (
   `setpriv --pdeathsig KILL ${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&- &`,
   `qsd_pids="$qsd_pids $!"`,
   `fs_pids="$fs_pids $!:${stage.slice(stage.lastIndexOf("/") + 1)}"`,
-  `fs_pid=$!; n=0`,
-  `until grep -qF ${quote(` ${stage} `)} /proc/self/mountinfo; do`,
-  `  n=$((n + 1))`,
-  `  if [ "$n" -gt 5000 ] || [ ! -e "/proc/$fs_pid" ] || [ "$(cut -d' ' -f3 "/proc/$fs_pid/stat" 2>/dev/null)" = Z ]; then`,
-  `    echo ${quote(`the file server for ${guestPath} did not start`)} >&2; exit 1`,
-  `  fi`,
-  `  sleep 0.002`,
-  `done`
+  // evfs waits for its own mount (one process, no poll loop of grep and sleep)
+  `if ! ${quote(BINARY)} --await=${quote(stage)} "$!"; then`,
+  `  echo ${quote(`the file server for ${guestPath} did not start`)} >&2; exit 1`,
+  `fi`
 ] : [`${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&-`]
 
 /** What a dead server's mount failed with, for people. */

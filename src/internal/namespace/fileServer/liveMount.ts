@@ -74,12 +74,8 @@ const stageLines = (staged: Plan.StagedMount, target: Target): ReadonlyArray<str
   const argv = [...staging.argv, `--die-with=${keeperPid}`, source.hostPath, staged.stage]
   return [
     `${argv.map(Plan.quote).join(" ")} </dev/null >/dev/null 2>${Plan.quote(log)} &`,
-    `fs_pid=$!; n=0`,
-    `until grep -qF ${Plan.quote(` ${staged.stage} `)} /proc/self/mountinfo; do`,
-    `  n=$((n + 1))`,
-    `  if [ "$n" -gt 5000 ] || ! kill -0 "$fs_pid" 2>/dev/null; then cat ${Plan.quote(log)} >&2; exit 1; fi`,
-    `  sleep 0.002`,
-    `done`,
+    `fs_pid=$!`,
+    `if ! ${Plan.quote(FileServer.BINARY)} --await=${Plan.quote(staged.stage)} "$fs_pid"; then cat ${Plan.quote(log)} >&2; exit 1; fi`,
     // Our process checks at unmount whether the server still runs (else it died: reported).
     `echo "server $fs_pid"`
   ]
