@@ -5,9 +5,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { join } from "node:path"
+import * as LocalBackend from "../../src/LocalBackend.js"
 import * as Sandbox from "../../src/Sandbox.js"
 import * as Volume from "../../src/Volume.js"
-import { assertNothingLeft, withHome } from "./support.js"
+import { assertNothingLeft, startHolder, tempDir, withHome } from "./support.js"
 
 const MIB = 1024 * 1024
 
@@ -76,4 +78,25 @@ describe("file server: one quota account with the host and other sandboxes", () 
         assert.strictEqual(after.usedBytes, 64 * MIB)
       })
     ))
+})
+
+describe("file server: the quota account after kill -9", () => {
+  it.scopedLive("SIGKILL of the process whose sandbox held a grant: the next get re-measures; no reservation is left", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const home = join(dir, "home")
+      yield* Volume.builder("q").quota(64).create().pipe(Effect.provide(LocalBackend.layer({ home })))
+      const { killed, ready } = yield* startHolder("quotaHolder.ts", [home, "10"])
+      assert.include(ready, "ready wrote")
+      // Its file server holds an unspent grant: counted as used while it runs.
+      const during = yield* Volume.get("q").pipe(Effect.provide(LocalBackend.layer({ home })))
+      assert.isAbove(during.usedBytes, 10 * MIB)
+      yield* killed
+      const after = yield* Volume.get("q").pipe(Effect.provide(LocalBackend.layer({ home })))
+      assert.strictEqual(after.usedBytes, 10 * MIB)
+      // and the whole rest of the quota is there for the host
+      yield* Effect.scoped(
+        Effect.flatMap(Volume.get("q"), (vol) => vol.fs().write("/rest", new Uint8Array(54 * MIB)))
+      ).pipe(Effect.provide(LocalBackend.layer({ home })))
+    }))
 })

@@ -434,8 +434,8 @@ export const make = (
         const usage = yield* measureAt(row.kind, Layout.volumeDir(layout, row.key), row.name, holders.length === 0).pipe(
           orGone(row.key, row.name)
         )
-        yield* accounts.store(row.key, usage, holders.length > 0)
-        return toInfo(row, usage)
+        // (plus the unspent quota grants of running file servers)
+        return toInfo(row, yield* accounts.store(row.key, usage, holders.length > 0))
       })
 
     /**

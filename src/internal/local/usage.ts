@@ -59,9 +59,9 @@ export interface UsageAccounts {
   /**
    * Stores a fresh measurement of `key` under a new generation, plus the unspent quota grants
    * of live file servers (grants.ts); `stale` stays set when a sandbox still holds the
-   * volume. Markers of dead writers are deleted.
+   * volume. Markers of dead writers are deleted. Yields the usage stored.
    */
-  readonly store: (key: string, usage: Usage.Usage, stillHeld: boolean) => Effect.Effect<void, StorageError>
+  readonly store: (key: string, usage: Usage.Usage, stillHeld: boolean) => Effect.Effect<Usage.Usage, StorageError>
   /** Forgets a volume that was removed. */
   readonly forget: (key: string) => void
   /** A fresh generation for a new volume's account. */
@@ -252,6 +252,7 @@ export const make: Effect.Effect<UsageAccounts, never, SqlClient.SqlClient | Sco
             .pipe(orStorageError("deleting the usage markers of a dead process"))
         }
       }
+      return { ...usage, logicalBytes: usage.logicalBytes + granted }
     })
 
   return {
