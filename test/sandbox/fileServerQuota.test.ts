@@ -87,6 +87,8 @@ describe("file server: the quota account after kill -9", () => {
       const home = join(dir, "home")
       yield* Volume.builder("q").quota(64).create().pipe(Effect.provide(LocalBackend.layer({ home })))
       const { killed, ready } = yield* startHolder("quotaHolder.ts", [home, "10"])
+      // Also when an assertion fails before the kill below.
+      yield* Effect.addFinalizer(() => killed)
       assert.include(ready, "ready wrote")
       // Its file server holds an unspent grant: counted as used while it runs.
       const during = yield* Volume.get("q").pipe(Effect.provide(LocalBackend.layer({ home })))

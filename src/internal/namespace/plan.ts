@@ -88,7 +88,7 @@ export const stageCommands = (staged: StagedMount, index: number): ReadonlyArray
   switch (source._tag) {
     case "HostPath":
       if (staged.fileServer !== undefined) {
-        return FileServer.stageCommands(staged.fileServer, source.hostPath, staged.stage, mount.guestPath, quote)
+        return FileServer.stageCommands(staged.fileServer, source.hostPath, staged.stage, quote)
       }
       return [] // bound by the launch helper, see idmapped()
     case "Memory":
@@ -336,6 +336,7 @@ export const script = (plan: Plan): string => {
     ),
     ...root.staging,
     ...plan.mounts.flatMap(stageCommands),
+    ...FileServer.awaitCommands(plan.mounts, quote),
     `${bwrap} ${SECCOMP_FD}< ${quote(plan.seccomp)} || exit $?`
   ].join("\n")
 }

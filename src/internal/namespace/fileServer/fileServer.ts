@@ -154,27 +154,41 @@ export const cleanupCommands = (runDir: string, quote: (value: string) => string
   `  done`
 ]
 
+/** The last component of a stage (`m0`, `live3`): also a shell identifier. */
+const stageName = (stage: string): string => stage.slice(stage.lastIndexOf("/") + 1)
+
+/**
+ * Keeper-script lines that wait until every server started by `stageCommands` has mounted
+ * (`evfs --await`: one process per mount, no poll loop of grep and sleep), or fail the start
+ * with the server's own message. They run after all other staging, so the servers start
+ * while the rest is staged.
+ */
+export const awaitCommands = (
+  staged: ReadonlyArray<{ readonly stage: string; readonly fileServer?: Staging | undefined; readonly resolved: ResolvedMount }>,
+  quote: (value: string) => string
+): ReadonlyArray<string> =>
+  staged.filter((m) => m.fileServer?.serve === true).flatMap((m) => [
+    `if ! ${quote(BINARY)} --await=${quote(m.stage)} "$fs_pid_${stageName(m.stage)}"; then`,
+    `  echo ${quote(`the file server for ${m.resolved.mount.guestPath} did not start`)} >&2; exit 1`,
+    `fi`
+  ])
+
 /**
  * Keeper-script lines that serve `source` on `stage`: the server runs in the keeper's private
  * mount namespace and dies with the keeper (pdeathsig); its pid joins `qsd_pids`, the list the
  * keeper's cleanup stops after unmounting (an unmounted evfs exits by itself; a stuck one gets
- * SIGTERM, then SIGKILL). The start waits until the mount is there (`evfs --await`), or
- * fails with the server's own message (e.g. strict on a file system without xattrs).
+ * SIGTERM, then SIGKILL). `awaitCommands` waits until the mount is there.
  */
 export const stageCommands = (
   staging: Staging,
   source: string,
   stage: string,
-  guestPath: string,
   quote: (value: string) => string
 ): ReadonlyArray<string> => staging.serve ? [
   `setpriv --pdeathsig KILL ${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&- &`,
   `qsd_pids="$qsd_pids $!"`,
-  `fs_pids="$fs_pids $!:${stage.slice(stage.lastIndexOf("/") + 1)}"`,
-  // evfs waits for its own mount (one process, no poll loop of grep and sleep)
-  `if ! ${quote(BINARY)} --await=${quote(stage)} "$!"; then`,
-  `  echo ${quote(`the file server for ${guestPath} did not start`)} >&2; exit 1`,
-  `fi`
+  `fs_pids="$fs_pids $!:${stageName(stage)}"`,
+  `fs_pid_${stageName(stage)}=$!`
 ] : [`${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&-`]
 
 /** What a dead server's mount failed with, for people. */
