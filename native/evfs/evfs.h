@@ -49,6 +49,7 @@ int bind_only(int dirfd, const char *mountpoint, const char *source);
 int attach(const char *pid, const char *stage, const char *guest);
 int detach(const char *pid, const char *guest);
 int await_mount(const char *mountpoint, const char *pid);
+int await_exit(const char *pid);
 
 /* main.c */
 int fail(const char *fmt, const char *arg);

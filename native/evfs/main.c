@@ -36,6 +36,7 @@
  *   evfs --await=MOUNTPOINT PID     waits until MOUNTPOINT is mounted (exit 0) or the server PID
  *                                   ended (exit 1): the start's readiness check, without a
  *                                   process per poll
+ *   evfs --await-exit=PID           waits (up to 10 s, no polling) until process PID has exited
  *   --die-with=PID (serving)        exits when PID exits (a server started for a live mount
  *                                   is not the keeper's child, so pdeathsig cannot do it)
  */
@@ -127,6 +128,7 @@ int main(int argc, char *argv[]) {
     else if (strncmp(a, "--attach=", 9) == 0) attach_pid = a + 9;
     else if (strncmp(a, "--detach=", 9) == 0) detach_pid = a + 9;
     else if (strncmp(a, "--die-with=", 11) == 0) die_with = a + 11;
+    else if (strncmp(a, "--await-exit=", 13) == 0) return await_exit(a + 13);
     else if (strncmp(a, "--await=", 8) == 0) return await_mount(a + 8, i + 1 < argc ? argv[i + 1] : NULL);
     else if (source == NULL) source = a;
     else if (mountpoint == NULL) mountpoint = a;

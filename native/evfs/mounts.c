@@ -171,3 +171,14 @@ int await_mount(const char *mountpoint, const char *pid) {
   }
   return 1;
 }
+
+/* Waits (up to 10 s) until process `pid` has exited (a zombie counts): 0; still there: 1. */
+int await_exit(const char *pid) {
+  int pidfd = (int)syscall(SYS_pidfd_open, atoi(pid), 0);
+  if (pidfd < 0) return 0; /* gone (or reaped) already */
+  struct pollfd p = { .fd = pidfd, .events = POLLIN };
+  int r;
+  while ((r = poll(&p, 1, 10000)) < 0 && errno == EINTR) {}
+  close(pidfd);
+  return r > 0 ? 0 : 1;
+}

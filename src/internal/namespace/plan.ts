@@ -147,6 +147,8 @@ const prelude = (
   // Bounded waits (10 s): a stuck kernel or daemon must not keep the keeper alive forever.
   `await_gone() { n=0; while [ -e "$1" ] && [ "$n" -lt 1000 ]; do n=$((n + 1)); sleep 0.01; done; }`,
   `await_exit() {`,
+  // One process that waits on a pidfd, where the file server's binary is there; else a poll loop.
+  `  if [ -x ${quote(FileServer.BINARY)} ]; then ${quote(FileServer.BINARY)} --await-exit="$1" || true; return; fi`,
   `  n=0`,
   `  while [ -e "/proc/$1" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ] && [ "$n" -lt 5000 ]; do`,
   `    n=$((n + 1)); sleep 0.002`,
