@@ -28,6 +28,10 @@ const SERVED: ReadonlyArray<Served> = [
 
 const FILES = 5000
 
+/** `BENCH_ROWS=write,start`: only the rows whose operation mentions one of these words. */
+const ROWS = process.env["BENCH_ROWS"]?.split(",").map((w) => w.trim()).filter((w) => w !== "")
+const wanted = (operation: string): boolean => ROWS === undefined || ROWS.some((w) => operation.includes(w))
+
 export const run = async (): Promise<Array<Row>> => {
   const problem = await bwrapProblem()
   if (problem !== undefined) return [{ area: "file server", operation: "all", skipped: true, note: problem }]
@@ -104,6 +108,7 @@ export const run = async (): Promise<Array<Row>> => {
             }
           ]
           for (const w of workloads) {
+            if (!wanted(`${w.operation}: ${label}`)) continue
             const pair = await samplePair(() => served.sh(w.script), () => plain.sh(w.script), {
               rounds,
               before: async () => {
@@ -129,6 +134,7 @@ export const run = async (): Promise<Array<Row>> => {
       await plain.close()
     }
 
+    if (!wanted("start")) return rows
     log("file server: start cost")
     const host = join(root, "start")
     mkdirSync(host)

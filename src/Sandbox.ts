@@ -7,6 +7,7 @@
  */
 import type { Duration } from "effect"
 import { Context, Data, Effect, Exit, ExecutionStrategy, Option, Schema, Scope, Stream } from "effect"
+import { FileServerFailure } from "./internal/fileServerFailure.js"
 import * as SandboxStop from "./internal/sandboxStop.js"
 import * as Subpath from "./internal/mount/subpath.js"
 import * as Snapshot from "./internal/snapshot.js"
@@ -15,6 +16,7 @@ import * as Mount from "./Mount.js"
 import type * as Size from "./Size.js"
 import * as Volume from "./Volume.js"
 import { VolumeBackend } from "./VolumeBackend.js"
+import type { QuotaGrants } from "./VolumeBackend.js"
 import type { CommitFailed, SnapshotNotFound, StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import { CommitConflict, InvalidConfig, SandboxError, Unsupported } from "./VolumeError.js"
 import * as VolumeSpec from "./VolumeSpec.js"
@@ -133,8 +135,18 @@ export class StopResult extends Schema.Class<StopResult>("StopResult")({
   volumes: Schema.Array(VolumeUsage),
   overQuota: Schema.Array(Schema.String),
   committed: Schema.Array(Snapshot.VolumeCommit),
-  conflicts: Schema.Array(CommitConflict)
+  conflicts: Schema.Array(CommitConflict),
+  /** Mounts whose file server died while the sandbox ran (their operations failed from then on). */
+  fileServerFailures: Schema.optionalWith(Schema.Array(FileServerFailure), { default: () => [] })
 }) {}
+
+/**
+ * A mount whose file server died while the sandbox ran (docs/sandboxes.md, "Faults").
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export { FileServerFailure }
 
 /**
  * A running sandbox.
@@ -197,8 +209,14 @@ export type MountSource =
   | {
     readonly _tag: "HostPath"
     readonly hostPath: string
-    /** A directory volume's quota and usage at start: the runtime enforces it inside the sandbox. */
-    readonly quota?: { readonly limitBytes: number; readonly usedBytes: number } | undefined
+    /**
+     * A directory volume's quota and usage at start: the runtime enforces it inside the
+     * sandbox, with grants from `account` (the volume's usage account, shared with host-side
+     * writes and other sandboxes) where the backend keeps one.
+     */
+    readonly quota?:
+      | { readonly limitBytes: number; readonly usedBytes: number; readonly account?: QuotaGrants | undefined }
+      | undefined
     /**
      * Only this directory below `hostPath` is mounted. A sandbox sharing the volume may plant
      * symlinks, so the runtime opens it without following any (not with a path string).
@@ -265,6 +283,8 @@ export interface RunningSandbox {
     args: ReadonlyArray<string>,
     options: ExecOptions
   ) => Stream.Stream<ExecEvent, SandboxError>
+  /** Mounts whose file server died while the sandbox ran; complete once the start's scope closed. */
+  readonly fileServerFailures?: () => ReadonlyArray<FileServerFailure>
   /** Adds a mount to the running sandbox until the scope closes (runtimes without it refuse live mounts). */
   readonly mount?: (
     resolved: ResolvedMount
@@ -511,13 +531,18 @@ const resolveNamed = (mount: Mount.NamedMount) =>
   })
 
 
-/** The source of a named volume's mount: its directory or its disk image. */
-const namedSource = (handle: Volume.VolumeHandle) =>
+/** The source of a named volume's mount: its directory (and quota account, held by the scope) or its disk image. */
+const namedSource = (handle: Volume.VolumeHandle, readonly: boolean) =>
   Effect.gen(function*() {
     if (handle.kind === "directory") {
+      const { quotaGrants } = yield* VolumeBackend
+      const account = Option.isNone(handle.quotaMib) || readonly || quotaGrants === undefined
+        ? undefined
+        : yield* quotaGrants(handle.name)
       const quota = Option.getOrUndefined(Option.map(handle.quotaMib, (mib) => ({
         limitBytes: mib * 1024 * 1024,
-        usedBytes: handle.usedBytes
+        usedBytes: handle.usedBytes,
+        account
       })))
       return { _tag: "HostPath", hostPath: yield* handle.path(), quota } satisfies MountSource
     }
@@ -639,7 +664,10 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
         resolved.push({ mount, source: yield* withSubpath(mount, { _tag: "HostPath", hostPath: directory }) })
         continue
       }
-      resolved.push({ mount, source: yield* withSubpath(mount, yield* namedSource(handle)) })
+      resolved.push({
+        mount,
+        source: yield* withSubpath(mount, yield* namedSource(handle, mount.readonly).pipe(Scope.extend(scope)))
+      })
     }
     return yield* runtime.start({
       name: draft.name,
@@ -707,7 +735,8 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
           volumes,
           overQuota: volumes.filter((v) => v.overQuota).map((v) => v.name),
           committed,
-          conflicts: committed.flatMap((c) => c.conflicts)
+          conflicts: committed.flatMap((c) => c.conflicts),
+          fileServerFailures: running.fileServerFailures?.() ?? []
         }))
   })
   yield* Effect.addFinalizer((exit) => Effect.zipRight(closeAllLive, stopper.release(exit)))
@@ -738,7 +767,7 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
             backend: runtime.name
           })
         }
-        const source = yield* withSubpath(mount, yield* namedSource(handle))
+        const source = yield* withSubpath(mount, yield* namedSource(handle, mount.readonly))
         yield* addMount({ mount, source })
         if (!named.includes(handle.name)) named.push(handle.name)
       }).pipe(

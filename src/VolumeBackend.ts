@@ -248,6 +248,32 @@ export interface VolumeHolders {
 }
 
 /**
+ * A writer of a directory volume's quota outside the library's own file access: a sandbox's
+ * file server (docs/sandboxes.md, "Quota"). It holds a *balance* of bytes granted from the
+ * volume's usage account and spends it on growth; granted bytes count as used at once, for
+ * host-side writes and every other writer, until given back. Measurements of the volume add
+ * the balances of live writers to what they walked. Lives in a scope: closing it forgets the
+ * writer (a balance not given back stays counted until the next measurement).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface QuotaGrants {
+  /**
+   * Reserves up to `want` bytes of the quota, at least `min` (else nothing). `balance`: the
+   * bytes of earlier grants the writer has not spent yet. Yields the bytes granted (0 when
+   * fewer than `min` fit) and the volume's usage with every reservation (bytes).
+   */
+  readonly grant: (
+    want: number,
+    min: number,
+    balance: number
+  ) => Effect.Effect<{ readonly granted: number; readonly usedBytes: number }, StorageError>
+  /** Gives back `bytes` of earlier grants; `balance`: what the writer still holds after. Yields the usage. */
+  readonly giveBack: (bytes: number, balance: number) => Effect.Effect<number, StorageError>
+}
+
+/**
  * The settings of a volume that `Volume.update` changes in place.
  *
  * @since 0.1.0
@@ -306,6 +332,14 @@ export interface VolumeBackendService {
   readonly path: (volume: VolumeInfo) => Effect.Effect<string, Unsupported | VolumeNotFound | StorageError>
   /** Snapshots, forks and restores (SPEC §9). */
   readonly snapshots: VolumeSnapshotsService
+  /**
+   * A writer of the quota of directory volume `name` (see {@link QuotaGrants}) for the scope's
+   * lifetime. Backends that keep no shared usage account leave
+   * it out (their sandbox mounts are snapshots, committed through `fs()`).
+   */
+  readonly quotaGrants?:
+    | ((name: string) => Effect.Effect<QuotaGrants, VolumeNotFound | StorageError, Scope.Scope>)
+    | undefined
 }
 
 /**

@@ -35,11 +35,21 @@ extern const struct fuse_operations evfs_operations;
 void proc_path(char buf[64], int fd);
 void report_usage(void);
 
+/* account.c: the quota account, shared with the host through --account (call with g.lock held) */
+int account_connect(const char *path);
+long long account_available(long long need);
+void account_spend(long long bytes);
+int account_charge(long long bytes);
+long long account_usage(void);
+void account_close(void);
+
 /* mounts.c: subpaths and live mounts */
 int open_beneath(int root, const char *rel);
 int bind_only(int dirfd, const char *mountpoint, const char *source);
 int attach(const char *pid, const char *stage, const char *guest);
 int detach(const char *pid, const char *guest);
+int await_mount(const char *mountpoint, const char *pid);
+int await_exit(const char *pid);
 
 /* main.c */
 int fail(const char *fmt, const char *arg);

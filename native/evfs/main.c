@@ -9,7 +9,8 @@
  *   - fallback ownership (--uid/--gid) for files without an overlay record;
  *   - a hard quota: apparent bytes of regular files and symlinks (counted per name, as the
  *     volume's usage is measured) never exceed --quota; a write that would is cut short and
- *     the next one fails with ENOSPC.
+ *     the next one fails with ENOSPC. With --account the bytes are granted by the host
+ *     process, from the volume's one usage account (account.c).
  *
  * Every path the kernel hands us is resolved beneath the source directory with openat2
  * (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV): the
@@ -17,7 +18,7 @@
  * changed under us, and following it could leave the volume.
  *
  * Usage: evfs [--stat=strict|relaxed|off] [--perms=private|mirror] [--uid=N] [--gid=N]
- *             [--quota=BYTES --used=BYTES] [--report=FILE] [--ro] [--noexec]
+ *             [--quota=BYTES --used=BYTES [--account=SOCKET]] [--report=FILE] [--ro] [--noexec]
  *             [--subpath=REL] [--bind-only] SOURCE MOUNTPOINT
  * Runs in the foreground until the mount goes; exit status 3 = the source cannot be served
  * as asked (message on stderr).
@@ -32,6 +33,10 @@
  *                                   mount namespace of process PID (the sandbox's init),
  *                                   creating GUEST (on a read-only tmpfs root: briefly rw)
  *   evfs --detach=PID GUEST         lazily unmounts GUEST in that namespace
+ *   evfs --await=MOUNTPOINT PID     waits until MOUNTPOINT is mounted (exit 0) or the server PID
+ *                                   ended (exit 1): the start's readiness check, without a
+ *                                   process per poll
+ *   evfs --await-exit=PID           waits (up to 10 s, no polling) until process PID has exited
  *   --die-with=PID (serving)        exits when PID exits (a server started for a live mount
  *                                   is not the keeper's child, so pdeathsig cannot do it)
  */
@@ -63,6 +68,8 @@ static void *watch(void *arg) {
   struct pollfd p = { .fd = pidfd, .events = POLLIN };
   while (poll(&p, 1, -1) < 0 && errno == EINTR) {}
   report_usage();
+  pthread_mutex_lock(&g.lock);
+  account_close();
   _exit(0);
 }
 
@@ -98,6 +105,7 @@ static int xattrs_supported(void) {
 int main(int argc, char *argv[]) {
   const char *source = NULL, *mountpoint = NULL, *subpath = NULL;
   int bind = 0;
+  const char *account = NULL;
   const char *attach_pid = NULL, *detach_pid = NULL, *die_with = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -114,11 +122,14 @@ int main(int argc, char *argv[]) {
     else if (strncmp(a, "--quota=", 8) == 0) { if (number(a + 8, &g.quota)) return fail("bad %s", a); }
     else if (strncmp(a, "--used=", 7) == 0) { if (number(a + 7, &g.used)) return fail("bad %s", a); }
     else if (strncmp(a, "--report=", 9) == 0) g.report = a + 9;
+    else if (strncmp(a, "--account=", 10) == 0) account = a + 10;
     else if (strncmp(a, "--subpath=", 10) == 0) subpath = a + 10;
     else if (strcmp(a, "--bind-only") == 0) bind = 1;
     else if (strncmp(a, "--attach=", 9) == 0) attach_pid = a + 9;
     else if (strncmp(a, "--detach=", 9) == 0) detach_pid = a + 9;
     else if (strncmp(a, "--die-with=", 11) == 0) die_with = a + 11;
+    else if (strncmp(a, "--await-exit=", 13) == 0) return await_exit(a + 13);
+    else if (strncmp(a, "--await=", 8) == 0) return await_mount(a + 8, i + 1 < argc ? argv[i + 1] : NULL);
     else if (source == NULL) source = a;
     else if (mountpoint == NULL) mountpoint = a;
     else return fail("unexpected argument %s", a);
@@ -150,6 +161,7 @@ int main(int argc, char *argv[]) {
     return fail("%s does not support extended attributes (user.*), which statVirtualization(\"strict\") "
                 "keeps the guest's owner and mode in; use a file system with xattrs or \"relaxed\"", source);
   }
+  if (account != NULL && account_connect(account) < 0) return fail("cannot reach the quota account at %s", account);
   char opts[256];
   snprintf(opts, sizeof opts, "allow_other,nosuid,nodev,max_threads=8,fsname=effect-volumes,subtype=evfs%s%s",
            g.readonly ? ",ro" : "", g.noexec ? ",noexec" : "");

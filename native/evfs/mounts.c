@@ -132,3 +132,53 @@ int detach(const char *pid, const char *guest) {
   if (umount2(guest, MNT_DETACH) < 0) return fail("cannot unmount %s in the sandbox", guest);
   return 0;
 }
+
+/* Whether `needle` (" MOUNTPOINT ") is in /proc/self/mountinfo. */
+static int mounted(const char *needle) {
+  int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  static char buf[1 << 20];
+  size_t len = 0;
+  ssize_t n;
+  while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+  close(fd);
+  buf[len] = '\0';
+  return strstr(buf, needle) != NULL;
+}
+
+/* Whether process `pid` has ended (gone or a zombie). */
+static int ended(const char *pid) {
+  char p[64], stat[512];
+  snprintf(p, sizeof p, "/proc/%s/stat", pid);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 1;
+  ssize_t n = read(fd, stat, sizeof stat - 1);
+  close(fd);
+  if (n <= 0) return 1;
+  stat[n] = '\0';
+  char *close_paren = strrchr(stat, ')');
+  return close_paren != NULL && close_paren[1] == ' ' && (close_paren[2] == 'Z' || close_paren[2] == 'X');
+}
+
+/* Waits (up to 10 s, checking every 0.5 ms) until MOUNTPOINT is mounted: 0; or the server `pid` ended: 1. */
+int await_mount(const char *mountpoint, const char *pid) {
+  char needle[PATH_MAX + 2];
+  snprintf(needle, sizeof needle, " %s ", mountpoint);
+  for (int i = 0; i < 20000; i++) {
+    if (mounted(needle)) return 0;
+    if (pid != NULL && ended(pid)) return 1;
+    usleep(500);
+  }
+  return 1;
+}
+
+/* Waits (up to 10 s) until process `pid` has exited (a zombie counts): 0; still there: 1. */
+int await_exit(const char *pid) {
+  int pidfd = (int)syscall(SYS_pidfd_open, atoi(pid), 0);
+  if (pidfd < 0) return 0; /* gone (or reaped) already */
+  struct pollfd p = { .fd = pidfd, .events = POLLIN };
+  int r;
+  while ((r = poll(&p, 1, 10000)) < 0 && errno == EINTR) {}
+  close(pidfd);
+  return r > 0 ? 0 : 1;
+}

@@ -174,14 +174,11 @@ static int check_dir_write(int dirfd) { return check_fd(dirfd, W_OK | X_OK); }
 
 static int has_quota(void) { return g.quota >= 0; }
 
-/* Reserves `bytes` (may be negative); fails with ENOSPC when that would pass the quota. */
+/* Spends `bytes` of the quota account (negative: frees them); ENOSPC when they do not fit. */
 static int charge(long long bytes) {
   if (!has_quota()) return 0;
   pthread_mutex_lock(&g.lock);
-  int r = 0;
-  if (bytes > 0 && g.used + bytes > g.quota) r = -ENOSPC;
-  else g.used += bytes;
-  if (g.used < 0) g.used = 0;
+  int r = account_charge(bytes);
   pthread_mutex_unlock(&g.lock);
   return r;
 }
@@ -197,7 +194,7 @@ void report_usage(void) {
   snprintf(tmp, sizeof tmp, "%s.tmp", g.report);
   FILE *f = fopen(tmp, "w");
   if (f == NULL) return;
-  fprintf(f, "%lld\n", g.used);
+  fprintf(f, "%lld\n", account_usage());
   if (fclose(f) == 0) rename(tmp, g.report);
 }
 
@@ -469,13 +466,21 @@ static int ev_read_buf(const char *path, struct fuse_bufvec **out, size_t size, 
   return 0;
 }
 
-static int ev_write(const char *path, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+/* Writes `size` bytes of `in` at `off`: spliced from the kernel's pipe into the file when
+ * libfuse read the request with splice (no copy through our memory). */
+static int put(int fd, struct fuse_bufvec *in, size_t size, off_t off) {
+  struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
+  dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+  dst.buf[0].fd = fd;
+  dst.buf[0].pos = off;
+  return (int)fuse_buf_copy(&dst, in, 0);
+}
+
+static int ev_write_buf(const char *path, struct fuse_bufvec *in, off_t off, struct fuse_file_info *fi) {
   (void)path;
   int fd = (int)fi->fh;
-  if (!has_quota()) {
-    ssize_t n = pwrite(fd, buf, size, off);
-    return n < 0 ? -errno : (int)n;
-  }
+  size_t size = fuse_buf_size(in);
+  if (!has_quota()) return put(fd, in, size, off);
   /* Growth is checked and written under the lock, so two writers cannot both pass it. */
   pthread_mutex_lock(&g.lock);
   struct stat st;
@@ -484,23 +489,21 @@ static int ev_write(const char *path, const char *buf, size_t size, off_t off, s
   long long links = st.st_nlink > 0 ? (long long)st.st_nlink : 1;
   long long end = (long long)off + (long long)size;
   long long growth = r == 0 && end > st.st_size ? (end - st.st_size) * links : 0;
-  if (r == 0 && growth > 0 && g.used + growth > g.quota) {
-    /* Cut the write at the quota; nothing fits: ENOSPC. */
-    long long room = (g.quota - g.used) / links;
+  long long have = r == 0 && growth > 0 ? account_available(growth) : 0;
+  if (r == 0 && growth > have) {
+    /* Cut the write at what the account grants; nothing fits: ENOSPC. */
+    long long room = have / links;
     long long fits = (long long)st.st_size + room - (long long)off;
     if (fits <= 0) r = -ENOSPC;
-    else {
-      size = (size_t)fits;
-      growth = ((long long)off + fits - st.st_size) * links;
-    }
+    else size = (size_t)fits;
   }
   if (r == 0) {
-    ssize_t n = pwrite(fd, buf, size, off);
-    if (n < 0) r = -errno;
+    int n = put(fd, in, size, off);
+    if (n < 0) r = n;
     else {
       long long wrote_end = (long long)off + n;
-      if (wrote_end > st.st_size) g.used += (wrote_end - st.st_size) * links;
-      r = (int)n;
+      if (wrote_end > st.st_size) account_spend((wrote_end - st.st_size) * links);
+      r = n;
     }
   }
   pthread_mutex_unlock(&g.lock);
@@ -513,7 +516,9 @@ static int ev_statfs(const char *path, struct statvfs *sv) {
   if (has_quota()) {
     /* df inside the sandbox shows the quota, not the host disk */
     unsigned long bsize = sv->f_frsize ? sv->f_frsize : 4096;
-    long long used = g.used;
+    pthread_mutex_lock(&g.lock);
+    long long used = account_usage();
+    pthread_mutex_unlock(&g.lock);
     sv->f_blocks = (fsblkcnt_t)((g.quota + (long long)bsize - 1) / (long long)bsize);
     long long free_bytes = g.quota > used ? g.quota - used : 0;
     fsblkcnt_t free_blocks = (fsblkcnt_t)(free_bytes / (long long)bsize);
@@ -667,6 +672,9 @@ static void *ev_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
 static void ev_destroy(void *data) {
   (void)data;
   report_usage();
+  pthread_mutex_lock(&g.lock);
+  account_close();
+  pthread_mutex_unlock(&g.lock);
 }
 
 const struct fuse_operations evfs_operations = {
@@ -689,7 +697,7 @@ const struct fuse_operations evfs_operations = {
   .open = ev_open,
   .create = ev_create,
   .read_buf = ev_read_buf,
-  .write = ev_write,
+  .write_buf = ev_write_buf,
   .statfs = ev_statfs,
   .release = ev_release,
   .fsync = ev_fsync,

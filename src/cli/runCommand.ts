@@ -26,7 +26,13 @@ export const runCommand = Command.make("run", {
     Options.withDescription(`root file system: "host" (the host's, read-only; the default) or an absolute directory`),
     Options.withDefault("host")
   ),
-  volume: repeatable("volume", "v", "SRC:/DST[:ro]", "mount an existing volume NAME (any kind), a snapshot NAME@SNAPSHOT (read-only) or an absolute host path; repeatable"),
+  volume: repeatable(
+    "volume",
+    "v",
+    "SRC:/DST[:OPTS]",
+    "mount an existing volume NAME (any kind; NAME/sub/path: only that directory of it), a snapshot NAME@SNAPSHOT " +
+      `(read-only) or an absolute host path; OPTS, comma-separated: ${Mounts.VOLUME_OPTIONS}; repeatable`
+  ),
   mount: repeatable(
     "mount",
     undefined,
@@ -119,6 +125,9 @@ export const runCommand = Command.make("run", {
     const stopped = yield* sandbox.stop()
     for (const name of stopped.overQuota) {
       process.stderr.write(`warning: volume "${name}" is over its quota; host-side writes fail until files are removed\n`)
+    }
+    for (const failure of stopped.fileServerFailures) {
+      process.stderr.write(`warning: the mount at ${failure.guestPath}: ${failure.reason}\n`)
     }
     if (exitCode !== 0) return yield* new CommandExited({ exitCode })
   }))).pipe(

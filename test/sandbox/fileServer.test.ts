@@ -266,7 +266,7 @@ describe("file server: hard quota inside the sandbox", () => {
 })
 
 describe("file server: faults and leaks", () => {
-  it.scopedLive("the file server dying mid-run: the mount's operations fail at once, stop still cleans up and warns", () => {
+  it.scopedLive("file servers dying mid-run (kill -9): their mounts fail at once, stop cleans up and reports them", () => {
     const warnings: Array<string> = []
     const collect = Logger.make(({ logLevel, message }) => {
       if (logLevel._tag === "Warning") warnings.push(String(message))
@@ -274,16 +274,30 @@ describe("file server: faults and leaks", () => {
     return withHome((dir) =>
       Effect.gen(function*() {
         const host = hostTree(dir)
+        yield* Volume.builder("q").quota(8).create()
         const sb = yield* Sandbox.builder("dies")
           .volume("/work", (m) => m.bind(host).statVirtualization("strict"))
+          .volume("/q", (m) => m.named("q"))
+          .volume("/fine", (m) => m.bind(host).statVirtualization("relaxed"))
           .create()
+        yield* sb.mount("/live", (m) => m.named("q").statVirtualization("relaxed"))
         const running = servers()
-        assert.strictEqual(running.length, 1, running.join("\n"))
-        process.kill(Number(running[0]!.split(":")[0]), "SIGKILL")
-        const out = yield* sb.exec("sh", ["-c", "cat /work/f"], { timeout: "20 seconds" })
-        assert.notStrictEqual(out.exitCode, 0)
-        assert.include(out.stderr, "Transport endpoint is not connected")
-        yield* sb.stop()
+        assert.strictEqual(running.length, 4, running.join("\n"))
+        const victims = running.filter((line) => !line.includes("--stat=relaxed") || line.includes("--quota"))
+        assert.strictEqual(victims.length, 3, running.join("\n"))
+        for (const line of victims) process.kill(Number(line.split(":")[0]), "SIGKILL")
+        for (const path of ["/work/f", "/q", "/live"]) {
+          const out = yield* sb.exec("sh", ["-c", `ls ${path}`], { timeout: "20 seconds" })
+          assert.notStrictEqual(out.exitCode, 0, path)
+          assert.include(out.stderr, "Transport endpoint is not connected")
+        }
+        assert.strictEqual((yield* sh(sb, "cat /fine/f")), "data\n")
+        const stopped = yield* sb.stop()
+        assert.deepStrictEqual(
+          stopped.fileServerFailures.map((f) => [f.guestPath, Option.getOrNull(f.volume)]).sort(),
+          [["/live", "q"], ["/q", "q"], ["/work", null]]
+        )
+        assert.include(stopped.fileServerFailures[0]!.reason, "ENOTCONN")
         assert.isTrue(warnings.some((w) => w.includes(FileServer.DIED)), JSON.stringify(warnings))
         yield* assertNothingLeft(dir)
       })

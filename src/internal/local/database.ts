@@ -132,6 +132,20 @@ const migrations = {
     yield* sql`DROP TABLE attachments`
     yield* sql`ALTER TABLE attachments_next RENAME TO attachments`
     yield* sql`CREATE INDEX attachments_by_key ON attachments (key)`
+  }),
+  // Quota grants of sandboxes' file servers (docs/design.md, "Usage and quota accounting"):
+  // bytes granted (already in used_bytes) and not yet spent, per writer, so a measurement
+  // can add them to what it walked. A row whose process died is dropped by the next one.
+  "6_usage_grants": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE usage_grants (
+      token TEXT PRIMARY KEY,
+      key TEXT NOT NULL,
+      pid INTEGER NOT NULL,
+      pid_start INTEGER NOT NULL,
+      bytes INTEGER NOT NULL
+    )`
+    yield* sql`CREATE INDEX usage_grants_key ON usage_grants (key)`
   })
 }
 

@@ -38,6 +38,7 @@ import * as Layout from "./layout.js"
 import * as Liveness from "../liveness.js"
 import * as Recovery from "./recovery.js"
 import * as LocalSnapshots from "./snapshots.js"
+import * as Grants from "./grants.js"
 import * as UsageAccounts from "./usage.js"
 
 /** One record of the `volumes` table, as this version writes it. */
@@ -430,8 +431,8 @@ export const make = (
         const usage = yield* measureAt(row.kind, Layout.volumeDir(layout, row.key), row.name, holders.length === 0).pipe(
           orGone(row.key, row.name)
         )
-        yield* accounts.store(row.key, usage, holders.length > 0)
-        return toInfo(row, usage)
+        // (plus the unspent quota grants of running file servers)
+        return toInfo(row, yield* accounts.store(row.key, usage, holders.length > 0))
       })
 
     /**
@@ -629,7 +630,8 @@ export const make = (
         list: (name) => attachments.holders(nameKey(name))
       }, touch),
       path,
-      snapshots
+      snapshots,
+      quotaGrants: (name) => Grants.make(nameKey(name), name).pipe(Effect.provideService(SqlClient.SqlClient, sql))
     }
     return { service, attachments: sharedAttachments }
   })

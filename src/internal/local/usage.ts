@@ -28,6 +28,7 @@ import type { UsageSink } from "../usage.js"
 import type { UsageAccount } from "../volumeFs.js"
 import { orStorageError } from "./database.js"
 import * as Liveness from "../liveness.js"
+import * as Grants from "./grants.js"
 
 /** How long changes may wait in memory before they are added to the account. */
 const FLUSH_DELAY = "50 millis"
@@ -56,10 +57,11 @@ export interface UsageAccounts {
   /** Whether the stored figures of `key` cannot be trusted: stale, or a writer died with changes. */
   readonly needsMeasure: (key: string, stored: StoredUsage) => Effect.Effect<boolean, StorageError>
   /**
-   * Stores a fresh measurement of `key` under a new generation; `stale` stays set when a
-   * sandbox still holds the volume. Markers of dead writers are deleted.
+   * Stores a fresh measurement of `key` under a new generation, plus the unspent quota grants
+   * of live file servers (grants.ts); `stale` stays set when a sandbox still holds the
+   * volume. Markers of dead writers are deleted. Yields the usage stored.
    */
-  readonly store: (key: string, usage: Usage.Usage, stillHeld: boolean) => Effect.Effect<void, StorageError>
+  readonly store: (key: string, usage: Usage.Usage, stillHeld: boolean) => Effect.Effect<Usage.Usage, StorageError>
   /** Forgets a volume that was removed. */
   readonly forget: (key: string) => void
   /** A fresh generation for a new volume's account. */
@@ -233,8 +235,10 @@ export const make: Effect.Effect<UsageAccounts, never, SqlClient.SqlClient | Sco
     Effect.gen(function*() {
       const next = yield* generation
       const now = yield* Clock.currentTimeMillis
+      // Bytes granted to file servers and not yet written are not in the walk: still reserved.
+      const granted = yield* Grants.liveBalance(key).pipe(Effect.provideService(SqlClient.SqlClient, sql))
       yield* sql`UPDATE volumes
-        SET used_bytes = ${usage.logicalBytes}, allocated_bytes = ${usage.allocatedBytes}, files = ${usage.files},
+        SET used_bytes = ${usage.logicalBytes + granted}, allocated_bytes = ${usage.allocatedBytes}, files = ${usage.files},
             usage_generation = ${next}, usage_stale = ${stillHeld ? 1 : 0}, measured_at = ${now}
         WHERE key = ${key} AND state = 'ready'`.pipe(orStorageError("storing a usage measurement"))
       const entry = entryOf(key)
@@ -248,6 +252,7 @@ export const make: Effect.Effect<UsageAccounts, never, SqlClient.SqlClient | Sco
             .pipe(orStorageError("deleting the usage markers of a dead process"))
         }
       }
+      return { ...usage, logicalBytes: usage.logicalBytes + granted }
     })
 
   return {

@@ -88,7 +88,7 @@ export const stageCommands = (staged: StagedMount, index: number): ReadonlyArray
   switch (source._tag) {
     case "HostPath":
       if (staged.fileServer !== undefined) {
-        return FileServer.stageCommands(staged.fileServer, source.hostPath, staged.stage, mount.guestPath, quote)
+        return FileServer.stageCommands(staged.fileServer, source.hostPath, staged.stage, quote)
       }
       return [] // bound by the launch helper, see idmapped()
     case "Memory":
@@ -147,9 +147,11 @@ const prelude = (
   // Bounded waits (10 s): a stuck kernel or daemon must not keep the keeper alive forever.
   `await_gone() { n=0; while [ -e "$1" ] && [ "$n" -lt 1000 ]; do n=$((n + 1)); sleep 0.01; done; }`,
   `await_exit() {`,
+  // One process that waits on a pidfd, where the file server's binary is there; else a poll loop.
+  `  if [ -x ${quote(FileServer.BINARY)} ]; then ${quote(FileServer.BINARY)} --await-exit="$1" || true; return; fi`,
   `  n=0`,
-  `  while [ -e "/proc/$1" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ] && [ "$n" -lt 1000 ]; do`,
-  `    n=$((n + 1)); sleep 0.01`,
+  `  while [ -e "/proc/$1" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ] && [ "$n" -lt 5000 ]; do`,
+  `    n=$((n + 1)); sleep 0.002`,
   `  done`,
   `}`,
   `cleanup() {`,
@@ -338,6 +340,7 @@ export const script = (plan: Plan): string => {
     ),
     ...root.staging,
     ...plan.mounts.flatMap(stageCommands),
+    ...FileServer.awaitCommands(plan.mounts, quote),
     `${bwrap} ${SECCOMP_FD}< ${quote(plan.seccomp)} || exit $?`
   ].join("\n")
 }

@@ -31,6 +31,8 @@ import { InvalidConfig, SandboxError, Unsupported } from "../../VolumeError.js"
 import * as Cgroups from "./cgroups.js"
 import * as Etc from "./etc.js"
 import * as Native from "./native.js"
+import type { FileServerFailure } from "../fileServerFailure.js"
+import * as Account from "./fileServer/account.js"
 import * as FileServer from "./fileServer/fileServer.js"
 import * as LiveMount from "./fileServer/liveMount.js"
 import * as Plan from "./plan.js"
@@ -111,12 +113,10 @@ interface Keeper {
   readonly exited: Deferred.Deferred<void>
   /** Host pid of the sandbox's PID 1. */
   readonly sandboxPid: number
-  /** The end of the keeper's standard error so far. */
-  readonly stderr: () => string
 }
 
 /** Starts the keeper and waits until the sandbox is up; stopping it waits until it is gone. */
-const startKeeper = (name: string, script: string) =>
+const startKeeper = (name: string, script: string, onStopped: (stderr: string) => Effect.Effect<void>) =>
   // Spawning and registering the stop are one uninterruptible step; the wait for the
   // sandbox to come up (up to START_TIMEOUT) is interruptible, and the registered stop
   // ends the keeper then.
@@ -172,16 +172,16 @@ const startKeeper = (name: string, script: string) =>
         )
         Deferred.unsafeDone(exited, Effect.void)
       })
-      const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid, stderr: () => stderr })
+      const keeper = (pid: number): Keeper => ({ child, exited, sandboxPid: pid })
       // A keeper that never reported ready is still staging (a mount or a file server may
       // hang): it is terminated rather than asked to stop, so an interrupted start returns
       // at once; its EXIT trap still unmounts and stops the file servers.
       const stop = Effect.suspend(() =>
         Deferred.isDone(ready).pipe(
-          Effect.flatMap((up) => stopKeeper({ child, exited, stderr: () => stderr }, up ? "graceful" : "terminate"))
+          Effect.flatMap((up) => stopKeeper({ child, exited }, up ? "graceful" : "terminate"))
         )
       )
-      yield* Effect.addFinalizer(() => stop)
+      yield* Effect.addFinalizer(() => Effect.zipRight(stop, Effect.suspend(() => onStopped(stderr))))
       return yield* restore(Deferred.await(ready)).pipe(
         Effect.timeoutFail({
           duration: START_TIMEOUT,
@@ -200,7 +200,7 @@ const startKeeper = (name: string, script: string) =>
  * Either way it is killed after `STOP_GRACE`.
  */
 const stopKeeper = (
-  keeper: Pick<Keeper, "child" | "exited"> & Partial<Pick<Keeper, "stderr">>,
+  keeper: Pick<Keeper, "child" | "exited">,
   how: "graceful" | "terminate"
 ) =>
   Effect.gen(function*() {
@@ -212,7 +212,6 @@ const stopKeeper = (
       Process.killGroup(keeper.child)
       yield* Deferred.await(keeper.exited)
     }
-    if (keeper.stderr !== undefined) yield* FileServer.reportDeaths(keeper.stderr())
   })
 
 /** A scoped directory for staging mounts; removed after the keeper is gone. */
@@ -234,15 +233,21 @@ const runDirectory = Effect.acquireRelease(
   (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
 )
 
-const stageTarget = (staged: Plan.StagedMount) =>
-  Effect.tryPromise({
-    try: async () => {
-      const { source } = staged.resolved
-      const isFile = source._tag === "HostPath" && !statSync(source.hostPath).isDirectory()
-      if (isFile) await writeFile(staged.stage, "")
-      else await mkdir(staged.stage)
-    },
-    catch: (error) => startError("", `cannot prepare a mount point: ${String(error)}`)
+/** A mount staged on `<runDir>/<name>` (a served one with its quota channel, for the scope's lifetime). */
+const stagedMount = (resolved: ResolvedMount, runDir: string, name: string) =>
+  Effect.gen(function*() {
+    const stage = join(runDir, name)
+    const fileServer = yield* Account.withAccount(Option.getOrUndefined(FileServer.stagingOf(resolved)), resolved, stage)
+    yield* Effect.tryPromise({
+      try: async () => {
+        const { source } = resolved
+        const isFile = source._tag === "HostPath" && !statSync(source.hostPath).isDirectory()
+        if (isFile) await writeFile(stage, "")
+        else await mkdir(stage)
+      },
+      catch: (error) => startError("", `cannot prepare a mount point: ${String(error)}`)
+    })
+    return { resolved, stage, exportFile: `${stage}.raw`, fileServer } satisfies Plan.StagedMount
   })
 
 const execEnv = (spec: StartSpec, options: ExecOptions): Record<string, string> => ({
@@ -317,13 +322,7 @@ const start = (spec: StartSpec) =>
 
     const cgroups = yield* Cgroups.make(spec.name, limits)
     const runDir = yield* runDirectory
-    const mounts = spec.mounts.map((resolved, i): Plan.StagedMount => ({
-      resolved,
-      stage: join(runDir, `m${i}`),
-      exportFile: join(runDir, `m${i}.raw`),
-      fileServer: Option.getOrUndefined(FileServer.stagingOf(resolved))
-    }))
-    yield* Effect.forEach(mounts, stageTarget, { discard: true })
+    const mounts = yield* Effect.forEach(spec.mounts, (resolved, i) => stagedMount(resolved, runDir, `m${i}`))
     if (spec.image !== "host") {
       yield* Effect.tryPromise({
         try: () => Promise.all(["lower", "overlay", "root"].map((dir) => mkdir(join(runDir, dir)))),
@@ -342,7 +341,10 @@ const start = (spec: StartSpec) =>
       seccomp: native.seccomp,
       cgroups
     })
-    const keeper = yield* startKeeper(spec.name, script)
+    // Mounts whose file server died while the sandbox ran (the keeper names them at stop).
+    const failures: Array<FileServerFailure> = []
+    const keeper = yield* startKeeper(spec.name, script, (stderr) =>
+      Effect.map(FileServer.deaths(stderr, mounts), (dead) => void failures.push(...dead)))
 
     const execStream = (cmd: string, args: ReadonlyArray<string>, options: ExecOptions) => {
       const cwd = options.cwd ?? Option.getOrElse(spec.workdir, () => "/")
@@ -382,24 +384,21 @@ const start = (spec: StartSpec) =>
     const prepare = (resolved: ResolvedMount) =>
       Effect.gen(function*() {
         yield* checkMount(resolved)
-        const i = live++
-        const staged: Plan.StagedMount = {
-          resolved,
-          stage: join(runDir, `${FileServer.LIVE_PREFIX}${i}`),
-          exportFile: join(runDir, `${FileServer.LIVE_PREFIX}${i}.raw`),
-          fileServer: Option.getOrUndefined(FileServer.stagingOf(resolved))
-        }
-        yield* stageTarget(staged)
-        return staged
+        return yield* stagedMount(resolved, runDir, `${FileServer.LIVE_PREFIX}${live++}`)
       })
     const target = {
       name: spec.name,
       keeperPid: keeper.child.pid ?? 0,
       sandboxPid: keeper.sandboxPid,
       helper: native.helper,
+      failed: (failure: FileServerFailure) => void failures.push(failure),
       prepare
     }
-    const running: RunningSandbox = { execStream, mount: (resolved) => LiveMount.attach(target, resolved) }
+    const running: RunningSandbox = {
+      execStream,
+      mount: (resolved) => LiveMount.attach(target, resolved),
+      fileServerFailures: () => failures
+    }
     return running
   })
 

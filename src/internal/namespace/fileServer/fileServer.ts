@@ -11,6 +11,9 @@
 import { existsSync, statSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Effect, Option } from "effect"
+import { FileServerFailure } from "../../fileServerFailure.js"
+
+export { FileServerFailure }
 import type { ResolvedMount } from "../../../Sandbox.js"
 import { Unsupported } from "../../../VolumeError.js"
 import * as Idmap from "../idmap.js"
@@ -125,7 +128,7 @@ const command = (service: Service): ReadonlyArray<string> => [
   })
 ]
 
-/** Printed on the keeper's stderr at stop when a file server died while the sandbox ran. */
+/** Printed on the keeper's stderr at stop, with the stage's name, for each file server that died while the sandbox ran. */
 export const DIED = "effect-volumes: a file server died while the sandbox ran"
 
 /** Live mounts are staged on `<runDir>/live<N>` (see liveMount.ts). */
@@ -139,10 +142,11 @@ export const LIVE_PREFIX = "live"
  * exit on unmount.
  */
 export const cleanupCommands = (runDir: string, quote: (value: string) => string): ReadonlyArray<string> => [
-  `  for p in $fs_pids; do`,
+  `  for e in $fs_pids; do`,
+  `    p=\${e%%:*}`,
   `    if [ ! -e "/proc/$p" ] || [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" = Z ]; then echo ${
     JSON.stringify(DIED)
-  } >&2; fi`,
+  }" \${e#*:}" >&2; fi`,
   `  done`,
   `  for s in ${quote(runDir)}/${LIVE_PREFIX}*; do`,
   `    [ -e "$s" ] || continue`,
@@ -150,35 +154,68 @@ export const cleanupCommands = (runDir: string, quote: (value: string) => string
   `  done`
 ]
 
+/** The last component of a stage (`m0`, `live3`): also a shell identifier. */
+const stageName = (stage: string): string => stage.slice(stage.lastIndexOf("/") + 1)
+
+/**
+ * Keeper-script lines that wait until every server started by `stageCommands` has mounted
+ * (`evfs --await`: one process per mount, no poll loop of grep and sleep), or fail the start
+ * with the server's own message. They run after all other staging, so the servers start
+ * while the rest is staged.
+ */
+export const awaitCommands = (
+  staged: ReadonlyArray<{ readonly stage: string; readonly fileServer?: Staging | undefined; readonly resolved: ResolvedMount }>,
+  quote: (value: string) => string
+): ReadonlyArray<string> =>
+  staged.filter((m) => m.fileServer?.serve === true).flatMap((m) => [
+    `if ! ${quote(BINARY)} --await=${quote(m.stage)} "$fs_pid_${stageName(m.stage)}"; then`,
+    `  echo ${quote(`the file server for ${m.resolved.mount.guestPath} did not start`)} >&2; exit 1`,
+    `fi`
+  ])
+
 /**
  * Keeper-script lines that serve `source` on `stage`: the server runs in the keeper's private
  * mount namespace and dies with the keeper (pdeathsig); its pid joins `qsd_pids`, the list the
  * keeper's cleanup stops after unmounting (an unmounted evfs exits by itself; a stuck one gets
- * SIGTERM, then SIGKILL). The start waits until the mount is there, or fails with the
- * server's own message (e.g. strict on a file system without xattrs).
+ * SIGTERM, then SIGKILL). `awaitCommands` waits until the mount is there.
  */
 export const stageCommands = (
   staging: Staging,
   source: string,
   stage: string,
-  guestPath: string,
   quote: (value: string) => string
 ): ReadonlyArray<string> => staging.serve ? [
   `setpriv --pdeathsig KILL ${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&- &`,
   `qsd_pids="$qsd_pids $!"`,
-  `fs_pids="$fs_pids $!"`,
-  `fs_pid=$!; n=0`,
-  `until grep -qF ${quote(` ${stage} `)} /proc/self/mountinfo; do`,
-  `  n=$((n + 1))`,
-  `  if [ "$n" -gt 5000 ] || [ ! -e "/proc/$fs_pid" ] || [ "$(cut -d' ' -f3 "/proc/$fs_pid/stat" 2>/dev/null)" = Z ]; then`,
-  `    echo ${quote(`the file server for ${guestPath} did not start`)} >&2; exit 1`,
-  `  fi`,
-  `  sleep 0.002`,
-  `done`
+  `fs_pids="$fs_pids $!:${stageName(stage)}"`,
+  `fs_pid_${stageName(stage)}=$!`
 ] : [`${[...staging.argv, source, stage].map(quote).join(" ")} </dev/null 3>&-`]
 
-/** Reports (as a warning) the file servers a stopped keeper found dead. */
-export const reportDeaths = (keeperStderr: string) =>
-  keeperStderr.includes(DIED)
-    ? Effect.logWarning(`${DIED}: operations on its mount failed with ENOTCONN until the sandbox stopped`)
-    : Effect.void
+/** What a dead server's mount failed with, for people. */
+export const DEATH_REASON = "the file server exited while the sandbox ran; operations on the mount failed with ENOTCONN from then on"
+
+/** A mount's identity in a failure report. */
+export const failureOf = (resolved: ResolvedMount): FileServerFailure =>
+  new FileServerFailure({
+    guestPath: resolved.mount.guestPath,
+    volume: resolved.mount._tag === "Named" ? Option.some(resolved.mount.name) : Option.none(),
+    reason: DEATH_REASON
+  })
+
+/**
+ * The mounts whose file servers a stopped keeper found dead (it names their stages, see
+ * `cleanupCommands`), each logged as a warning.
+ */
+export const deaths = (
+  keeperStderr: string,
+  staged: ReadonlyArray<{ readonly resolved: ResolvedMount; readonly stage: string }>
+): Effect.Effect<ReadonlyArray<FileServerFailure>> => {
+  const dead = new Set(
+    keeperStderr.split("\n").filter((line) => line.startsWith(`${DIED} `)).map((line) => line.slice(DIED.length + 1).trim())
+  )
+  const failures = staged.filter((m) => dead.has(m.stage.slice(m.stage.lastIndexOf("/") + 1))).map((m) => failureOf(m.resolved))
+  return Effect.as(
+    Effect.forEach(failures, (f) => Effect.logWarning(`${DIED}: the mount at ${f.guestPath}: ${f.reason}`), { discard: true }),
+    failures
+  )
+}

@@ -10,8 +10,10 @@
  * when our process is killed.
  */
 import { execFile } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { rmdir, unlink } from "node:fs/promises"
 import { Effect } from "effect"
+import type { Scope } from "effect"
 import type { ResolvedMount } from "../../../Sandbox.js"
 import type { InvalidConfig } from "../../../VolumeError.js"
 import { SandboxError, Unsupported } from "../../../VolumeError.js"
@@ -28,10 +30,12 @@ export interface Target {
   readonly sandboxPid: number
   /** ev-sandbox-helper, which makes the idmapped mounts (see ../idmap.ts). */
   readonly helper: string
+  /** Records a mount whose file server died while the sandbox ran. */
+  readonly failed: (failure: FileServer.FileServerFailure) => void
   /** Checks and prepares a mount exactly as at start (the runtime's own rules). */
   readonly prepare: (
     resolved: ResolvedMount
-  ) => Effect.Effect<Plan.StagedMount, InvalidConfig | Unsupported | SandboxError>
+  ) => Effect.Effect<Plan.StagedMount, InvalidConfig | Unsupported | SandboxError, Scope.Scope>
 }
 
 const run = (sandbox: string, args: ReadonlyArray<string>) =>
@@ -70,13 +74,22 @@ const stageLines = (staged: Plan.StagedMount, target: Target): ReadonlyArray<str
   const argv = [...staging.argv, `--die-with=${keeperPid}`, source.hostPath, staged.stage]
   return [
     `${argv.map(Plan.quote).join(" ")} </dev/null >/dev/null 2>${Plan.quote(log)} &`,
-    `fs_pid=$!; n=0`,
-    `until grep -qF ${Plan.quote(` ${staged.stage} `)} /proc/self/mountinfo; do`,
-    `  n=$((n + 1))`,
-    `  if [ "$n" -gt 5000 ] || ! kill -0 "$fs_pid" 2>/dev/null; then cat ${Plan.quote(log)} >&2; exit 1; fi`,
-    `  sleep 0.002`,
-    `done`
+    `fs_pid=$!`,
+    `if ! ${Plan.quote(FileServer.BINARY)} --await=${Plan.quote(staged.stage)} "$fs_pid"; then cat ${Plan.quote(log)} >&2; exit 1; fi`,
+    // Our process checks at unmount whether the server still runs (else it died: reported).
+    `echo "server $fs_pid"`
   ]
+}
+
+/** Whether the server whose pid the staging printed ("server PID") is gone. */
+const serverGone = (stagingOutput: string): boolean => {
+  const pid = /^server (\d+)$/m.exec(stagingOutput)?.[1]
+  if (pid === undefined) return false
+  try {
+    return readFileSync(`/proc/${pid}/stat`, "latin1").split(") ")[1]?.startsWith("Z") ?? true
+  } catch {
+    return true
+  }
 }
 
 /** Mounts `resolved` into the running sandbox for the lifetime of the scope. */
@@ -108,7 +121,11 @@ export const attach = (target: Target, resolved: ResolvedMount) =>
         "-c",
         ["set -eu", `qsd_pids=""`, `fs_pids=""`, `loops=""`, ...stageLines(staged, target)].join("\n")
       ]).pipe(Effect.tapError(() => removeStage)),
-      () => unstage
+      (output) =>
+        Effect.zipRight(
+          Effect.suspend(() => serverGone(output) ? Effect.sync(() => target.failed(FileServer.failureOf(resolved))) : Effect.void),
+          unstage
+        )
     )
     yield* Effect.acquireRelease(
       run(target.name, [
