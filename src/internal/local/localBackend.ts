@@ -34,6 +34,7 @@ import { storageReason } from "./errno.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
 import { makeDiskDriver, makeDiskSessions } from "./diskDriver.js"
 import { allocatedBytes, formatDiskImage } from "./diskImage.js"
+import * as DiskResize from "./diskResize.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
 import * as Recovery from "./recovery.js"
@@ -168,7 +169,9 @@ export const make = (
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const fs = yield* FileSystem.FileSystem
-    const attachments = yield* Attachments.make
+    // Every hold of a volume first finishes a resize that a dead process left on it.
+    const resize = yield* DiskResize.make(layout, yield* Attachments.make)
+    const attachments = resize.attachments
     const accounts = yield* UsageAccounts.make
     /** One write lock per volume, shared by every `fs()` of it from this backend instance. */
     const writeLocks = VolumeFsImpl.makeWriteLocks()
@@ -609,6 +612,12 @@ export const make = (
         }
       }).pipe(Effect.withSpan("LocalBackend.update"))
 
+    /** An idle host mount of the image goes first; a busy one makes the hold refuse (`VolumeInUse`). */
+    const grow: VolumeBackendService["grow"] = (name, sizeMib) =>
+      RcMap.invalidate(diskSessions, Layout.diskImage(layout, nameKey(name))).pipe(
+        Effect.zipRight(resize.grow(name, sizeMib, get))
+      )
+
     const touch = (name: string) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         sql`UPDATE volumes SET last_used_at = ${now} WHERE key = ${nameKey(name)}`.pipe(
@@ -626,6 +635,7 @@ export const make = (
       getDefault: Effect.fail(new Unsupported({ operation: "getDefault", backend: "local" })),
       fs: volumeFs,
       update,
+      grow,
       touch,
       holders: touching({
         acquire: (name, holder, mode) => attachments.acquire(nameKey(name), { holder, mode }),

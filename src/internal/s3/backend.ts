@@ -10,8 +10,7 @@ import { BYTES_PER_MIB } from "../../Size.js"
 import type { Mebibytes } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { CloudState, VolumeInfo } from "../../VolumeBackend.js"
-import type { InvalidConfig } from "../../VolumeError.js"
-import { StorageError, Unsupported, VolumeNotFound } from "../../VolumeError.js"
+import { InvalidConfig, StorageError, Unsupported, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import * as VolumeFsImpl from "../volumeFs.js"
@@ -20,6 +19,7 @@ import type { S3, S3Settings } from "./client.js"
 import * as Driver from "./driver.js"
 import * as Layout from "./layout.js"
 import * as Leases from "./leases.js"
+import { planGrow } from "../diskGrow.js"
 import { touching } from "../touchingHolders.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
@@ -190,6 +190,21 @@ export const makeService = (
       return toInfo(updated.record)
     }).pipe(Effect.withSpan("S3Backend.update"))
 
+  /**
+   * Every S3 volume is a directory volume (disk volumes are `Unsupported` at create), so
+   * `diskGrow.ts` refuses any size with `InvalidConfig`; the same rules as elsewhere.
+   */
+  const grow: VolumeBackendService["grow"] = (name, sizeMib) =>
+    Effect.gen(function*() {
+      const found = yield* Records.read(s3, layout.recordKey(name))
+      if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
+      const current = toInfo(found.value.record)
+      const plan = planGrow(current, sizeMib)
+      if (Either.isLeft(plan)) return yield* plan.left
+      if (plan.right._tag === "Unchanged") return current
+      return yield* new InvalidConfig({ message: `volume ${JSON.stringify(name)}: the S3 backend has no disk volumes to grow` })
+    }).pipe(Effect.withSpan("S3Backend.grow"))
+
   const touch = (name: string) =>
     Effect.gen(function*() {
       const key = layout.recordKey(name)
@@ -246,6 +261,7 @@ export const makeService = (
     getDefault,
     fs,
     update,
+    grow,
     touch,
     holders: touching(leases.service, touch),
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND })),
