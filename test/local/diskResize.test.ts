@@ -114,6 +114,22 @@ describe("LocalBackend disk grow", () => {
       assertClean(imageOf(home, "img"), "after writing into the new room")
     }), { timeout: 120_000 })
 
+  it.scopedLive("restoring a snapshot taken before the grow brings back its image and its size", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      yield* Effect.gen(function*() {
+        yield* Volume.builder("img").disk().size(Size.mib(64)).create()
+        yield* fill("img")
+        yield* Volume.snapshot("img", { name: "small" })
+        yield* Volume.update("img", { size: 128 })
+        yield* Volume.restore("img", "small")
+        assert.strictEqual(Option.getOrThrow((yield* Volume.get("img")).capacityBytes), 64 * MiB)
+        yield* assertData("img")
+      }).pipe(withHome(home))
+      assert.strictEqual(fileSystemMib(imageOf(home, "img")), 64)
+      assertClean(imageOf(home, "img"), "after the restore")
+    }), { timeout: 120_000 })
+
   it.scopedLive("refused while the host has the image mounted for an open writer; an idle mount is let go", () =>
     Effect.gen(function*() {
       const home = yield* makeHome
