@@ -83,6 +83,12 @@ export interface VolumeFsOptions {
   readonly writeLock: Effect.Semaphore
   /** The backend's usage account of the volume, if it keeps one. */
   readonly account?: UsageAccount | undefined
+  /**
+   * Runs after every change the host makes (write, stream close, mkdir, remove, copy,
+   * rename, symlink, chmod): the backend's coalesced `lastUsedAt` stamp (`useStamps.ts`).
+   * Must be cheap and never fail.
+   */
+  readonly used?: Effect.Effect<void> | undefined
 }
 
 const encoder = new TextEncoder()
@@ -154,10 +160,14 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
     settle: () => Effect.void
   }
   const account = options.account ?? measuredAccount
+  const used = options.used ?? Effect.void
+
+  /** A change of the volume's files that moves `lastUsedAt` once it succeeded. */
+  const stamped = <A, E>(change: Effect.Effect<A, E>): Effect.Effect<A, E> => Effect.tap(change, () => used)
 
   /** Runs a change of the volume's files, after the account's `prepare`. */
   const changing = <A, E>(mutation: Effect.Effect<A, E>): Effect.Effect<A, E | VolumeFsFailure> =>
-    Effect.zipRight(account.prepare, mutation)
+    Effect.zipRight(account.prepare, stamped(mutation))
 
   /**
    * Runs a change that adds `growth` bytes under the volume's quota: the lock is held to
@@ -251,7 +261,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
     const writer = yield* driver.openWriter(segments, mode)
     let written = 0
     let closed = false
-    const commit = Option.match(quotaBytes, {
+    const commit = stamped(Option.match(quotaBytes, {
       onNone: () => writer.commit,
       onSome: (quota) =>
         commitUnderQuota(
@@ -260,7 +270,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
           Effect.tap(Effect.map(replacedBytes(driver, segments), (replaced) => written - replaced), () => giveBack),
           writer.commit
         )
-    })
+    }))
     const sink: VolumeFsWriteSink = {
       write: (chunk) =>
         Effect.suspend(() => {
@@ -295,7 +305,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
   })
 
   const mkdir = Effect.fn("VolumeFs.mkdir")(function*(path: string) {
-    yield* driver.mkdir(yield* Paths.parse(path))
+    yield* stamped(driver.mkdir(yield* Paths.parse(path)))
   })
 
   const remove = Effect.fn("VolumeFs.remove")(function*(path: string) {
@@ -357,7 +367,7 @@ export const make = (options: VolumeFsOptions): VolumeFs => {
 
   const chmod = Effect.fn("VolumeFs.chmod")(function*(path: string, mode: number) {
     const segments = yield* Paths.parse(path)
-    yield* driver.chmod(segments, yield* validateMode(mode))
+    yield* stamped(driver.chmod(segments, yield* validateMode(mode)))
   })
 
   const watch = (path: string = "/", options?: WatchOptions) =>

@@ -27,6 +27,7 @@ import type { VolumeKind } from "../../VolumeSpec.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import type { FsDriver } from "../fsDriver.js"
 import type * as Usage from "../usage.js"
+import * as UseStamps from "../useStamps.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as Attachments from "./attachments.js"
 import { orStorageError, retryBusy } from "./database.js"
@@ -537,9 +538,13 @@ export const make = (
         Effect.zipRight(RcMap.invalidate(diskSessions, Layout.diskImage(layout, key)), attachments.acquire(key, options))
     }
 
+    /** Host-side changes move `lastUsedAt`, at most once a minute per volume (`useStamps.ts`). */
+    const stampUse = UseStamps.make((name) => touch(name))
+
     const volumeFs = (info: VolumeInfo): VolumeFs => {
       const key = nameKey(info.name)
       const quotaBytes = Option.map(info.quotaMib, (mib) => mib * BYTES_PER_MIB)
+      const used = stampUse(info.name)
       if (info.kind === "directory") {
         // The driver reports every change to the volume's usage account.
         const { account, onChange } = accounts.accountOf(key, info.name)
@@ -548,7 +553,8 @@ export const make = (
           driver: makeDirectoryDriver({ root: Layout.dataDir(layout, key), volume: info.name, onChange }),
           quotaBytes,
           writeLock: writeLocks.lockOf(key),
-          account
+          account,
+          used
         })
       }
       const driver: FsDriver = makeDiskDriver({
@@ -556,7 +562,7 @@ export const make = (
         volume: info.name,
         sessions: diskSessions
       })
-      return VolumeFsImpl.make({ volume: info.name, driver, quotaBytes, writeLock: writeLocks.lockOf(key) })
+      return VolumeFsImpl.make({ volume: info.name, driver, quotaBytes, writeLock: writeLocks.lockOf(key), used })
     }
 
     const path = Effect.fn("LocalBackend.path")(function*(info: VolumeInfo) {

@@ -13,6 +13,7 @@ import { Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from ".
 import type { VolumeFs } from "../../VolumeFs.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
+import * as UseStamps from "../useStamps.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as MemoryDriver from "./memoryDriver.js"
 import * as MemoryHolders from "./memoryHolders.js"
@@ -147,6 +148,9 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
         volumes.set(key, { ...volume, info: new VolumeInfo({ ...volume.info, lastUsedAt: Option.some(now) }) })
       }))
 
+  /** Host-side changes move `lastUsedAt`, at most once a minute per volume (`useStamps.ts`). */
+  const stampUse = UseStamps.make((name) => touch(name))
+
   const fs = (info: VolumeInfo): VolumeFs => {
     // Bound to this incarnation: once it is removed every operation fails with
     // `VolumeNotFound`, even if a volume of the same name is created later.
@@ -160,7 +164,8 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
         capacityBytes: () => Option.map((incarnation(info)?.info ?? spec).capacityMib, mibToBytes)
       }),
       quotaBytes: Option.map(spec.quotaMib, mibToBytes),
-      writeLock: volume?.writeLock ?? Effect.unsafeMakeSemaphore(1)
+      writeLock: volume?.writeLock ?? Effect.unsafeMakeSemaphore(1),
+      used: stampUse(info.name)
     })
   }
 

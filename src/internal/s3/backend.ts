@@ -13,6 +13,7 @@ import { CloudState, VolumeInfo } from "../../VolumeBackend.js"
 import { InvalidConfig, StorageError, Unsupported, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
+import * as UseStamps from "../useStamps.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as Client from "./client.js"
 import type { S3, S3Settings } from "./client.js"
@@ -215,6 +216,12 @@ export const makeService = (
         .pipe(Effect.catchTag("VolumeNotFound", () => Effect.void))
     })
 
+  /**
+   * Host-side changes move `lastUsedAt`, at most once a minute per volume and process
+   * (`useStamps.ts`): a stamp is a conditional write of the record.
+   */
+  const stampUse = UseStamps.make(touch)
+
   /** The default volume, created on first use by whichever process asks first. */
   const getDefault = Effect.gen(function*() {
     const key = layout.recordKey(DEFAULT_VOLUME)
@@ -248,7 +255,8 @@ export const makeService = (
       volume: info.name,
       driver: Driver.make({ s3, ...binding, counter: counters.counterOf(binding) }),
       quotaBytes: Option.map(info.quotaMib, (mib) => mib * BYTES_PER_MIB),
-      writeLock: writeLockOf(binding.dataPrefix)
+      writeLock: writeLockOf(binding.dataPrefix),
+      used: stampUse(info.name)
     })
   }
 
