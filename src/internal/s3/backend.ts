@@ -115,24 +115,25 @@ export const makeService = (
       )
     }, { disableValidation: true })
 
+  /** A new volume's record, created now by the Effect `Clock` (so `TestClock` drives it). */
   const newRecord = (spec: { readonly name: string; readonly quotaMib: Option.Option<Mebibytes> }, labels: VolumeRecord["labels"], isDefault: boolean) =>
-    new VolumeRecord({
+    Effect.map(Clock.currentTimeMillis, (now) => new VolumeRecord({
       version: 1,
       name: spec.name,
       id: Records.token(),
       rev: Records.token(),
       quotaMib: Option.getOrNull(spec.quotaMib),
       labels,
-      createdAt: DateTime.toEpochMillis(DateTime.unsafeNow()),
+      createdAt: now,
       usedBytes: 0,
       isDefault
-    })
+    }))
 
   const create = Effect.fn("S3Backend.create")(function*(spec: ValidSpec) {
     if (spec.kind === "disk") {
       return yield* new Unsupported({ operation: "disk volumes (an object store has no block devices)", backend: BACKEND })
     }
-    const { record } = yield* Records.create(s3, layout.recordKey(spec.name), newRecord(spec, spec.labels, false))
+    const { record } = yield* Records.create(s3, layout.recordKey(spec.name), yield* newRecord(spec, spec.labels, false))
     return toInfo(record)
   })
 
@@ -230,7 +231,7 @@ export const makeService = (
     const created = yield* Records.create(
       s3,
       key,
-      newRecord({ name: DEFAULT_VOLUME, quotaMib: Option.none() }, [], true)
+      yield* newRecord({ name: DEFAULT_VOLUME, quotaMib: Option.none() }, [], true)
     ).pipe(
       Effect.map((versioned) => versioned.record),
       Effect.catchTag("VolumeAlreadyExists", () =>
