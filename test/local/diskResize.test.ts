@@ -45,12 +45,12 @@ const imageOf = (home: string, name: string) => NodePath.join(home, "volumes", n
 /** A file large enough to span many blocks, and a small one, so a damaged tree shows. */
 const big = new Uint8Array(3 * MiB).map((_, i) => (i * 7 + (i >> 12)) & 0xff)
 
-const fill = (name: string) =>
-  Effect.gen(function*() {
-    const vol = yield* Volume.get(name)
-    yield* vol.fs().write("docs/readme.txt", "kept across the resize")
-    yield* vol.fs().write("blob.bin", big)
-  })
+/** A 64 MiB disk volume `img` holding a small and a big file. */
+const filledImage = Effect.gen(function*() {
+  const vol = yield* Volume.builder("img").disk().size(Size.mib(64)).create()
+  yield* vol.fs().write("docs/readme.txt", "kept across the resize")
+  yield* vol.fs().write("blob.bin", big)
+})
 
 const assertData = (name: string) =>
   Effect.gen(function*() {
@@ -96,8 +96,7 @@ describe("LocalBackend disk grow", () => {
     Effect.gen(function*() {
       const home = yield* makeHome
       yield* Effect.gen(function*() {
-        yield* Volume.builder("img").disk().size(Size.mib(64)).create()
-        yield* fill("img")
+        yield* filledImage
         const grown = yield* Volume.update("IMG", { size: "256M" })
         assert.strictEqual(grown.capacityBytes.pipe(Option.getOrThrow), 256 * MiB)
         assert.strictEqual(Option.getOrThrow((yield* Volume.get("img")).capacityBytes), 256 * MiB, "the record")
@@ -118,8 +117,7 @@ describe("LocalBackend disk grow", () => {
     Effect.gen(function*() {
       const home = yield* makeHome
       yield* Effect.gen(function*() {
-        yield* Volume.builder("img").disk().size(Size.mib(64)).create()
-        yield* fill("img")
+        yield* filledImage
         yield* Volume.snapshot("img", { name: "small" })
         yield* Volume.update("img", { size: 128 })
         yield* Volume.restore("img", "small")
@@ -174,8 +172,7 @@ describe("LocalBackend disk grow", () => {
           const tools = yield* killerTools
           const image = imageOf(home, "img")
           yield* Effect.gen(function*() {
-            yield* Volume.builder("img").disk().size(Size.mib(64)).create()
-            yield* fill("img")
+            yield* filledImage
           }).pipe(withHome(home))
 
           const worker = yield* spawnWorker(["resize", home, "img", "128"], undefined, {
