@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SYSTEM_PACKAGES=(
-  e2fsprogs    # mkfs.ext4 and debugfs: disk volumes are ext4 images
+  e2fsprogs    # mkfs.ext4, debugfs, resize2fs, e2undo: disk volumes are ext4 images
+  strace       # the disk-grow crash tests stop resize2fs at a chosen block write
   util-linux   # unshare, losetup, mount: loop-mounting disk images in a private namespace
   mount
   bubblewrap          # bwrap: the namespace sandbox runtime

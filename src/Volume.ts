@@ -150,7 +150,7 @@ export class VolumeBuilder {
       onNone: () => Effect.succeed(handle),
       onSome: (duration) =>
         Effect.flatMap(DateTime.now, (now) =>
-          update(handle.name, { expiresAt: Option.some(DateTime.addDuration(now, duration)) }).pipe(
+          updateSettings(handle.name, { expiresAt: Option.some(DateTime.addDuration(now, duration)) }).pipe(
             // Removed by someone else right after it was created.
             Effect.catchTag("VolumeNotFound", () => Effect.succeed(handle))
           ))
@@ -636,6 +636,13 @@ export interface VolumeUpdate {
   readonly quota?: Option.Option<number>
   /** When `prune({ expired: true })` may remove the volume, or `None` for never. */
   readonly expiresAt?: Option.Option<DateTime.Utc>
+  /**
+   * A new size of a disk volume, in MiB or as text (`Size.gib(20)`, `"20G"`): its image and ext4 file
+   * system grow offline, the data kept. Only growing is allowed (`InvalidConfig` for a
+   * smaller size or a directory volume); refused with `VolumeInUse` while a sandbox or an
+   * open host-side `fs()` operation holds the volume. Applied before the other changes.
+   */
+  readonly size?: SizeInput
 }
 
 const applyUpdate = (current: VolumeInfo, change: VolumeUpdate) => {
@@ -661,14 +668,30 @@ const applyUpdate = (current: VolumeInfo, change: VolumeUpdate) => {
 }
 
 /**
- * Changes a volume's labels and quota in place, atomically (a concurrent update is not
- * lost). Invalid results (labels over the limits, a quota on a disk volume) fail with
- * `InvalidConfig` and change nothing.
+ * Changes a volume's labels, quota and expiry in place, atomically (a concurrent update is
+ * not lost), after growing a disk volume to `size` if one is given. Invalid results (labels
+ * over the limits, a quota on a disk volume, a smaller size) fail with `InvalidConfig`;
+ * `VolumeInUse` when the volume must grow while it is held.
  *
  * @since 0.1.0
  * @category combinators
  */
 export const update = Effect.fn("Volume.update")(function*(name: string, change: VolumeUpdate) {
-  const backend = yield* VolumeBackend
-  return makeHandle(backend, yield* backend.update(yield* existingName(name), (current) => applyUpdate(current, change)))
+  if (change.size !== undefined) {
+    const backend = yield* VolumeBackend
+    const existing = yield* existingName(name)
+    const size = yield* Either.mapLeft(
+      Size.decode(change.size),
+      (error) => new InvalidConfig({ message: `volume ${JSON.stringify(existing)}: ${error.message}` })
+    )
+    yield* backend.grow(existing, size)
+  }
+  return yield* updateSettings(name, change)
 })
+
+/** The in-place part of {@link update}: labels, quota, expiry. */
+const updateSettings = (name: string, change: VolumeUpdate) =>
+  Effect.gen(function*() {
+    const backend = yield* VolumeBackend
+    return makeHandle(backend, yield* backend.update(yield* existingName(name), (current) => applyUpdate(current, change)))
+  })

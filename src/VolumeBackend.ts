@@ -324,6 +324,16 @@ export interface VolumeBackendService {
     name: string,
     change: (current: VolumeInfo) => Either.Either<VolumeSettings, InvalidConfig>
   ) => Effect.Effect<VolumeInfo, VolumeNotFound | InvalidConfig | StorageError>
+  /**
+   * Gives a disk volume a size of `sizeMib` MiB, growing its file system with the data
+   * kept (SPEC §10; the rules are `internal/diskGrow.ts`): `InvalidConfig` for a
+   * directory volume or a smaller size, `VolumeInUse` while anyone holds it (a sandbox,
+   * or the host's own open `fs()` access). The same size changes nothing.
+   */
+  readonly grow: (
+    name: string,
+    sizeMib: Mebibytes
+  ) => Effect.Effect<VolumeInfo, VolumeNotFound | VolumeInUse | InvalidConfig | StorageError>
   /** Records that the volume is used now (`lastUsedAt`); a missing volume is no error. */
   readonly touch: (name: string) => Effect.Effect<void, StorageError>
   /** Who holds which volume (§10 "Holders"); acquiring and letting go both `touch` the volume. */

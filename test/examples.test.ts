@@ -62,4 +62,12 @@ describe("examples", () => {
     assert.include(stdout, "after restore: v1")
     assert.include(stdout, "snapshots: known-good")
   }, 120_000)
+
+  it("growing a disk volume and last use (docs/volumes.md)", async () => {
+    const stdout = await runExample("grow-and-last-use.ts")
+    assert.include(stdout, "size=128MiB data=kept")
+    assert.include(stdout, "shrink refused: InvalidConfig")
+    assert.include(stdout, "used recently: true")
+    assert.include(stdout, "unused for a week: 0")
+  }, 120_000)
 })

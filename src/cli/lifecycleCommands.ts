@@ -1,5 +1,6 @@
 /**
- * `volumes label | update`: change a volume's labels and quota in place (SPEC §10).
+ * `volumes label | update | resize`: change a volume's labels, quota, expiry and disk size
+ * in place (SPEC §10).
  */
 import { Args, Command, Options } from "@effect/cli"
 import { DateTime, Duration, Effect, Either, Option } from "effect"
@@ -54,9 +55,18 @@ export const label = Command.make("label", {
     yield* show(yield* Volume.update(args.name, { labels }), args.json)
   })).pipe(Command.withDescription("set or remove labels of a volume in place"))
 
+/** `--size 20G` → MiB; a bad size names the flag. */
+const parseSize = (flag: string, text: string) =>
+  Either.mapLeft(Size.parse(text), (error) => new InvalidConfig({ message: `--${flag}: ${error.message}` }))
+
+const sizeOption = Options.text("size").pipe(
+  Options.withDescription("grow a disk volume to this size, e.g. 20G (offline: refused while it is in use)")
+)
+
 export const update = Command.make("update", {
   name: Args.text({ name: "NAME" }),
   quota: Options.text("quota").pipe(Options.withDescription("a new quota, e.g. 4G (may be below usage)"), Options.optional),
+  size: Options.optional(sizeOption),
   noQuota: Options.boolean("no-quota").pipe(Options.withDescription("remove the quota")),
   expiresIn: Options.text("expires-in").pipe(
     Options.withDescription("prune --expired may remove it this long from now, e.g. 30d"),
@@ -70,11 +80,11 @@ export const update = Command.make("update", {
     }
     const quota = args.noQuota ? Option.some(Option.none<number>()) : yield* Option.match(args.quota, {
       onNone: () => Effect.succeedNone,
-      onSome: (text) =>
-        Either.match(Size.parse(text), {
-          onLeft: (error) => Effect.fail(new InvalidConfig({ message: `--quota: ${error.message}` })),
-          onRight: (mib) => Effect.succeed(Option.some(Option.some(mib)))
-        })
+      onSome: (text) => Effect.map(parseSize("quota", text), (mib) => Option.some(Option.some(mib)))
+    })
+    const size = yield* Option.match(args.size, {
+      onNone: () => Effect.succeedNone,
+      onSome: (text) => Effect.map(parseSize("size", text), Option.some)
     })
     const expiresAt = yield* Option.match(args.expiresIn, {
       onNone: () => Effect.succeedNone,
@@ -82,14 +92,21 @@ export const update = Command.make("update", {
         Effect.zipWith(parseDuration("expires-in", text), DateTime.now, (duration, now) =>
           Option.some(Option.some(DateTime.addDuration(now, duration))))
     })
-    if (Option.isNone(quota) && Option.isNone(expiresAt)) {
-      return yield* new InvalidConfig({ message: "nothing to update: give --quota, --no-quota or --expires-in" })
+    if (Option.isNone(quota) && Option.isNone(expiresAt) && Option.isNone(size)) {
+      return yield* new InvalidConfig({ message: "nothing to update: give --quota, --no-quota, --expires-in or --size" })
     }
     yield* show(
       yield* Volume.update(args.name, {
         ...(Option.isSome(quota) ? { quota: quota.value } : {}),
-        ...(Option.isSome(expiresAt) ? { expiresAt: expiresAt.value } : {})
+        ...(Option.isSome(expiresAt) ? { expiresAt: expiresAt.value } : {}),
+        ...(Option.isSome(size) ? { size: size.value } : {})
       }),
       args.json
     )
-  })).pipe(Command.withDescription("change a volume's quota or expiry in place"))
+  })).pipe(Command.withDescription("change a volume's quota, expiry or disk size in place"))
+
+export const resize = Command.make("resize", { name: Args.text({ name: "NAME" }), size: sizeOption, json }, (args) =>
+  Effect.gen(function*() {
+    const size = yield* parseSize("size", args.size)
+    yield* show(yield* Volume.update(args.name, { size }), args.json)
+  })).pipe(Command.withDescription("grow a disk volume's image and file system, data kept (never shrinks)"))

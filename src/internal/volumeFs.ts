@@ -88,6 +88,12 @@ export interface VolumeFsOptions {
    * `/<reserved>`: the staging area of an operation of the library's own (archive import).
    */
   readonly reserved?: string | undefined
+  /**
+   * Runs after every change the host makes (write, stream close, mkdir, remove, copy,
+   * rename, symlink, chmod): the backend's coalesced `lastUsedAt` stamp (`useStamps.ts`).
+   * Must be cheap and never fail.
+   */
+  readonly used?: Effect.Effect<void> | undefined
 }
 
 /** Key of {@link InternalVolumeFs}'s staging view (a symbol: not part of the public `VolumeFs`). */
@@ -185,10 +191,14 @@ export const make = (options: VolumeFsOptions): InternalVolumeFs => {
     settle: () => Effect.void
   }
   const account = options.account ?? measuredAccount
+  const used = options.used ?? Effect.void
+
+  /** A change of the volume's files that moves `lastUsedAt` once it succeeded. */
+  const stamped = <A, E>(change: Effect.Effect<A, E>): Effect.Effect<A, E> => Effect.tap(change, () => used)
 
   /** Runs a change of the volume's files, after the account's `prepare`. */
   const changing = <A, E>(mutation: Effect.Effect<A, E>): Effect.Effect<A, E | VolumeFsFailure> =>
-    Effect.zipRight(account.prepare, mutation)
+    Effect.zipRight(account.prepare, stamped(mutation))
 
   /**
    * Runs a change that adds `growth` bytes under the volume's quota: the lock is held to
@@ -282,7 +292,7 @@ export const make = (options: VolumeFsOptions): InternalVolumeFs => {
     const writer = yield* driver.openWriter(segments, mode)
     let written = 0
     let closed = false
-    const commit = Option.match(quotaBytes, {
+    const commit = stamped(Option.match(quotaBytes, {
       onNone: () => writer.commit,
       onSome: (quota) =>
         commitUnderQuota(
@@ -291,7 +301,7 @@ export const make = (options: VolumeFsOptions): InternalVolumeFs => {
           Effect.tap(Effect.map(replacedBytes(driver, segments), (replaced) => written - replaced), () => giveBack),
           writer.commit
         )
-    })
+    }))
     const sink: VolumeFsWriteSink = {
       write: (chunk) =>
         Effect.suspend(() => {
@@ -326,7 +336,7 @@ export const make = (options: VolumeFsOptions): InternalVolumeFs => {
   })
 
   const mkdir = Effect.fn("VolumeFs.mkdir")(function*(path: string) {
-    yield* driver.mkdir(yield* parse(path))
+    yield* stamped(driver.mkdir(yield* parse(path)))
   })
 
   const remove = Effect.fn("VolumeFs.remove")(function*(path: string) {
@@ -388,7 +398,7 @@ export const make = (options: VolumeFsOptions): InternalVolumeFs => {
 
   const chmod = Effect.fn("VolumeFs.chmod")(function*(path: string, mode: number) {
     const segments = yield* parse(path)
-    yield* driver.chmod(segments, yield* validateMode(mode))
+    yield* stamped(driver.chmod(segments, yield* validateMode(mode)))
   })
 
   const watch = (path: string = "/", options?: WatchOptions) =>

@@ -2,7 +2,7 @@
  * SPEC §10: holders as a backend capability, get-or-create, prune.
  */
 import { assert, describe } from "@effect/vitest"
-import { DateTime, Effect, Exit, Option, Scope } from "effect"
+import { DateTime, Effect, Exit, Option, Scope, TestClock, TestContext } from "effect"
 import * as Volume from "../../src/Volume.js"
 import { VolumeBackend } from "../../src/VolumeBackend.js"
 import type { HoldMode } from "../../src/VolumeBackend.js"
@@ -277,5 +277,34 @@ export const lifecycle2Tests = ({ options, test }: Context) => {
         const all = yield* Volume.prune({ unusedFor: 0, dryRun: true })
         assert.deepStrictEqual([...all.removed].sort(), ["idle", "used"])
       }))
+
+    test("host-side changes move lastUsedAt, at most once a minute (TestClock); prune({ unusedFor }) sees them", () =>
+      Effect.gen(function*() {
+        const start = Date.UTC(2026, 0, 1)
+        yield* TestClock.setTime(start)
+        const vol = yield* createVolume("written")
+        yield* createVolume("idle")
+        const lastUsed = Effect.map(Volume.get("written"), (h) => DateTime.toEpochMillis(some(h.lastUsedAt, "lastUsedAt")))
+        yield* vol.fs().write("a.txt", "one")
+        assert.strictEqual(yield* lastUsed, start, "the first write stamps it")
+        yield* TestClock.adjust("30 seconds")
+        yield* vol.fs().write("a.txt", "two")
+        assert.strictEqual(yield* lastUsed, start, "within the minute: coalesced")
+        yield* TestClock.adjust("31 seconds")
+        yield* vol.fs().mkdir("dir")
+        assert.strictEqual(yield* lastUsed, start + 61_000, "a mkdir a minute later moves it")
+        yield* TestClock.adjust("2 hours")
+        // Streams, removals and the rest count too.
+        const sink = yield* vol.fs().writeStream("s.txt")
+        yield* sink.write(utf8("streamed"))
+        yield* sink.close()
+        assert.strictEqual(yield* lastUsed, start + 61_000 + 2 * 3_600_000, "a stream's close moves it")
+        assert.isTrue(Option.isNone((yield* Volume.get("idle")).lastUsedAt), "a volume nobody wrote stays unused")
+        const pruned = yield* Volume.prune({ unusedFor: "1 hour", dryRun: true })
+        assert.deepStrictEqual(pruned.removed, ["idle"], "the written volume was used just now")
+        yield* TestClock.adjust("61 minutes")
+        yield* vol.fs().remove("s.txt")
+        assert.deepStrictEqual((yield* Volume.prune({ unusedFor: "1 hour", dryRun: true })).removed, ["idle"])
+      }).pipe(Effect.provide(TestContext.TestContext)))
   })
 }

@@ -17,18 +17,21 @@ export const toolEnv = (): NodeJS.ProcessEnv => ({
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /**
- * Runs a host tool to completion and returns its stdout; a failure to start it or a
- * non-zero exit is a `StorageError` carrying its stderr. Interruption kills it.
+ * Runs a host tool to completion and returns its stdout; a failure to start it or an exit
+ * code other than 0 (and `alsoOk`, e.g. e2fsck's 1, "errors corrected") is a
+ * `StorageError` carrying its stderr. Interruption kills it.
  */
 export const runTool = (
   command: string,
   args: ReadonlyArray<string>,
-  what: string
+  what: string,
+  alsoOk: ReadonlyArray<number> = []
 ): Effect.Effect<{ readonly stdout: string; readonly stderr: string }, StorageError> =>
   Effect.async((resume) => {
     const child = execFile(command, args, { env: toolEnv(), maxBuffer: 16 * BYTES_PER_MIB }, (error, stdout, stderr) => {
+      const exitCode = error === null ? 0 : error.code
       resume(
-        error === null
+        error === null || (typeof exitCode === "number" && alsoOk.includes(exitCode))
           ? Effect.succeed({ stdout, stderr })
           : Effect.fail(
             new StorageError({

@@ -27,6 +27,7 @@ import type { VolumeKind } from "../../VolumeSpec.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import type { FsDriver } from "../fsDriver.js"
 import type * as Usage from "../usage.js"
+import * as UseStamps from "../useStamps.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as Attachments from "./attachments.js"
 import { orStorageError, retryBusy } from "./database.js"
@@ -34,6 +35,7 @@ import { storageReason } from "./errno.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
 import { makeDiskDriver, makeDiskSessions } from "./diskDriver.js"
 import { allocatedBytes, formatDiskImage } from "./diskImage.js"
+import * as DiskResize from "./diskResize.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "../liveness.js"
 import * as Recovery from "./recovery.js"
@@ -166,7 +168,9 @@ export const make = (
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const fs = yield* FileSystem.FileSystem
-    const attachments = yield* Attachments.make
+    // Every hold of a volume first finishes a resize that a dead process left on it.
+    const resize = yield* DiskResize.make(layout, yield* Attachments.make)
+    const attachments = resize.attachments
     const accounts = yield* UsageAccounts.make
     /** One write lock per volume, shared by every `fs()` of it from this backend instance. */
     const writeLocks = VolumeFsImpl.makeWriteLocks()
@@ -532,9 +536,13 @@ export const make = (
         Effect.zipRight(RcMap.invalidate(diskSessions, Layout.diskImage(layout, key)), attachments.acquire(key, options))
     }
 
+    /** Host-side changes move `lastUsedAt`, at most once a minute per volume (`useStamps.ts`). */
+    const stampUse = UseStamps.make((name) => touch(name))
+
     const volumeFs = (info: VolumeInfo): VolumeFs => {
       const key = nameKey(info.name)
       const quotaBytes = Option.map(info.quotaMib, (mib) => mib * BYTES_PER_MIB)
+      const used = stampUse(info.name)
       if (info.kind === "directory") {
         // The driver reports every change to the volume's usage account.
         const { account, onChange } = accounts.accountOf(key, info.name)
@@ -543,7 +551,8 @@ export const make = (
           driver: makeDirectoryDriver({ root: Layout.dataDir(layout, key), volume: info.name, onChange }),
           quotaBytes,
           writeLock: writeLocks.lockOf(key),
-          account
+          account,
+          used
         })
       }
       const driver: FsDriver = makeDiskDriver({
@@ -551,7 +560,7 @@ export const make = (
         volume: info.name,
         sessions: diskSessions
       })
-      return VolumeFsImpl.make({ volume: info.name, driver, quotaBytes, writeLock: writeLocks.lockOf(key) })
+      return VolumeFsImpl.make({ volume: info.name, driver, quotaBytes, writeLock: writeLocks.lockOf(key), used })
     }
 
     const path = Effect.fn("LocalBackend.path")(function*(info: VolumeInfo) {
@@ -607,6 +616,12 @@ export const make = (
         }
       }).pipe(Effect.withSpan("LocalBackend.update"))
 
+    /** An idle host mount of the image goes first; a busy one makes the hold refuse (`VolumeInUse`). */
+    const grow: VolumeBackendService["grow"] = (name, sizeMib) =>
+      RcMap.invalidate(diskSessions, Layout.diskImage(layout, nameKey(name))).pipe(
+        Effect.zipRight(resize.grow(name, sizeMib, get))
+      )
+
     const touch = (name: string) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         sql`UPDATE volumes SET last_used_at = ${now} WHERE key = ${nameKey(name)}`.pipe(
@@ -624,6 +639,7 @@ export const make = (
       getDefault: Effect.fail(new Unsupported({ operation: "getDefault", backend: "local" })),
       fs: volumeFs,
       update,
+      grow,
       touch,
       holders: touching({
         acquire: (name, holder, mode) => attachments.acquire(nameKey(name), { holder, mode }),

@@ -405,7 +405,8 @@ export const make = (
           )
         }).pipe(Effect.ensuring(recovery.discardTrash(staging)))
         // The restored tree's allocation and file count were not measured: the next get does.
-        yield* sql`UPDATE volumes SET used_bytes = ${row.used_bytes}, usage_stale = 1
+        // A disk volume gets the snapshot's image, hence its size (it may have grown since).
+        yield* sql`UPDATE volumes SET used_bytes = ${row.used_bytes}, usage_stale = 1, capacity_mib = ${row.capacity_mib}
           WHERE key = ${volumeKey} AND state = 'ready'`.pipe(
           orStorageError(`storing the usage of volume "${info.name}"`)
         )

@@ -13,9 +13,11 @@ import { Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from ".
 import type { VolumeFs } from "../../VolumeFs.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
+import * as UseStamps from "../useStamps.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as MemoryDriver from "./memoryDriver.js"
 import * as MemoryHolders from "./memoryHolders.js"
+import { planGrow } from "../diskGrow.js"
 import { touching } from "../touchingHolders.js"
 import type { MemoryTree } from "./memoryDriver.js"
 import * as MemorySnapshots from "./snapshots.js"
@@ -121,6 +123,22 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
       return Effect.succeed(report({ ...volume, info }))
     }).pipe(Effect.withSpan("MemoryBackend.update"))
 
+  /** One synchronous step: the rules of `diskGrow.ts`, refused while anyone holds the volume. */
+  const grow: VolumeBackendService["grow"] = (name, sizeMib) =>
+    Effect.suspend((): ReturnType<VolumeBackendService["grow"]> => {
+      const key = nameKey(name)
+      const volume = volumes.get(key)
+      if (volume === undefined) return Effect.fail(new VolumeNotFound({ volume: name }))
+      const plan = planGrow(report(volume), sizeMib)
+      if (Either.isLeft(plan)) return Effect.fail(plan.left)
+      if (plan.right._tag === "Unchanged") return Effect.succeed(report(volume))
+      const current = holders.current(name)
+      if (current.length > 0) return Effect.fail(new VolumeInUse({ volume: volume.info.name, holders: current }))
+      const info = new VolumeInfo({ ...volume.info, capacityMib: Option.some(plan.right.toMib) }, { disableValidation: true })
+      volumes.set(key, { ...volume, info })
+      return Effect.succeed(report({ ...volume, info }))
+    }).pipe(Effect.withSpan("MemoryBackend.grow"))
+
   const touch = (name: string) =>
     Effect.flatMap(DateTime.now, (now) =>
       Effect.sync(() => {
@@ -129,6 +147,9 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
         if (volume === undefined) return
         volumes.set(key, { ...volume, info: new VolumeInfo({ ...volume.info, lastUsedAt: Option.some(now) }) })
       }))
+
+  /** Host-side changes move `lastUsedAt`, at most once a minute per volume (`useStamps.ts`). */
+  const stampUse = UseStamps.make((name) => touch(name))
 
   const fs = (info: VolumeInfo): VolumeFs => {
     // Bound to this incarnation: once it is removed every operation fails with
@@ -140,10 +161,11 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
       driver: MemoryDriver.make({
         volume: info.name,
         tree: () => incarnation(info)?.tree,
-        capacityBytes: Option.map(spec.capacityMib, mibToBytes)
+        capacityBytes: () => Option.map((incarnation(info)?.info ?? spec).capacityMib, mibToBytes)
       }),
       quotaBytes: Option.map(spec.quotaMib, mibToBytes),
-      writeLock: volume?.writeLock ?? Effect.unsafeMakeSemaphore(1)
+      writeLock: volume?.writeLock ?? Effect.unsafeMakeSemaphore(1),
+      used: stampUse(info.name)
     })
   }
 
@@ -156,6 +178,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     getDefault: Effect.fail(unsupported("getDefault")),
     fs,
     update,
+    grow,
     touch,
     holders: touching(holders.service, touch),
     path: () => Effect.fail(unsupported("path")),

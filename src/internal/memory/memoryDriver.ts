@@ -274,8 +274,11 @@ export interface MemoryDriverOptions {
   readonly volume: string
   /** The volume's tree, or `undefined` once the volume was removed (even if re-created since). */
   readonly tree: () => MemoryTree | undefined
-  /** A disk volume's size: writes that would take usage above it fail with `NoSpace`. */
-  readonly capacityBytes: Option.Option<number>
+  /**
+   * A disk volume's size now (it may grow while the driver lives): writes that would take
+   * usage above it fail with `NoSpace`.
+   */
+  readonly capacityBytes: () => Option.Option<number>
 }
 
 /**
@@ -312,14 +315,16 @@ export const make = (options: MemoryDriverOptions): FsDriver => {
   }
 
   /** `NoSpace` if `growth` more bytes would not fit on a disk volume. */
-  const checkCapacity = (tree: MemoryTree, path: Paths.Segments, growth: number): Result<void> =>
-    Option.isSome(capacityBytes) && growth > 0 && tree.usedBytes + growth > capacityBytes.value
+  const checkCapacity = (tree: MemoryTree, path: Paths.Segments, growth: number): Result<void> => {
+    const capacity = capacityBytes()
+    return Option.isSome(capacity) && growth > 0 && tree.usedBytes + growth > capacity.value
       ? fsError(
         path,
         "NoSpace",
-        `the disk volume holds ${capacityBytes.value} bytes, ${tree.usedBytes} are used and ${growth} more were requested`
+        `the disk volume holds ${capacity.value} bytes, ${tree.usedBytes} are used and ${growth} more were requested`
       )
       : Either.void
+  }
 
   const readFile = (tree: MemoryTree, path: Paths.NonRootSegments): Result<Uint8Array> =>
     Either.flatMap(find(tree, path), (node) =>

@@ -143,7 +143,7 @@ export const make = (volumes: MemoryVolumes): VolumeSnapshotsService => {
     }
     return VolumeFsImpl.make({
       volume: `${info.volume}@${info.name}`,
-      driver: ReadOnlyDriver.make(MemoryDriver.make({ volume: info.volume, tree: live, capacityBytes: Option.none() })),
+      driver: ReadOnlyDriver.make(MemoryDriver.make({ volume: info.volume, tree: live, capacityBytes: Option.none })),
       quotaBytes: Option.none(),
       writeLock: Effect.unsafeMakeSemaphore(1)
     })

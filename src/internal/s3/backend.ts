@@ -10,16 +10,17 @@ import { BYTES_PER_MIB } from "../../Size.js"
 import type { Mebibytes } from "../../Size.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { CloudState, VolumeInfo } from "../../VolumeBackend.js"
-import type { InvalidConfig } from "../../VolumeError.js"
-import { StorageError, Unsupported, VolumeNotFound } from "../../VolumeError.js"
+import { InvalidConfig, StorageError, Unsupported, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeFs } from "../../VolumeFs.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
+import * as UseStamps from "../useStamps.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as Client from "./client.js"
 import type { S3, S3Settings } from "./client.js"
 import * as Driver from "./driver.js"
 import * as Layout from "./layout.js"
 import * as Leases from "./leases.js"
+import { planGrow } from "../diskGrow.js"
 import { touching } from "../touchingHolders.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
@@ -114,24 +115,25 @@ export const makeService = (
       )
     }, { disableValidation: true })
 
+  /** A new volume's record, created now by the Effect `Clock` (so `TestClock` drives it). */
   const newRecord = (spec: { readonly name: string; readonly quotaMib: Option.Option<Mebibytes> }, labels: VolumeRecord["labels"], isDefault: boolean) =>
-    new VolumeRecord({
+    Effect.map(Clock.currentTimeMillis, (now) => new VolumeRecord({
       version: 1,
       name: spec.name,
       id: Records.token(),
       rev: Records.token(),
       quotaMib: Option.getOrNull(spec.quotaMib),
       labels,
-      createdAt: DateTime.toEpochMillis(DateTime.unsafeNow()),
+      createdAt: now,
       usedBytes: 0,
       isDefault
-    })
+    }))
 
   const create = Effect.fn("S3Backend.create")(function*(spec: ValidSpec) {
     if (spec.kind === "disk") {
       return yield* new Unsupported({ operation: "disk volumes (an object store has no block devices)", backend: BACKEND })
     }
-    const { record } = yield* Records.create(s3, layout.recordKey(spec.name), newRecord(spec, spec.labels, false))
+    const { record } = yield* Records.create(s3, layout.recordKey(spec.name), yield* newRecord(spec, spec.labels, false))
     return toInfo(record)
   })
 
@@ -190,6 +192,21 @@ export const makeService = (
       return toInfo(updated.record)
     }).pipe(Effect.withSpan("S3Backend.update"))
 
+  /**
+   * Every S3 volume is a directory volume (disk volumes are `Unsupported` at create), so
+   * `diskGrow.ts` refuses any size with `InvalidConfig`; the same rules as elsewhere.
+   */
+  const grow: VolumeBackendService["grow"] = (name, sizeMib) =>
+    Effect.gen(function*() {
+      const found = yield* Records.read(s3, layout.recordKey(name))
+      if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
+      const current = toInfo(found.value.record)
+      const plan = planGrow(current, sizeMib)
+      if (Either.isLeft(plan)) return yield* plan.left
+      if (plan.right._tag === "Unchanged") return current
+      return yield* new InvalidConfig({ message: `volume ${JSON.stringify(name)}: the S3 backend has no disk volumes to grow` })
+    }).pipe(Effect.withSpan("S3Backend.grow"))
+
   const touch = (name: string) =>
     Effect.gen(function*() {
       const key = layout.recordKey(name)
@@ -200,6 +217,12 @@ export const makeService = (
         .pipe(Effect.catchTag("VolumeNotFound", () => Effect.void))
     })
 
+  /**
+   * Host-side changes move `lastUsedAt`, at most once a minute per volume and process
+   * (`useStamps.ts`): a stamp is a conditional write of the record.
+   */
+  const stampUse = UseStamps.make(touch)
+
   /** The default volume, created on first use by whichever process asks first. */
   const getDefault = Effect.gen(function*() {
     const key = layout.recordKey(DEFAULT_VOLUME)
@@ -208,7 +231,7 @@ export const makeService = (
     const created = yield* Records.create(
       s3,
       key,
-      newRecord({ name: DEFAULT_VOLUME, quotaMib: Option.none() }, [], true)
+      yield* newRecord({ name: DEFAULT_VOLUME, quotaMib: Option.none() }, [], true)
     ).pipe(
       Effect.map((versioned) => versioned.record),
       Effect.catchTag("VolumeAlreadyExists", () =>
@@ -233,7 +256,8 @@ export const makeService = (
       volume: info.name,
       driver: Driver.make({ s3, ...binding, counter: counters.counterOf(binding) }),
       quotaBytes: Option.map(info.quotaMib, (mib) => mib * BYTES_PER_MIB),
-      writeLock: writeLockOf(binding.dataPrefix)
+      writeLock: writeLockOf(binding.dataPrefix),
+      used: stampUse(info.name)
     })
   }
 
@@ -246,6 +270,7 @@ export const makeService = (
     getDefault,
     fs,
     update,
+    grow,
     touch,
     holders: touching(leases.service, touch),
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND })),
