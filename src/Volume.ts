@@ -344,10 +344,11 @@ const DEFAULT_NAME_ATTEMPTS = 5
 const nextDefaultMoment = (backend: VolumeBackendService, volume: string) =>
   Effect.gen(function*() {
     const now = yield* DateTime.now
-    const newest = (yield* backend.snapshots.list(volume))[0]
-    if (newest === undefined) return now
-    const after = DateTime.add(newest.createdAt, { millis: 1 })
-    return DateTime.greaterThan(after, now) ? after : now
+    // Backends list in no promised order: take the latest createdAt of all.
+    return (yield* backend.snapshots.list(volume)).reduce((latest, snapshot) => {
+      const after = DateTime.add(snapshot.createdAt, { millis: 1 })
+      return DateTime.greaterThan(after, latest) ? after : latest
+    }, now)
   })
 
 /**
