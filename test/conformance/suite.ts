@@ -22,6 +22,7 @@ import { lifecycle2Tests } from "./lifecycle2.js"
 import { linksTests } from "./links.js"
 import { pathsTests } from "./paths.js"
 import { quotaTests } from "./quota.js"
+import { renamesTests } from "./renames.js"
 import { snapshotsTests } from "./snapshots.js"
 import { streamsTests } from "./streams.js"
 import { watchTests } from "./watch.js"
@@ -40,6 +41,7 @@ export const conformanceSuite = (
   describe(`${name} conformance`, () => {
     lifecycleTests(context)
     lifecycle2Tests(context)
+    renamesTests(context)
     filesTests(context)
     streamsTests(context)
     pathsTests(context)

@@ -37,6 +37,7 @@ import { allocatedBytes, formatDiskImage } from "./diskImage.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "./liveness.js"
 import * as Recovery from "./recovery.js"
+import * as Rename from "./rename.js"
 import * as LocalSnapshots from "./snapshots.js"
 import * as UsageAccounts from "./usage.js"
 
@@ -609,6 +610,19 @@ export const make = (
         }
       }).pipe(Effect.withSpan("LocalBackend.update"))
 
+    const rename = yield* Rename.make({
+      journal: recovery.renames,
+      attachments,
+      takeOverAbandoned: recovery.takeOverAbandoned,
+      release: (key) =>
+        Effect.zipRight(accounts.flush(key), RcMap.invalidate(diskSessions, Layout.diskImage(layout, key))),
+      forget: (key) => {
+        accounts.forget(key)
+        writeLocks.forget(key)
+      },
+      get
+    })
+
     const touch = (name: string) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         sql`UPDATE volumes SET last_used_at = ${now} WHERE key = ${nameKey(name)}`.pipe(
@@ -626,6 +640,7 @@ export const make = (
       getDefault: Effect.fail(new Unsupported({ operation: "getDefault", backend: "local" })),
       fs: volumeFs,
       update,
+      rename: (from, to) => Effect.withSpan(rename(from, to), "LocalBackend.rename"),
       touch,
       holders: touching({
         acquire: (name, holder, mode) => attachments.acquire(nameKey(name), { holder, mode }),

@@ -246,6 +246,7 @@ export const makeService = (
     getDefault,
     fs,
     update,
+    rename: () => Effect.fail(new Unsupported({ operation: "rename", backend: BACKEND })),
     touch,
     holders: touching(leases.service, touch),
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND })),
