@@ -62,4 +62,13 @@ describe("examples", () => {
     assert.include(stdout, "after restore: v1")
     assert.include(stdout, "snapshots: known-good")
   }, 120_000)
+
+  it("renaming (docs/volumes.md): data, labels and snapshots move; a taken name is refused", async () => {
+    const stdout = await runExample("rename.ts")
+    assert.include(stdout, "renamed=pip-cache-py312 labels=team=ml")
+    assert.include(stdout, "data=numpy-2.1")
+    assert.include(stdout, "snapshots=known-good")
+    assert.include(stdout, "old name: VolumeNotFound")
+    assert.include(stdout, "onto a taken name: VolumeAlreadyExists")
+  }, 120_000)
 })

@@ -1,5 +1,6 @@
 /**
- * `volumes label | update`: change a volume's labels and quota in place (SPEC §10).
+ * `volumes label | update | rename`: change a volume's labels, quota, expiry and name in
+ * place (SPEC §10).
  */
 import { Args, Command, Options } from "@effect/cli"
 import { DateTime, Duration, Effect, Either, Option } from "effect"
@@ -93,3 +94,16 @@ export const update = Command.make("update", {
       args.json
     )
   })).pipe(Command.withDescription("change a volume's quota or expiry in place"))
+
+export const rename = Command.make("rename", {
+  from: Args.text({ name: "OLD" }),
+  to: Args.text({ name: "NEW" }),
+  json: Options.boolean("json").pipe(Options.withDescription("print the renamed volume as JSON"))
+}, (args) =>
+  Effect.gen(function*() {
+    const renamed = yield* Volume.rename(args.from, args.to)
+    // Like `create`, the plain output is the name, for scripts.
+    yield* args.json ? Output.json(Output.volumeRecord(renamed)) : Output.line(renamed.name)
+  })).pipe(
+    Command.withDescription("rename a volume: its data, settings and snapshots move to the new name (refused while in use)")
+  )

@@ -48,7 +48,8 @@ const tree: Node = {
     leaf(forkCommand),
     leaf(restoreCommand),
     leaf(Lifecycle.label),
-    leaf(Lifecycle.update)
+    leaf(Lifecycle.update),
+    leaf(Lifecycle.rename)
   ]
 }
 
@@ -68,7 +69,8 @@ const command = root.pipe(
     forkCommand,
     restoreCommand,
     Lifecycle.label,
-    Lifecycle.update
+    Lifecycle.update,
+    Lifecycle.rename
   ]),
   Command.provide((globals) => backendLayer(globals))
 )
