@@ -24,6 +24,7 @@ import { touching } from "../touchingHolders.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
 import * as Removal from "./removal.js"
+import * as Rename from "./rename.js"
 import * as Snapshots from "./snapshots.js"
 import * as Usage from "./usage.js"
 
@@ -81,11 +82,8 @@ export const makeService = (
   layout: Layout.Layout,
   options: { readonly leaseTtl?: Duration.DurationInput | undefined } = {}
 ): VolumeBackendService => {
-  const leases = Leases.make(s3, {
-    base: Leases.baseOf(layout.recordsPrefix),
-    recordKey: layout.recordKey,
-    ttl: Duration.decode(options.leaseTtl ?? Leases.DEFAULT_LEASE_TTL)
-  })
+  const leaseTtl = Duration.decode(options.leaseTtl ?? Leases.DEFAULT_LEASE_TTL)
+  const leases = Leases.make(s3, { base: Leases.baseOf(layout.recordsPrefix), recordKey: layout.recordKey, ttl: leaseTtl })
   /** One lock per volume incarnation, shared by every `fs()` of it in this process. */
   const writeLocks = VolumeFsImpl.makeWriteLocks()
   const writeLockOf = writeLocks.lockOf
@@ -108,7 +106,7 @@ export const makeService = (
       local: Option.none(),
       cloud: Option.some(
         new CloudState(
-          { endpoint: s3.endpoint, bucket: s3.bucket, prefix: layout.dataPrefix(record.name, record.id) },
+          { endpoint: s3.endpoint, bucket: s3.bucket, prefix: layout.dataPrefix(Records.dataKeyOf(record), record.id) },
           { disableValidation: true }
         )
       )
@@ -136,7 +134,7 @@ export const makeService = (
   })
 
   const get = Effect.fn("S3Backend.get")(function*(name: string) {
-    const found = yield* Records.read(s3, layout.recordKey(name))
+    const found = yield* Rename.readVisible(s3, layout, layout.recordKey(name))
     if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
     return toInfo(found.value.record)
   })
@@ -147,7 +145,7 @@ export const makeService = (
       // Empty objects are tombstones of removed volumes.
       listing.objects.filter((object) => object.size > 0),
       // A record removed between the listing and its read is simply no longer listed.
-      (object) => Records.read(s3, object.key),
+      (object) => Rename.readVisible(s3, layout, object.key),
       { concurrency: LIST_CONCURRENCY }
     )
     return records.flatMap((found) => Option.isSome(found) ? [toInfo(found.value.record)] : [])
@@ -246,7 +244,11 @@ export const makeService = (
     getDefault,
     fs,
     update,
-    rename: () => Effect.fail(new Unsupported({ operation: "rename", backend: BACKEND })),
+    rename: (from, to) =>
+      Effect.map(
+        Rename.rename(s3, layout, { leases: leases.guard, lockTtl: leaseTtl, backend: BACKEND }, from, to),
+        toInfo
+      ),
     touch,
     holders: touching(leases.service, touch),
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND })),

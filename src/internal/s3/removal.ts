@@ -20,6 +20,7 @@ import type { S3 } from "./client.js"
 import type { Layout } from "./layout.js"
 import type { Leases } from "./leases.js"
 import * as Records from "./records.js"
+import { renamedMarkers } from "./rename.js"
 
 /** What a sweep or a cleanup reclaimed. */
 export interface Reclaimed {
@@ -64,6 +65,18 @@ const isPending = (s3: S3, layout: Layout, key: string, id: string, now: number)
 const liveId = (s3: S3, layout: Layout, key: string) =>
   Effect.map(Records.read(s3, layout.recordKey(key)), Option.map((found) => found.record.id))
 
+/** Whether incarnation `id` of name key `key` is live under another name it was renamed to (rename.ts). */
+const renamedAndLive = (s3: S3, layout: Layout, key: string, id: string) =>
+  Effect.gen(function*() {
+    const prefix = renamedMarkers(layout, key, id)
+    const { objects } = yield* s3.list(prefix)
+    for (const object of objects) {
+      const found = yield* Records.read(s3, layout.recordKey(object.key.slice(prefix.length)))
+      if (Option.isSome(found) && found.value.record.id === id) return true
+    }
+    return false
+  })
+
 /** Every incarnation id with objects below `prefix` (`…/<name-key>/`). */
 const incarnations = (s3: S3, prefix: string) =>
   Effect.map(s3.list(prefix, { delimiter: "/" }), (listing) => listing.prefixes.map((p) => p.slice(prefix.length, -1)))
@@ -94,7 +107,11 @@ export const sweep = (
     const now = yield* Clock.currentTimeMillis
     const deadIds = yield* Effect.filter(
       [...new Set([...dataIds, ...metaIds])].filter(dead),
-      (id) => Effect.map(isPending(s3, layout, key, id, now), (pending) => !pending),
+      (id) =>
+        Effect.map(
+          Effect.all([isPending(s3, layout, key, id, now), renamedAndLive(s3, layout, key, id)]),
+          ([pending, renamed]) => !pending && !renamed
+        ),
       { concurrency: 8 }
     )
     const stale = uploads.filter((upload) => {
@@ -156,6 +173,8 @@ export const remove = (
       // Lost to a usage update: read again and retry against the newer version.
       if (Option.isSome(yield* guard(name, Records.swap(s3, key, slot.versioned, "tombstone")))) {
         yield* sweep(s3, layout, nameKey(name))
+        // A renamed volume's data lives under the name it was created with.
+        if (Records.dataKeyOf(record) !== nameKey(name)) yield* sweep(s3, layout, Records.dataKeyOf(record))
         return target
       }
     }
