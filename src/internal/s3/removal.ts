@@ -65,13 +65,15 @@ const isPending = (s3: S3, layout: Layout, key: string, id: string, now: number)
 const liveId = (s3: S3, layout: Layout, key: string) =>
   Effect.map(Records.read(s3, layout.recordKey(key)), Option.map((found) => found.record.id))
 
-/** Whether incarnation `id` of name key `key` is live under another name it was renamed to (rename.ts). */
-const renamedAndLive = (s3: S3, layout: Layout, key: string, id: string) =>
+/**
+ * Whether incarnation `id` of name key `key` is live under another name it was renamed to
+ * (rename.ts), judged from the keys of its bookkeeping objects (`metaKeys`).
+ */
+const liveUnderAnotherName = (s3: S3, layout: Layout, key: string, id: string, metaKeys: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const prefix = renamedMarkers(layout, key, id)
-    const { objects } = yield* s3.list(prefix)
-    for (const object of objects) {
-      const found = yield* Records.read(s3, layout.recordKey(object.key.slice(prefix.length)))
+    for (const marker of metaKeys.filter((k) => k.startsWith(prefix))) {
+      const found = yield* Records.read(s3, layout.recordKey(marker.slice(prefix.length)))
       if (Option.isSome(found) && found.value.record.id === id) return true
     }
     return false
@@ -105,35 +107,38 @@ export const sweep = (
     // to lie below this prefix.
     const dead = (id: string) => Records.isToken(id) && (Option.isNone(live) || live.value !== id)
     const now = yield* Clock.currentTimeMillis
-    const deadIds = yield* Effect.filter(
+    const candidates = yield* Effect.filter(
       [...new Set([...dataIds, ...metaIds])].filter(dead),
-      (id) =>
-        Effect.map(
-          Effect.all([isPending(s3, layout, key, id, now), renamedAndLive(s3, layout, key, id)]),
-          ([pending, renamed]) => !pending && !renamed
-        ),
+      (id) => Effect.map(isPending(s3, layout, key, id, now), (pending) => !pending),
       { concurrency: 8 }
     )
-    const stale = uploads.filter((upload) => {
-      const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
-      return dead(id) || (Records.isToken(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
-    })
-    yield* Effect.forEach(stale, (upload) => s3.abortUpload(upload.key, upload.uploadId), { concurrency: 8, discard: true })
-    const objects = yield* Effect.forEach(
-      deadIds,
+    // What each candidate holds; one that a rename gave to another live name is not dead.
+    const listed = yield* Effect.forEach(
+      candidates,
       (id) =>
         Effect.gen(function*() {
           const [data, meta] = yield* Effect.all(
             [s3.list(layout.dataPrefix(key, id)), s3.list(layout.metaPrefix(key, id))],
             { concurrency: 2 }
           )
-          const keys = [...data.objects, ...meta.objects].map((o) => o.key)
-          yield* s3.deleteMany(keys)
-          return keys.length
+          const renamed = yield* liveUnderAnotherName(s3, layout, key, id, meta.objects.map((o) => o.key))
+          return renamed ? [] : [{ id, keys: [...data.objects, ...meta.objects].map((o) => o.key) }]
         }),
       { concurrency: 4 }
+    ).pipe(Effect.map((all) => all.flat()))
+    const deadIds = new Set(listed.map((entry) => entry.id))
+    const stale = uploads.filter((upload) => {
+      const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
+      return deadIds.has(id) ||
+        (Records.isToken(id) && !dead(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
+    })
+    yield* Effect.forEach(stale, (upload) => s3.abortUpload(upload.key, upload.uploadId), { concurrency: 8, discard: true })
+    const objects = yield* Effect.forEach(
+      listed,
+      ({ keys }) => Effect.as(s3.deleteMany(keys), keys.length),
+      { concurrency: 4 }
     )
-    return { incarnations: deadIds.length, objects: objects.reduce((a, b) => a + b, 0), uploads: stale.length }
+    return { incarnations: deadIds.size, objects: objects.reduce((a, b) => a + b, 0), uploads: stale.length }
   })
 
 /**
