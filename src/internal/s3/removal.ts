@@ -122,19 +122,20 @@ export const sweep = (
             { concurrency: 2 }
           )
           const renamed = yield* liveUnderAnotherName(s3, layout, key, id, meta.objects.map((o) => o.key))
-          return renamed ? [] : [{ id, keys: [...data.objects, ...meta.objects].map((o) => o.key) }]
+          return { id, renamed, keys: [...data.objects, ...meta.objects].map((o) => o.key) }
         }),
       { concurrency: 4 }
-    ).pipe(Effect.map((all) => all.flat()))
-    const deadIds = new Set(listed.map((entry) => entry.id))
+    )
+    const renamedIds = new Set(listed.filter((entry) => entry.renamed).map((entry) => entry.id))
+    const deadIds = new Set(listed.filter((entry) => !entry.renamed).map((entry) => entry.id))
     const stale = uploads.filter((upload) => {
       const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
-      return deadIds.has(id) ||
+      return (dead(id) && !renamedIds.has(id)) ||
         (Records.isToken(id) && !dead(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
     })
     yield* Effect.forEach(stale, (upload) => s3.abortUpload(upload.key, upload.uploadId), { concurrency: 8, discard: true })
     const objects = yield* Effect.forEach(
-      listed,
+      listed.filter((entry) => !entry.renamed),
       ({ keys }) => Effect.as(s3.deleteMany(keys), keys.length),
       { concurrency: 4 }
     )
