@@ -6,6 +6,9 @@
  */
 import { assert, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Scope } from "effect"
+import * as NodePath from "node:path"
+import { fileURLToPath } from "node:url"
+import { spawnWorker } from "../local/fixtures/child.js"
 import * as S3Backend from "../../src/S3Backend.js"
 import * as Volume from "../../src/Volume.js"
 import { VolumeBackend } from "../../src/VolumeBackend.js"
@@ -14,6 +17,15 @@ import { machine, objectPath, pair } from "./machines.js"
 import { bucketFor, describeS3, uniquePrefix } from "./support.js"
 
 const bucket = bucketFor("rename")
+const workerScript = NodePath.join(NodePath.dirname(fileURLToPath(import.meta.url)), "fixtures", "worker.ts")
+
+/** "Machine" A as a child process renaming `x` to `y` through the proxy at `endpoint`. */
+const renamer = (prefix: string, endpoint: string) =>
+  Effect.gen(function*() {
+    const worker = yield* spawnWorker(["rename-volume", bucket, prefix, endpoint, "x", "y"], workerScript)
+    yield* worker.line((l) => l === "ready")
+    return worker
+  })
 
 const seed = (m: Machine) =>
   m.run(Effect.gen(function*() {
@@ -127,4 +139,42 @@ describeS3("S3Backend rename across machines", () => {
       const left = yield* Effect.orDie(m.s3.list(`${prefix}/data/`))
       assert.deepStrictEqual(left.objects.map((o) => o.key), [])
     }), { timeout: 60_000 })
+
+  it.scopedLive("kill -9 before the decision: the old name stays whole, the new one never appears", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix()
+      const { b, proxy } = yield* pair(bucket, prefix)
+      yield* seed(b)
+      const decision = proxy.rule({ method: "PUT", path: objectPath(b.layout.recordKey("y")), action: { _tag: "hold" } })
+      const worker = yield* renamer(prefix, proxy.endpoint)
+      yield* decision.held
+      yield* worker.kill
+      yield* decision.drop
+      yield* onlyOne(b, "x", ["y"])
+      // Its lock refuses other renamers until it lapses (the lease time); writes go on.
+      assert.strictEqual((yield* Effect.flip(b.run(Volume.rename("x", "z"))))._tag, "VolumeInUse")
+      yield* b.run(Effect.flatMap(Volume.get("x"), (vol) => vol.fs().write("c.txt", "still writable")))
+    }), { timeout: 120_000 })
+
+  it.scopedLive("kill -9 after the decision: the new name has everything, the old name is free", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix()
+      const { b, proxy } = yield* pair(bucket, prefix)
+      yield* seed(b)
+      const decision = proxy.rule({ method: "PUT", path: objectPath(b.layout.recordKey("y")), action: { _tag: "hold" }, times: 1 })
+      const worker = yield* renamer(prefix, proxy.endpoint)
+      yield* decision.held
+      // The tombstone of the old record is the renamer's next write there: it never lands.
+      const retire = proxy.rule({ method: "PUT", path: objectPath(b.layout.recordKey("x")), action: { _tag: "hold" } })
+      yield* decision.release
+      yield* retire.held
+      yield* worker.kill
+      yield* retire.drop
+      yield* onlyOne(b, "y", ["x"])
+      const fresh = yield* b.run(Volume.builder("x").create())
+      assert.deepStrictEqual(yield* fresh.fs().list("/"), [])
+      yield* b.run(Volume.rename("y", "z"))
+      yield* b.run(Volume.remove("x"))
+      yield* onlyOne(b, "z", ["x", "y"])
+    }), { timeout: 120_000 })
 })
