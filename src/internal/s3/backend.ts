@@ -83,7 +83,11 @@ export const makeService = (
   options: { readonly leaseTtl?: Duration.DurationInput | undefined } = {}
 ): VolumeBackendService => {
   const leaseTtl = Duration.decode(options.leaseTtl ?? Leases.DEFAULT_LEASE_TTL)
-  const leases = Leases.make(s3, { base: Leases.baseOf(layout.recordsPrefix), recordKey: layout.recordKey, ttl: leaseTtl })
+  const leases = Leases.make(s3, {
+    base: Leases.baseOf(layout.recordsPrefix),
+    exists: (name) => Effect.map(Rename.readVisible(s3, layout, layout.recordKey(name)), Option.isSome),
+    ttl: leaseTtl
+  })
   /** One lock per volume incarnation, shared by every `fs()` of it in this process. */
   const writeLocks = VolumeFsImpl.makeWriteLocks()
   const writeLockOf = writeLocks.lockOf
@@ -164,7 +168,7 @@ export const makeService = (
   const update: VolumeBackendService["update"] = (name, change) =>
     Effect.gen(function*() {
       const key = layout.recordKey(name)
-      const found = yield* Records.read(s3, key)
+      const found = yield* Rename.readVisible(s3, layout, key)
       if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
       const first = change(toInfo(found.value.record))
       if (Either.isLeft(first)) return yield* first.left
@@ -191,7 +195,7 @@ export const makeService = (
   const touch = (name: string) =>
     Effect.gen(function*() {
       const key = layout.recordKey(name)
-      const found = yield* Records.read(s3, key)
+      const found = yield* Rename.readVisible(s3, layout, key)
       if (Option.isNone(found)) return
       const now = yield* Clock.currentTimeMillis
       yield* Records.update(s3, key, found.value.record.id, name, (record) => new VolumeRecord({ ...record, lastUsedAt: now }), found)
