@@ -313,6 +313,23 @@ export const remove = Effect.fn("Volume.remove")(function*(name: string, options
 })
 
 /**
+ * Renames a volume: its files, labels, quota, expiry and snapshots move to the new name
+ * in one step, and a crash at any point leaves exactly one of the two names. Fails with
+ * `InvalidConfig` for an invalid new name, `VolumeNotFound` when `from` does not exist,
+ * `VolumeAlreadyExists` when `to` does (names that differ only in case are the same name),
+ * `VolumeInUse` while a sandbox holds the volume in any process or on any machine sharing
+ * the store; nothing changes on any error. Handles of the old name stop working.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const rename = Effect.fn("Volume.rename")(function*(from: string, to: string) {
+  const backend = yield* VolumeBackend
+  const target = yield* VolumeSpec.validateName(to)
+  return makeHandle(backend, yield* backend.rename(yield* existingName(from), target))
+})
+
+/**
  * The store's always-present default volume (cloud backend); `Unsupported` on local.
  *
  * @since 0.1.0

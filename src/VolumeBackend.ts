@@ -334,6 +334,16 @@ export interface VolumeBackendService {
     name: string,
     sizeMib: Mebibytes
   ) => Effect.Effect<VolumeInfo, VolumeNotFound | VolumeInUse | InvalidConfig | StorageError>
+  /**
+   * Renames volume `from` to `to` (validated, of another name key): its data, settings
+   * and snapshots move with the name, all or nothing. `VolumeAlreadyExists` when `to`
+   * exists (a name differing only in case is the same name), `VolumeInUse` while anyone
+   * holds `from`, on any process or machine sharing the store; nothing changes on any error.
+   */
+  readonly rename: (
+    from: string,
+    to: string
+  ) => Effect.Effect<VolumeInfo, VolumeNotFound | VolumeAlreadyExists | VolumeInUse | Unsupported | StorageError>
   /** Records that the volume is used now (`lastUsedAt`); a missing volume is no error. */
   readonly touch: (name: string) => Effect.Effect<void, StorageError>
   /** Who holds which volume (§10 "Holders"); acquiring and letting go both `touch` the volume. */

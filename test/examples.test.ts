@@ -70,4 +70,13 @@ describe("examples", () => {
     assert.include(stdout, "used recently: true")
     assert.include(stdout, "unused for a week: 0")
   }, 120_000)
+
+  it("renaming (docs/volumes.md): data, labels and snapshots move; a taken name is refused", async () => {
+    const stdout = await runExample("rename.ts")
+    assert.include(stdout, "renamed=pip-cache-py312 labels=team=ml")
+    assert.include(stdout, "data=numpy-2.1")
+    assert.include(stdout, "snapshots=known-good")
+    assert.include(stdout, "old name: VolumeNotFound")
+    assert.include(stdout, "onto a taken name: VolumeAlreadyExists")
+  }, 120_000)
 })

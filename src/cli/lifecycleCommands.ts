@@ -1,6 +1,6 @@
 /**
- * `volumes label | update | resize`: change a volume's labels, quota, expiry and disk size
- * in place (SPEC §10).
+ * `volumes label | update | resize | rename`: change a volume's labels, quota, expiry, disk
+ * size and name in place (SPEC §10).
  */
 import { Args, Command, Options } from "@effect/cli"
 import { DateTime, Duration, Effect, Either, Option } from "effect"
@@ -110,3 +110,16 @@ export const resize = Command.make("resize", { name: Args.text({ name: "NAME" })
     const size = yield* parseSize("size", args.size)
     yield* show(yield* Volume.update(args.name, { size }), args.json)
   })).pipe(Command.withDescription("grow a disk volume's image and file system, data kept (never shrinks)"))
+
+export const rename = Command.make("rename", {
+  from: Args.text({ name: "OLD" }),
+  to: Args.text({ name: "NEW" }),
+  json: Options.boolean("json").pipe(Options.withDescription("print the renamed volume as JSON"))
+}, (args) =>
+  Effect.gen(function*() {
+    const renamed = yield* Volume.rename(args.from, args.to)
+    // Like `create`, the plain output is the name, for scripts.
+    yield* args.json ? Output.json(Output.volumeRecord(renamed)) : Output.line(renamed.name)
+  })).pipe(
+    Command.withDescription("rename a volume: its data, settings and snapshots move to the new name (refused while in use)")
+  )

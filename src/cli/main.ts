@@ -49,7 +49,8 @@ const tree: Node = {
     leaf(restoreCommand),
     leaf(Lifecycle.label),
     leaf(Lifecycle.update),
-    leaf(Lifecycle.resize)
+    leaf(Lifecycle.resize),
+    leaf(Lifecycle.rename)
   ]
 }
 
@@ -70,7 +71,8 @@ const command = root.pipe(
     restoreCommand,
     Lifecycle.label,
     Lifecycle.update,
-    Lifecycle.resize
+    Lifecycle.resize,
+    Lifecycle.rename
   ]),
   Command.provide((globals) => backendLayer(globals))
 )

@@ -23,6 +23,7 @@ import { linksTests } from "./links.js"
 import { pathsTests } from "./paths.js"
 import { quotaTests } from "./quota.js"
 import { resizeTests } from "./resize.js"
+import { renamesTests } from "./renames.js"
 import { snapshotsTests } from "./snapshots.js"
 import { streamsTests } from "./streams.js"
 import { watchTests } from "./watch.js"
@@ -42,6 +43,7 @@ export const conformanceSuite = (
     lifecycleTests(context)
     lifecycle2Tests(context)
     resizeTests(context)
+    renamesTests(context)
     filesTests(context)
     streamsTests(context)
     pathsTests(context)

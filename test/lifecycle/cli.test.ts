@@ -1,15 +1,16 @@
 /**
  * The lifecycle CLI commands (run from dist/: `npm run build` first): `create --if-missing`,
- * `label`, `update --quota/--no-quota`.
+ * `label`, `update --quota/--no-quota`, `rename`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { DateTime, Effect, Option } from "effect"
+import { DateTime, Effect, Option, Scope } from "effect"
 import { execFile } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as LocalBackend from "../../src/LocalBackend.js"
 import * as Volume from "../../src/Volume.js"
+import { VolumeBackend } from "../../src/VolumeBackend.js"
 
 const MAIN = NodePath.resolve(import.meta.dirname, "../../dist/cli/main.js")
 
@@ -85,5 +86,44 @@ describe("lifecycle CLI", () => {
       const bad = yield* volumes(dir, ["label", "pip", "novalue"])
       assert.notStrictEqual(bad.code, 0)
       assert.include(bad.stderr, "expected KEY=VALUE")
+    }))
+
+  it.scopedLive("rename moves the volume with its snapshots; each refusal has its exit code and changes nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* home
+      yield* ok(dir, ["create", "pip-cache", "--label", "team=ml"])
+      const host = NodePath.join(dir, "..", "file.txt")
+      NodeFs.writeFileSync(host, "cached")
+      yield* ok(dir, ["fs", "pip-cache", "put", host, "/a.txt"])
+      yield* ok(dir, ["snapshot", "create", "pip-cache", "--name", "s1"])
+      const renamed = yield* ok(dir, ["rename", "pip-cache", "pip-cache-py312", "--json"])
+      const record = JSON.parse(renamed.stdout)
+      assert.deepStrictEqual([record.name, record.labels], ["pip-cache-py312", { team: "ml" }])
+      assert.strictEqual((yield* ok(dir, ["fs", "pip-cache-py312", "cat", "/a.txt"])).stdout, "cached")
+      assert.include((yield* ok(dir, ["snapshot", "ls", "pip-cache-py312"])).stdout, "s1")
+      assert.strictEqual((yield* ok(dir, ["rename", "pip-cache-py312", "pip"])).stdout, "pip\n")
+
+      yield* ok(dir, ["create", "other"])
+      const codes = [
+        [["rename", "ghost", "x"], 4, 'volume "ghost" does not exist'],
+        [["rename", "pip", "OTHER"], 5, 'volume "OTHER" already exists'],
+        [["rename", "pip", "../x"], 3, "must start with"]
+      ] as const
+      for (const [args, code, mentions] of codes) {
+        const result = yield* volumes(dir, args)
+        assert.strictEqual(result.code, code, `volumes ${args.join(" ")}: ${result.stderr}`)
+        assert.include(result.stderr, mentions)
+      }
+      // A holder in this process: the CLI's process sees it and refuses.
+      const scope = yield* Scope.make()
+      yield* Effect.gen(function*() {
+        const backend = yield* VolumeBackend
+        yield* backend.holders.acquire("pip", "sandbox test", "rw").pipe(Scope.extend(scope))
+      }).pipe(Effect.provide(LocalBackend.layer({ home: dir })))
+      const held = yield* volumes(dir, ["rename", "pip", "free"])
+      assert.strictEqual(held.code, 6, held.stderr)
+      assert.include(held.stderr, "sandbox test")
+      const listed = JSON.parse((yield* ok(dir, ["ls", "--json"])).stdout) as ReadonlyArray<{ readonly name: string }>
+      assert.deepStrictEqual(listed.map((v) => v.name).sort(), ["other", "pip"], "nothing changed")
     }))
 })

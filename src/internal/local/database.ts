@@ -146,6 +146,15 @@ const migrations = {
       bytes INTEGER NOT NULL
     )`
     yield* sql`CREATE INDEX usage_grants_key ON usage_grants (key)`
+  }),
+  // The journal of renames in progress (internal/local/rename.ts): one row from the
+  // transaction that decides a rename until the one that completes it.
+  "7_rename_journal": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE renames (
+      from_key TEXT PRIMARY KEY NOT NULL,
+      to_key TEXT NOT NULL UNIQUE
+    )`
   })
 }
 
@@ -264,31 +273,34 @@ export const reasonOf = (error: SqlError.SqlError): StorageErrorReason => {
  * in total) instead of inside SQLite, where the wait would block the event loop. The wait
  * is interruptible.
  */
-export const retryBusy = <A, R>(effect: Effect.Effect<A, SqlError.SqlError, R>): Effect.Effect<A, SqlError.SqlError, R> =>
+export const retryBusy = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.retry(effect, {
     schedule: Schedule.exponential("2 millis", 1.5).pipe(
       Schedule.union(Schedule.spaced("100 millis")),
       Schedule.jittered,
       Schedule.upTo(BUSY_RETRY_BUDGET)
     ),
-    while: isBusy
+    while: (error) => isSqlError(error) && isBusy(error)
   })
+
+const isSqlError = (error: unknown): error is SqlError.SqlError =>
+  typeof error === "object" && error !== null && "_tag" in error && error._tag === "SqlError"
 
 /**
  * Runs a statement (retrying while the database is busy) and maps a failure to a
  * `StorageError` that says what was being done, with its `reason`.
  */
 export const orStorageError = (what: string) => <A, R>(effect: Effect.Effect<A, SqlError.SqlError, R>) =>
-  Effect.mapError(
-    retryBusy(effect),
-    (cause) =>
-      new StorageError({
-        message: `volume database failed while ${what}: ${describeSqlError(cause)}`,
-        reason: reasonOf(cause),
-        operation: "sqlite",
-        cause
-      })
-  )
+  Effect.mapError(retryBusy(effect), sqlFailure(what))
+
+/** The `StorageError` of a statement that failed while doing `what`. */
+export const sqlFailure = (what: string) => (cause: SqlError.SqlError): StorageError =>
+  new StorageError({
+    message: `volume database failed while ${what}: ${describeSqlError(cause)}`,
+    reason: reasonOf(cause),
+    operation: "sqlite",
+    cause
+  })
 
 const describeSqlError = (error: SqlError.SqlError): string => {
   const inner = error.cause

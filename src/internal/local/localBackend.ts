@@ -39,6 +39,7 @@ import * as DiskResize from "./diskResize.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "../liveness.js"
 import * as Recovery from "./recovery.js"
+import * as Rename from "./rename.js"
 import * as LocalSnapshots from "./snapshots.js"
 import * as Grants from "./grants.js"
 import * as UsageAccounts from "./usage.js"
@@ -622,6 +623,19 @@ export const make = (
         Effect.zipRight(resize.grow(name, sizeMib, get))
       )
 
+    const rename = yield* Rename.make({
+      journal: recovery.renames,
+      attachments,
+      takeOverAbandoned: recovery.takeOverAbandoned,
+      release: (key) =>
+        Effect.zipRight(accounts.flush(key), RcMap.invalidate(diskSessions, Layout.diskImage(layout, key))),
+      forget: (key) => {
+        accounts.forget(key)
+        writeLocks.forget(key)
+      },
+      get
+    })
+
     const touch = (name: string) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         sql`UPDATE volumes SET last_used_at = ${now} WHERE key = ${nameKey(name)}`.pipe(
@@ -640,6 +654,7 @@ export const make = (
       fs: volumeFs,
       update,
       grow,
+      rename: (from, to) => Effect.withSpan(rename(from, to), "LocalBackend.rename"),
       touch,
       holders: touching({
         acquire: (name, holder, mode) => attachments.acquire(nameKey(name), { holder, mode }),

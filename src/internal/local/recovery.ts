@@ -19,6 +19,8 @@ import { storageReason } from "./errno.js"
 import { removeTree } from "./tree.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "../liveness.js"
+import { makeJournal } from "./rename.js"
+import type { RenameJournal } from "./rename.js"
 
 /** The part of a volume record that says who drives it. */
 export interface OwnedRow {
@@ -48,6 +50,8 @@ export interface Recovery {
   readonly recoverHome: Effect.Effect<void, StorageError>
   /** Names in a bookkeeping directory (none if it does not exist yet). */
   readonly entries: (dir: string) => Effect.Effect<ReadonlyArray<string>, StorageError>
+  /** Renames in progress (`rename.ts`); an abandoned one is finished, not discarded. */
+  readonly renames: RenameJournal
 }
 
 const isNotFound = (error: PlatformError): boolean => error._tag === "SystemError" && error.reason === "NotFound"
@@ -102,8 +106,13 @@ export const make = (
         if (Option.isSome(trashed)) yield* Effect.interruptible(discardTrash(trashed.value))
       })
 
+    const renames = yield* makeJournal(layout, { moveToTrash, discardTrash })
+
     const takeOverAbandoned = (row: OwnedRow) =>
       Effect.gen(function*() {
+        // Half of a rename: finished forward, never discarded.
+        const renamed = yield* renames.takeOver(row)
+        if (Option.isSome(renamed)) return renamed.value
         if (row.owner_pid === null || row.owner_start === null) return false
         if (yield* Liveness.isAlive({ pid: row.owner_pid, start: row.owner_start })) return false
         const self = yield* Liveness.current
@@ -174,7 +183,7 @@ export const make = (
       yield* attachments.forgetDead()
     })
 
-    return { moveToTrash, discardTrash, finishRemoval, takeOverAbandoned, recoverHome, entries }
+    return { moveToTrash, discardTrash, finishRemoval, takeOverAbandoned, recoverHome, entries, renames }
   })
 
 /**

@@ -179,7 +179,10 @@ export const make = (
           orStorageError("listing snapshots")
         )).map((row) => `${row.volume_key}/${row.key}`)
       )
+      // Snapshots of a volume being renamed (by a live process) move with it.
+      const moving = yield* recovery.renames.pendingKeys
       for (const volumeKey of yield* recovery.entries(snapshotsRoot(layout))) {
+        if (moving.has(volumeKey)) continue
         for (const key of yield* recovery.entries(NodePath.join(snapshotsRoot(layout), volumeKey))) {
           // A directory is published only while its record exists, so one without is garbage.
           if (known.has(`${volumeKey}/${key}`)) continue

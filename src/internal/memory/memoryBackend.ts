@@ -48,6 +48,11 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     return volume === undefined ? undefined : volume.info.kind
   })
 
+  const snapshots = MemorySnapshots.make({
+    find: (name) => volumes.get(nameKey(name)),
+    insert: (spec, tree, now) => Either.map(insert(spec, tree, now), (info) => new VolumeInfo({ ...info, usedBytes: tree.usedBytes }))
+  })
+
   /** `now` (by the Effect clock), but strictly after every earlier creation, so newest-first order is total. */
   const nextCreatedAt = (now: number): DateTime.Utc => {
     lastCreatedMillis = Math.max(now, lastCreatedMillis + 1)
@@ -110,6 +115,21 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
       return Effect.void
     })
   })
+
+  /** One synchronous step: the volume, its snapshots and its identity (`createdAt`) move together. */
+  const rename: VolumeBackendService["rename"] = (from, to) =>
+    Effect.suspend((): ReturnType<VolumeBackendService["rename"]> => {
+      const volume = volumes.get(nameKey(from))
+      if (volume === undefined) return Effect.fail(new VolumeNotFound({ volume: from }))
+      if (volumes.has(nameKey(to))) return Effect.fail(new VolumeAlreadyExists({ volume: to }))
+      const current = holders.current(from)
+      if (current.length > 0) return Effect.fail(new VolumeInUse({ volume: volume.info.name, holders: current }))
+      const moved = { ...volume, info: new VolumeInfo({ ...volume.info, name: to }, { disableValidation: true }) }
+      volumes.delete(nameKey(from))
+      volumes.set(nameKey(to), moved)
+      snapshots.moveVolume(from, to)
+      return Effect.succeed(report(moved))
+    }).pipe(Effect.withSpan("MemoryBackend.rename"))
 
   const update: VolumeBackendService["update"] = (name, change) =>
     Effect.suspend((): ReturnType<VolumeBackendService["update"]> => {
@@ -182,9 +202,7 @@ export const make: Effect.Effect<VolumeBackendService> = Effect.sync(() => {
     touch,
     holders: touching(holders.service, touch),
     path: () => Effect.fail(unsupported("path")),
-    snapshots: MemorySnapshots.make({
-      find: (name) => volumes.get(nameKey(name)),
-      insert: (spec, tree, now) => Either.map(insert(spec, tree, now), (info) => new VolumeInfo({ ...info, usedBytes: tree.usedBytes }))
-    })
+    rename,
+    snapshots
   } satisfies VolumeBackendService
 })

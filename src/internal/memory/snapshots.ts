@@ -33,7 +33,13 @@ interface MemorySnapshot {
 
 const identityOf = (info: VolumeInfo): number => DateTime.toEpochMillis(info.createdAt)
 
-export const make = (volumes: MemoryVolumes): VolumeSnapshotsService => {
+/** The memory backend's snapshots, and the move of a volume's snapshots to its new name. */
+export interface MemorySnapshots extends VolumeSnapshotsService {
+  /** Files the snapshots of volume `from` under the renamed volume `to` (synchronous, part of the rename). */
+  readonly moveVolume: (from: string, to: string) => void
+}
+
+export const make = (volumes: MemoryVolumes): MemorySnapshots => {
   /** Snapshots by volume key, then snapshot key. */
   const byVolume = new Map<string, Map<string, MemorySnapshot>>()
 
@@ -149,5 +155,15 @@ export const make = (volumes: MemoryVolumes): VolumeSnapshotsService => {
     })
   }
 
-  return { create, list, get, remove, fork, restore, fs }
+  const moveVolume = (from: string, to: string) => {
+    const own = byVolume.get(nameKey(from))
+    byVolume.delete(nameKey(from))
+    if (own === undefined) return
+    for (const [key, snapshot] of own) {
+      own.set(key, { ...snapshot, info: new SnapshotInfo({ ...snapshot.info, volume: to }, { disableValidation: true }) })
+    }
+    byVolume.set(nameKey(to), own)
+  }
+
+  return { create, list, get, remove, fork, restore, fs, moveVolume }
 }

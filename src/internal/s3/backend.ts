@@ -25,6 +25,7 @@ import { touching } from "../touchingHolders.js"
 import * as Records from "./records.js"
 import { VolumeRecord } from "./records.js"
 import * as Removal from "./removal.js"
+import * as Rename from "./rename.js"
 import * as Snapshots from "./snapshots.js"
 import * as Usage from "./usage.js"
 
@@ -82,10 +83,11 @@ export const makeService = (
   layout: Layout.Layout,
   options: { readonly leaseTtl?: Duration.DurationInput | undefined } = {}
 ): VolumeBackendService => {
+  const leaseTtl = Duration.decode(options.leaseTtl ?? Leases.DEFAULT_LEASE_TTL)
   const leases = Leases.make(s3, {
     base: Leases.baseOf(layout.recordsPrefix),
-    recordKey: layout.recordKey,
-    ttl: Duration.decode(options.leaseTtl ?? Leases.DEFAULT_LEASE_TTL)
+    exists: (name) => Effect.map(Rename.readVisible(s3, layout, layout.recordKey(name)), Option.isSome),
+    ttl: leaseTtl
   })
   /** One lock per volume incarnation, shared by every `fs()` of it in this process. */
   const writeLocks = VolumeFsImpl.makeWriteLocks()
@@ -109,7 +111,7 @@ export const makeService = (
       local: Option.none(),
       cloud: Option.some(
         new CloudState(
-          { endpoint: s3.endpoint, bucket: s3.bucket, prefix: layout.dataPrefix(record.name, record.id) },
+          { endpoint: s3.endpoint, bucket: s3.bucket, prefix: layout.dataPrefix(Records.dataKeyOf(record), record.id) },
           { disableValidation: true }
         )
       )
@@ -138,7 +140,7 @@ export const makeService = (
   })
 
   const get = Effect.fn("S3Backend.get")(function*(name: string) {
-    const found = yield* Records.read(s3, layout.recordKey(name))
+    const found = yield* Rename.readVisible(s3, layout, layout.recordKey(name))
     if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
     return toInfo(found.value.record)
   })
@@ -149,7 +151,7 @@ export const makeService = (
       // Empty objects are tombstones of removed volumes.
       listing.objects.filter((object) => object.size > 0),
       // A record removed between the listing and its read is simply no longer listed.
-      (object) => Records.read(s3, object.key),
+      (object) => Rename.readVisible(s3, layout, object.key),
       { concurrency: LIST_CONCURRENCY }
     )
     return records.flatMap((found) => Option.isSome(found) ? [toInfo(found.value.record)] : [])
@@ -168,7 +170,7 @@ export const makeService = (
   const update: VolumeBackendService["update"] = (name, change) =>
     Effect.gen(function*() {
       const key = layout.recordKey(name)
-      const found = yield* Records.read(s3, key)
+      const found = yield* Rename.readVisible(s3, layout, key)
       if (Option.isNone(found)) return yield* new VolumeNotFound({ volume: name })
       const first = change(toInfo(found.value.record))
       if (Either.isLeft(first)) return yield* first.left
@@ -210,7 +212,7 @@ export const makeService = (
   const touch = (name: string) =>
     Effect.gen(function*() {
       const key = layout.recordKey(name)
-      const found = yield* Records.read(s3, key)
+      const found = yield* Rename.readVisible(s3, layout, key)
       if (Option.isNone(found)) return
       const now = yield* Clock.currentTimeMillis
       yield* Records.update(s3, key, found.value.record.id, name, (record) => new VolumeRecord({ ...record, lastUsedAt: now }), found)
@@ -271,6 +273,11 @@ export const makeService = (
     fs,
     update,
     grow,
+    rename: (from, to) =>
+      Effect.map(
+        Rename.rename(s3, layout, { leases: leases.guard, lockTtl: leaseTtl, backend: BACKEND }, from, to),
+        toInfo
+      ),
     touch,
     holders: touching(leases.service, touch),
     path: () => Effect.fail(new Unsupported({ operation: "path() (cloud volumes have no host directory)", backend: BACKEND })),

@@ -61,8 +61,8 @@ export interface Leases {
 export interface LeaseSettings {
   /** `<prefix>` of the store, `""` or ending in `/`. */
   readonly base: string
-  /** The volume record's key, to check the volume exists. */
-  readonly recordKey: (name: string) => string
+  /** Whether volume `name` exists (a half-renamed record counts as its resolution says). */
+  readonly exists: (name: string) => Effect.Effect<boolean, StorageError>
   readonly ttl: Duration.Duration
 }
 
@@ -89,7 +89,7 @@ export const make = (s3: S3, settings: LeaseSettings): Leases => {
       return present.filter((entry) => entry.lease.expiresAt > now)
     })
 
-  const exists = (name: string) => Effect.map(Records.read(s3, settings.recordKey(name)), Option.isSome)
+  const exists = settings.exists
 
   const writeLease = (key: string, holder: string, mode: HoldMode) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => s3.put(key, body({ holder, mode, expiresAt: now + ttlMillis })))

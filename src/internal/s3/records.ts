@@ -14,6 +14,7 @@ import { Effect, Option, Schema } from "effect"
 import { Mebibytes } from "../../Size.js"
 import type { StorageError } from "../../VolumeError.js"
 import { VolumeAlreadyExists, VolumeNotFound } from "../../VolumeError.js"
+import { nameKey } from "../../VolumeSpec.js"
 import type { ConditionalPut, S3 } from "./client.js"
 import { corrupt, reasonOf, toStorageError, unsettled } from "./failure.js"
 
@@ -39,8 +40,20 @@ export class VolumeRecord extends Schema.Class<VolumeRecord>("VolumeRecord")({
   /** Epoch milliseconds after which `prune({ expired: true })` may remove the volume. */
   expiresAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true }),
   /** Epoch milliseconds of the last time a holder acquired or let go of the volume. */
-  lastUsedAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true })
+  lastUsedAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true }),
+  /** The name key the data lives under when it is not this record's own (a renamed volume; rename.ts). */
+  dataKey: Schema.optionalWith(Schema.String, { exact: true }),
+  /** A rename of this volume in progress (rename.ts). */
+  renamingTo: Schema.optionalWith(
+    Schema.Struct({ name: Schema.String, token: Schema.String, at: Schema.Number }),
+    { exact: true }
+  ),
+  /** The rename that created this record, until it is complete (rename.ts). */
+  renamedFrom: Schema.optionalWith(Schema.Struct({ key: Schema.String, token: Schema.String }), { exact: true })
 }) {}
+
+/** The name key below which a record's data and bookkeeping live. */
+export const dataKeyOf = (record: VolumeRecord): string => record.dataKey ?? nameKey(record.name)
 
 const RecordJson = Schema.parseJson(VolumeRecord)
 const decode = Schema.decodeUnknownEither(RecordJson)

@@ -20,6 +20,7 @@ import type { S3 } from "./client.js"
 import type { Layout } from "./layout.js"
 import type { Leases } from "./leases.js"
 import * as Records from "./records.js"
+import { renamedMarkers } from "./rename.js"
 
 /** What a sweep or a cleanup reclaimed. */
 export interface Reclaimed {
@@ -64,6 +65,20 @@ const isPending = (s3: S3, layout: Layout, key: string, id: string, now: number)
 const liveId = (s3: S3, layout: Layout, key: string) =>
   Effect.map(Records.read(s3, layout.recordKey(key)), Option.map((found) => found.record.id))
 
+/**
+ * Whether incarnation `id` of name key `key` is live under another name it was renamed to
+ * (rename.ts), judged from the keys of its bookkeeping objects (`metaKeys`).
+ */
+const liveUnderAnotherName = (s3: S3, layout: Layout, key: string, id: string, metaKeys: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const prefix = renamedMarkers(layout, key, id)
+    for (const marker of metaKeys.filter((k) => k.startsWith(prefix))) {
+      const found = yield* Records.read(s3, layout.recordKey(marker.slice(prefix.length)))
+      if (Option.isSome(found) && found.value.record.id === id) return true
+    }
+    return false
+  })
+
 /** Every incarnation id with objects below `prefix` (`…/<name-key>/`). */
 const incarnations = (s3: S3, prefix: string) =>
   Effect.map(s3.list(prefix, { delimiter: "/" }), (listing) => listing.prefixes.map((p) => p.slice(prefix.length, -1)))
@@ -92,31 +107,39 @@ export const sweep = (
     // to lie below this prefix.
     const dead = (id: string) => Records.isToken(id) && (Option.isNone(live) || live.value !== id)
     const now = yield* Clock.currentTimeMillis
-    const deadIds = yield* Effect.filter(
+    const candidates = yield* Effect.filter(
       [...new Set([...dataIds, ...metaIds])].filter(dead),
       (id) => Effect.map(isPending(s3, layout, key, id, now), (pending) => !pending),
       { concurrency: 8 }
     )
-    const stale = uploads.filter((upload) => {
-      const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
-      return dead(id) || (Records.isToken(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
-    })
-    yield* Effect.forEach(stale, (upload) => s3.abortUpload(upload.key, upload.uploadId), { concurrency: 8, discard: true })
-    const objects = yield* Effect.forEach(
-      deadIds,
+    // What each candidate holds; one that a rename gave to another live name is not dead.
+    const listed = yield* Effect.forEach(
+      candidates,
       (id) =>
         Effect.gen(function*() {
           const [data, meta] = yield* Effect.all(
             [s3.list(layout.dataPrefix(key, id)), s3.list(layout.metaPrefix(key, id))],
             { concurrency: 2 }
           )
-          const keys = [...data.objects, ...meta.objects].map((o) => o.key)
-          yield* s3.deleteMany(keys)
-          return keys.length
+          const renamed = yield* liveUnderAnotherName(s3, layout, key, id, meta.objects.map((o) => o.key))
+          return { id, renamed, keys: [...data.objects, ...meta.objects].map((o) => o.key) }
         }),
       { concurrency: 4 }
     )
-    return { incarnations: deadIds.length, objects: objects.reduce((a, b) => a + b, 0), uploads: stale.length }
+    const renamedIds = new Set(listed.filter((entry) => entry.renamed).map((entry) => entry.id))
+    const deadIds = new Set(listed.filter((entry) => !entry.renamed).map((entry) => entry.id))
+    const stale = uploads.filter((upload) => {
+      const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
+      return (dead(id) && !renamedIds.has(id)) ||
+        (Records.isToken(id) && !dead(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
+    })
+    yield* Effect.forEach(stale, (upload) => s3.abortUpload(upload.key, upload.uploadId), { concurrency: 8, discard: true })
+    const objects = yield* Effect.forEach(
+      listed.filter((entry) => !entry.renamed),
+      ({ keys }) => Effect.as(s3.deleteMany(keys), keys.length),
+      { concurrency: 4 }
+    )
+    return { incarnations: deadIds.size, objects: objects.reduce((a, b) => a + b, 0), uploads: stale.length }
   })
 
 /**
@@ -156,6 +179,8 @@ export const remove = (
       // Lost to a usage update: read again and retry against the newer version.
       if (Option.isSome(yield* guard(name, Records.swap(s3, key, slot.versioned, "tombstone")))) {
         yield* sweep(s3, layout, nameKey(name))
+        // A renamed volume's data lives under the name it was created with.
+        if (Records.dataKeyOf(record) !== nameKey(name)) yield* sweep(s3, layout, Records.dataKeyOf(record))
         return target
       }
     }

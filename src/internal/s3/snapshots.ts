@@ -3,8 +3,8 @@
  * server-side CopyObject: no file data passes through this process.
  *
  * ```
- * <prefix>snapshots/<volume-key>/<snapshot-key>      the snapshot's record (written last, If-None-Match: *)
- * <prefix>snapdata/<volume-key>/<id>/<path>          its objects, copied before the record exists
+ * <prefix>snapshots/<volume-id>/<snapshot-key>       the snapshot's record (written last, If-None-Match: *)
+ * <prefix>snapdata/<volume-id>/<id>/<path>           its objects, copied before the record exists
  * ```
  *
  * A snapshot becomes visible when its record is written, after every object is in place,
@@ -16,7 +16,9 @@
  * not at all. A restore copies the snapshot's objects over the volume's and deletes the
  * rest: each object changes in one step, but a reader during the restore may see some
  * files restored and others not yet (docs/snapshots.md). Copies left by a crash sit below
- * ids no record names; no reader ever sees them.
+ * ids no record names; no reader ever sees them. Snapshots are keyed by the volume's
+ * incarnation id, which a rename keeps (rename.ts): they move with the volume, and a new
+ * volume of the old name starts without any.
  */
 import { DateTime, Effect, Option, Schema, Stream } from "effect"
 import { SnapshotInfo } from "../../VolumeBackend.js"
@@ -41,6 +43,7 @@ import * as Usage from "./usage.js"
 import type { Layout } from "./layout.js"
 import * as Records from "./records.js"
 import * as Removal from "./removal.js"
+import * as Rename from "./rename.js"
 import { VolumeRecord } from "./records.js"
 
 /** Parallel CopyObject / GET requests of one operation. */
@@ -102,13 +105,14 @@ export const make = (
 ): VolumeSnapshotsService => {
   // The store-wide prefix the layout was made with ("" or "<prefix>/").
   const base = layout.recordsPrefix.slice(0, -"volumes/".length)
-  const snapshotKey = (volume: string, snapshot: string) => `${base}snapshots/${nameKey(volume)}/${nameKey(snapshot)}`
-  const snapshotsPrefix = (volume: string) => `${base}snapshots/${nameKey(volume)}/`
-  const snapshotData = (volume: string, id: string) => `${base}snapdata/${nameKey(volume)}/${id}/`
+  // Keyed by the owner's incarnation id (`owner.id`), not its name.
+  const snapshotKey = (owner: VolumeRecord, snapshot: string) => `${base}snapshots/${owner.id}/${nameKey(snapshot)}`
+  const snapshotsPrefix = (owner: VolumeRecord) => `${base}snapshots/${owner.id}/`
+  const snapshotData = (owner: VolumeRecord, id: string) => `${base}snapdata/${owner.id}/${id}/`
   const snapshotCounters = Usage.makeCounters(s3)
 
   const loadVolume = (name: string) =>
-    Effect.flatMap(Records.read(s3, layout.recordKey(name)), (found) =>
+    Effect.flatMap(Rename.readVisible(s3, layout, layout.recordKey(name)), (found) =>
       Option.isSome(found)
         ? Effect.succeed(found.value.record)
         : Effect.fail(new VolumeNotFound({ volume: name })))
@@ -122,9 +126,10 @@ export const make = (
         : Effect.fail(new StorageError({ message: `the snapshot record "${key}" is not valid: ${decoded.left.message}` }))
     })
 
-  const toInfo = (record: SnapshotRecord): SnapshotInfo =>
+  /** The snapshot's report, under its owner's current name. */
+  const toInfo = (record: SnapshotRecord, owner: VolumeRecord): SnapshotInfo =>
     new SnapshotInfo({
-      volume: record.volume,
+      volume: owner.name,
       name: record.name,
       kind: "directory",
       capacityMib: Option.none(),
@@ -162,7 +167,7 @@ export const make = (
   const findSnapshot = (volume: string, snapshot: string) =>
     Effect.gen(function*() {
       const owner = yield* loadVolume(volume)
-      const found = yield* readSnapshot(snapshotKey(owner.name, snapshot))
+      const found = yield* readSnapshot(snapshotKey(owner, snapshot))
       if (Option.isNone(found) || found.value.volumeId !== owner.id) {
         return yield* new SnapshotNotFound({ volume: owner.name, snapshot })
       }
@@ -171,14 +176,14 @@ export const make = (
 
   const create = Effect.fn("S3Backend.snapshot")(function*(volume: string, request: SnapshotRequest) {
     const owner = yield* loadVolume(volume)
-    const key = snapshotKey(owner.name, request.name)
+    const key = snapshotKey(owner, request.name)
     const taken = () => new SnapshotAlreadyExists({ volume: owner.name, snapshot: request.name })
     const existing = yield* readSnapshot(key)
     if (Option.isSome(existing) && existing.value.volumeId === owner.id) return yield* taken()
     const id = Records.token()
-    const data = snapshotData(owner.name, id)
+    const data = snapshotData(owner, id)
     return yield* Effect.gen(function*() {
-      const { bytes } = yield* copyPrefix(layout.dataPrefix(owner.name, owner.id), data)
+      const { bytes } = yield* copyPrefix(layout.dataPrefix(Records.dataKeyOf(owner), owner.id), data)
       const record = new SnapshotRecord({
         version: 1,
         name: request.name,
@@ -205,7 +210,7 @@ export const make = (
         // The answer was lost but our record is there: it landed.
         if (!(Option.isSome(now) && now.value.id === id)) return yield* taken()
       }
-      return toInfo(record)
+      return toInfo(record, owner)
     }).pipe(Effect.onError(() => deletePrefix(data)))
   })
 
@@ -214,24 +219,25 @@ export const make = (
 
   const list = Effect.fn("S3Backend.snapshots")(function*(volume: string) {
     const owner = yield* loadVolume(volume)
-    const listing = yield* s3.list(snapshotsPrefix(owner.name))
+    const listing = yield* s3.list(snapshotsPrefix(owner))
     const records = yield* Effect.forEach(listing.objects, (object) => readSnapshot(object.key), {
       concurrency: COPY_CONCURRENCY
     })
     return records.flatMap((found) =>
-      Option.isSome(found) && found.value.volumeId === owner.id ? [toInfo(found.value)] : []
+      Option.isSome(found) && found.value.volumeId === owner.id ? [toInfo(found.value, owner)] : []
     )
   })
 
   const get = Effect.fn("S3Backend.getSnapshot")(function*(volume: string, snapshot: string) {
-    return toInfo((yield* findSnapshot(volume, snapshot)).record)
+    const { owner, record } = yield* findSnapshot(volume, snapshot)
+    return toInfo(record, owner)
   })
 
   const remove = Effect.fn("S3Backend.removeSnapshot")(function*(volume: string, snapshot: string) {
     const { owner, record } = yield* findSnapshot(volume, snapshot)
     // The record goes first: from then on the snapshot does not exist for anyone.
-    yield* s3.delete(snapshotKey(owner.name, snapshot))
-    yield* deletePrefix(snapshotData(owner.name, record.id))
+    yield* s3.delete(snapshotKey(owner, snapshot))
+    yield* deletePrefix(snapshotData(owner, record.id))
   })
 
   const fork = Effect.fn("S3Backend.fork")(function*(
@@ -245,11 +251,11 @@ export const make = (
     }
     const { from, usedBytes } = Option.isSome(snapshot)
       ? yield* Effect.map(findSnapshot(source, snapshot.value), ({ owner, record }) => ({
-        from: snapshotData(owner.name, record.id),
+        from: snapshotData(owner, record.id),
         usedBytes: record.usedBytes
       }))
       : yield* Effect.map(loadVolume(source), (owner) => ({
-        from: layout.dataPrefix(owner.name, owner.id),
+        from: layout.dataPrefix(Records.dataKeyOf(owner), owner.id),
         usedBytes: owner.usedBytes
       }))
     yield* Rules.checkTargetQuota(target, usedBytes)
@@ -288,9 +294,9 @@ export const make = (
 
   const restore = Effect.fn("S3Backend.restore")(function*(volume: string, snapshot: string) {
     const { owner, record } = yield* findSnapshot(volume, snapshot)
-    const live = layout.dataPrefix(owner.name, owner.id)
-    const { objects } = yield* copyPrefix(snapshotData(owner.name, record.id), live)
-    const kept = new Set(objects.map((object) => object.key.slice(snapshotData(owner.name, record.id).length)))
+    const live = layout.dataPrefix(Records.dataKeyOf(owner), owner.id)
+    const { objects } = yield* copyPrefix(snapshotData(owner, record.id), live)
+    const kept = new Set(objects.map((object) => object.key.slice(snapshotData(owner, record.id).length)))
     const current = yield* s3.list(live)
     yield* s3.deleteMany(
       current.objects.filter((object) => object.key !== live && !kept.has(object.key.slice(live.length))).map((o) => o.key)
@@ -306,14 +312,23 @@ export const make = (
 
   const fs = (info: SnapshotInfo) => {
     const display = `${info.volume}@${info.name}`
-    const key = snapshotKey(info.volume, info.name)
-    // `fs()` is synchronous, so the id below which the objects live is read per operation.
-    const driverOf: Effect.Effect<FsDriver, StorageError> = Effect.map(readSnapshot(key), (found) => {
+    // `fs()` is synchronous, so the owner and the id below which the objects live are read
+    // per operation (a removed snapshot or volume leaves a driver that finds nothing).
+    const driverOf: Effect.Effect<FsDriver, StorageError> = Effect.gen(function*() {
+      const owner = yield* loadVolume(info.volume).pipe(
+        Effect.map(Option.some),
+        Effect.catchTag("VolumeNotFound", () => Effect.succeedNone)
+      )
+      const key = Option.match(owner, { onNone: () => `${base}snapshots/-/${nameKey(info.name)}`, onSome: (o) => snapshotKey(o, info.name) })
+      const found = Option.isSome(owner) ? yield* readSnapshot(key) : Option.none<SnapshotRecord>()
       const target = {
         volume: display,
         recordKey: key,
         id: Option.match(found, { onNone: () => "", onSome: (record) => record.id }),
-        dataPrefix: Option.match(found, { onNone: () => "", onSome: (record) => snapshotData(info.volume, record.id) })
+        dataPrefix: Option.match(Option.all([owner, found]), {
+          onNone: () => "",
+          onSome: ([o, record]) => snapshotData(o, record.id)
+        })
       }
       // The driver is wrapped read-only below, so its usage counter is never moved.
       return Driver.make({ s3, ...target, counter: snapshotCounters.counterOf(target) })

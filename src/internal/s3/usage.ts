@@ -167,20 +167,24 @@ const makeCounter = (s3: S3, target: CounterTarget): Counter => {
   return { add, recount }
 }
 
-/** One counter per volume incarnation in this process, shared by every `fs()` of it. */
+/**
+ * One counter per volume incarnation and name in this process, shared by every `fs()` of
+ * it (a renamed volume keeps its data prefix but its record moves to another key).
+ */
 export const makeCounters = (s3: S3) => {
   const counters = new Map<string, Counter>()
+  const keyOf = (target: CounterTarget) => `${target.recordKey}\n${target.dataPrefix}`
   return {
     counterOf: (target: CounterTarget): Counter => {
-      let counter = counters.get(target.dataPrefix)
+      let counter = counters.get(keyOf(target))
       if (counter === undefined) {
         counter = makeCounter(s3, target)
-        counters.set(target.dataPrefix, counter)
+        counters.set(keyOf(target), counter)
       }
       return counter
     },
     forget: (dataPrefix: string) => {
-      counters.delete(dataPrefix)
+      for (const key of counters.keys()) if (key.endsWith(`\n${dataPrefix}`)) counters.delete(key)
     }
   }
 }
