@@ -247,21 +247,28 @@ export const make = (settings: S3Settings): Effect.Effect<S3, never, Scope.Scope
     ): Effect.Effect<A, S3Failure> => {
       // The timeout is a timer that aborts the request (no fiber per request): this wrapper
       // runs around every request, so its cost is the library's per-request overhead.
-      const once = Effect.async<A, S3Failure>((resume, interrupted) => {
+      // Interruption aborts through the returned canceler: one AbortController per request, no
+      // second signal and listener from Effect.
+      const once = Effect.async<A, S3Failure>((resume) => {
         const controller = new AbortController()
-        const abort = () => controller.abort()
-        interrupted.addEventListener("abort", abort, { once: true })
         let late = false
         const timer = setTimeout(() => {
           late = true
-          abort()
+          controller.abort()
         }, timeoutMillis)
         run(controller.signal).then(
-          (value) => resume(Effect.succeed(value)),
-          (cause) => resume(Effect.fail(late ? timedOut(operation, key, timeoutMillis) : toFailure(operation, key, cause)))
-        ).finally(() => {
+          (value) => {
+            clearTimeout(timer)
+            resume(Effect.succeed(value))
+          },
+          (cause) => {
+            clearTimeout(timer)
+            resume(Effect.fail(late ? timedOut(operation, key, timeoutMillis) : toFailure(operation, key, cause)))
+          }
+        )
+        return Effect.sync(() => {
           clearTimeout(timer)
-          interrupted.removeEventListener("abort", abort)
+          controller.abort()
         })
       })
       // The first attempt runs without the retry machinery; only a transient failure builds it.

@@ -111,7 +111,8 @@ export const open = (s3: S3, key: string): Effect.Effect<Option.Option<OpenedObj
       metadata: first.metadata,
       parts: Stream.mapEffect(starts, (start) => part(start, new Uint8Array(lengthAt(start))), { concurrency }),
       whole: Effect.suspend(() => {
-        const into = new Uint8Array(size)
+        // Not zero-filled: every byte is written by a part, or the read fails and it is dropped.
+        const into: Uint8Array = Buffer.allocUnsafeSlow(size)
         // Most files are one part: no stream machinery for them.
         if (size <= partBytes) return part(0, into)
         return Stream.runForEach(
