@@ -2,7 +2,7 @@
  * `npm run bench`: every area side by side with its baseline, one markdown table.
  *
  *   BENCH_SCALE=quick   small sizes and few rounds (development); default is the full run
- *   BENCH_ONLY=a,b      only these areas (lifecycle, files, streams, disk, sandbox, fileserver, s3, memory, microsandbox, snapshots)
+ *   BENCH_ONLY=a,b      only these areas (lifecycle, files, streams, disk, sandbox, fileserver, s3, memory, microsandbox, snapshots, scale)
  *   BENCH_OUT=path      where the table goes (default docs/benchmarks.md; full runs of every area only)
  */
 import { execFileSync } from "node:child_process"
@@ -23,7 +23,8 @@ const areas: ReadonlyArray<readonly [string, () => Promise<{ run: () => Promise<
   ["s3", () => import("./s3.js")],
   ["memory", () => import("./memory.js")],
   ["microsandbox", () => import("./microsandbox.js")],
-  ["snapshots", () => import("./snapshots.js")]
+  ["snapshots", () => import("./snapshots.js")],
+  ["scale", () => import("./scale.js")]
 ]
 
 const sh = (cmd: string, args: ReadonlyArray<string>): string => {
