@@ -35,6 +35,7 @@ const sh = (cmd: string, args: ReadonlyArray<string>): string => {
   }
 }
 
+const loadAtStart = sh("cat", ["/proc/loadavg"]).split(" ").slice(0, 3).join(" ")
 const only = process.env["BENCH_ONLY"]?.split(",").map((s) => s.trim()).filter((s) => s !== "")
 const started = performance.now()
 const rows: Array<Row> = []
@@ -69,7 +70,9 @@ const free = sh("free", ["-m"])
 const commit = sh("git", ["-C", join(benchDir, ".."), "rev-parse", "--short", "HEAD"])
 const dirty = sh("git", ["-C", join(benchDir, ".."), "status", "--porcelain", "--", "src"]) === "" ? "" : " (with uncommitted changes in src/)"
 const table = [tableHeader, ...rows.map(formatRow)].join("\n")
-const report = { machine, free, commit: commit + dirty, date: new Date().toISOString(), totalS, table, failures }
+const targets = [tableHeader, ...rows.filter((row) => row.target !== undefined).map(formatRow)].join("\n")
+const load = sh("cat", ["/proc/loadavg"]).split(" ").slice(0, 3).join(" ")
+const report = { machine, free, commit: commit + dirty, date: new Date().toISOString(), totalS, load: `${loadAtStart} at the start, ${load} at the end`, targets, table, failures }
 
 console.log(`\n${table}\n\ntotal ${totalS.toFixed(0)} s; commit ${report.commit}; ${machine}`)
 if (failures.length > 0) console.log(`failed areas:\n${failures.join("\n")}`)
