@@ -5,25 +5,17 @@
  */
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { existsSync, mkdirSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import * as Volume from "../src/Volume.js"
 import { bytes, localRuntime, removeTree, runner, scratchRoot } from "./common.js"
 import type { Row } from "./runner.js"
 import { KiB, log, MiB, quick, samplePair, timeRatioTarget } from "./runner.js"
+import { populate } from "./scale.js"
 
 const area = "vs microsandbox 0.6.18"
 
-/** Adds files `from` .. `to - 1` (100 bytes each, 1,000 per subdirectory) below `dir`. */
-const populate = (dir: string, from: number, to: number): void => {
-  const data = Buffer.alloc(100, 7)
-  for (let i = from; i < to; i++) {
-    const sub = join(dir, `d${Math.floor(i / 1000)}`)
-    if (i % 1000 === 0 || i === from) mkdirSync(sub, { recursive: true })
-    writeFileSync(join(sub, `f${i}`), data)
-  }
-}
 
 /**
  * The SDK is installed on demand into bench/.deps, outside the project's lock file: its

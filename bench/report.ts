@@ -19,7 +19,7 @@ const limits: ReadonlyArray<readonly [area: string, operation: string, note: str
   ["S3", "read 4 KiB", "the same single GetObject; the Effect runtime around `VolumeFs.read` (path checks, a fiber, one AbortController and timer for the per-attempt timeout) on a CPU-bound client sharing 2 cores with the gateway"],
   ["S3", "list", "the same requests in the same waves of 32 (LIST + one GET per record); decoded records are reused when their bytes are unchanged; what remains is the Effect runtime per request (a fiber, one AbortController and timer for the per-attempt timeout, the typed error mapping): ≈1.3–1.5x the raw SDK's client CPU on a client that shares 2 cores with the gateway"],
   ["S3", "write", "same single PutObject"],
-  ["S3", "read 64", "8 MiB ranged GETs, 4 in flight (each part after the first `If-Match` on the first part's ETag, no HEAD), copied in place into one buffer; with the gateway on the same 2 cores, the 7 extra requests and 4 parallel streams cost CPU the single GET does not spend, and no idle core turns parallelism into throughput"],
+  ["S3", "read 64", "two ranged GETs of 32 MiB in parallel (the second `If-Match` on the first's ETag, no HEAD), copied in place into one buffer, against one GET; the gateway shares the 2 cores with the client, so the second request and stream cost CPU the single GET does not spend and no idle core turns parallelism into throughput (8 MiB parts × 4 ran 1.14–2.0x, 32 MiB parts 0.96–1.2x in the same conditions)"],
   ["S3", "readStream 64", "the anchor drains the body and keeps nothing; ours copies socket pieces into 8 MiB part buffers (memory bounded by 4 parts in flight + 1) and re-chunks them to ≤ 64 KiB for the consumer, an Effect stream step per chunk"],
   ["scale", "list, home with 10,000", "≈10–15 µs per row: SQLite row materialisation, `VolumeInfo`/handle construction and GC, 10,000 times; a loaded machine doubles it"],
   ["scale", "quota-checked", "the write path is the same at every file count (usage is read from the account, not re-measured); the difference is page-cache and directory-size noise"],
@@ -95,8 +95,9 @@ Areas (\`BENCH_ONLY\` names): \`lifecycle\` (create/remove, disk volume creation
 (whole-file writes and reads against node:fs), \`streams\` (64 MiB and 1 GiB streams with peak
 RSS), \`disk\` (host \`fs()\` on a disk volume), \`sandbox\` (start → \`true\` → stop), \`fileserver\`,
 \`s3\`, \`memory\`, \`microsandbox\`, \`snapshots\`, \`scale\` (curves over files and volumes, 8
-processes of mixed operations). A row is one measurement inside an area; to run fewer rows,
-run the area with \`BENCH_SCALE=quick\` or comment rows out locally.
+processes of mixed operations; \`BENCH_SCALE_PARTS=files,volumes,mixed\` picks among them).
+A row is one measurement inside an area; to run fewer rows, run the area with
+\`BENCH_SCALE=quick\` or pick the scale parts.
 
 Anchors: writes are compared with node:fs doing the same atomic replace (\`writeFile\` of a
 temporary file, then \`rename\`); reads with \`readFile\`; streams with \`createReadStream\` /
