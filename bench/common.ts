@@ -25,8 +25,11 @@ export const removeTree = (dir: string): void => rmSync(dir, { recursive: true, 
 export type Runtime<R> = ManagedRuntime.ManagedRuntime<R, unknown>
 
 /** A runtime over the local backend at `home` (plus the namespace runtime for sandboxes). */
-export const localRuntime = (home: string): Runtime<VolumeBackend | SandboxRuntime> =>
-  ManagedRuntime.make(Layer.mergeAll(LocalBackend.layer({ home }), NamespaceRuntime.layer))
+export const localRuntime = (
+  home: string,
+  options: Omit<LocalBackend.LocalBackendOptions, "home"> = {}
+): Runtime<VolumeBackend | SandboxRuntime> =>
+  ManagedRuntime.make(Layer.mergeAll(LocalBackend.layer({ ...options, home }), NamespaceRuntime.layer))
 
 export const runner = <R>(rt: Runtime<R>) => <A, E>(effect: Effect.Effect<A, E, R>): Promise<A> => rt.runPromise(effect)
 
@@ -46,10 +49,11 @@ export const bytes = (size: number, seed = 1): Uint8Array => {
 
 /** Runs `body` with a fresh local home (scratch dir + runtime), disposed and deleted after. */
 export const withLocalHome = async <A>(
-  body: (home: { readonly root: string; readonly run: ReturnType<typeof runner<VolumeBackend | SandboxRuntime>> }) => Promise<A>
+  body: (home: { readonly root: string; readonly run: ReturnType<typeof runner<VolumeBackend | SandboxRuntime>> }) => Promise<A>,
+  options: Omit<LocalBackend.LocalBackendOptions, "home"> = {}
 ): Promise<A> => {
   const root = scratchRoot()
-  const rt = localRuntime(join(root, "home"))
+  const rt = localRuntime(join(root, "home"), options)
   try {
     return await body({ root, run: runner(rt) })
   } finally {

@@ -1,9 +1,10 @@
 /**
- * Whole-file write/read on a directory volume of the local backend against node:fs/promises
- * writeFile/readFile in a plain directory on the same disk.
+ * Whole-file write/read on a directory volume of the local backend against node:fs/promises in a
+ * plain directory on the same disk: writes against the same atomic replace (writeFile of a
+ * temporary file, then rename over the target), reads against readFile.
  */
 import { mkdirSync } from "node:fs"
-import { readFile, writeFile } from "node:fs/promises"
+import { readFile, rename, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import * as Volume from "../src/Volume.js"
 import { bytes, withLocalHome } from "./common.js"
@@ -16,13 +17,19 @@ export const sizes = [
   { label: "64 MiB", size: 64 * MiB, batch: 1, rounds: quick ? 2 : 5, small: false }
 ] as const
 
-/** The small-file target (1.3x) for 4 KiB/1 MiB; 0.7x (write) and 0.85x (read) throughput for 64 MiB. */
+/** The small-file target (1.3x) for 4 KiB/1 MiB; 0.8x (write) and 0.85x (read) throughput for 64 MiB. */
 export const fileTarget = (op: "write" | "read", small: boolean) =>
   small
     ? { text: "≤ 1.3x node:fs time", max: 1.3 }
     : op === "write"
-    ? { text: "≥ 0.7x node:fs throughput", max: 1 / 0.7 }
+    ? { text: "≥ 0.8x node:fs throughput", max: 1 / 0.8 }
     : { text: "≥ 0.85x node:fs throughput", max: 1 / 0.85 }
+
+/** node:fs doing what an atomic write does: the bytes into a temporary file, then rename over the target. */
+const atomicWriteFile = async (path: string, data: Uint8Array) => {
+  await writeFile(`${path}.tmp`, data)
+  await rename(`${path}.tmp`, path)
+}
 
 export const run = (): Promise<Array<Row>> =>
   withLocalHome(async ({ root, run }) => {
@@ -37,7 +44,7 @@ export const run = (): Promise<Array<Row>> =>
       const name = `f-${s.size}`
       const w = await samplePair(
         () => run(fs.write(name, data)),
-        () => writeFile(join(plain, name), data),
+        () => atomicWriteFile(join(plain, name), data),
         { batch: s.batch, rounds: s.rounds }
       )
       const wt = fileTarget("write", s.small)
@@ -45,7 +52,7 @@ export const run = (): Promise<Array<Row>> =>
         area: "files (local)",
         operation: `write ${s.label} (atomic)`,
         ours: w.ours,
-        baselineLabel: "fs/promises writeFile",
+        baselineLabel: "fs/promises writeFile(tmp) + rename",
         baseline: w.baseline,
         bytes: s.size,
         target: timeRatioTarget(wt.text, w.ours, w.baseline, wt.max)

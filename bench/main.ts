@@ -2,7 +2,7 @@
  * `npm run bench`: every area side by side with its baseline, one markdown table.
  *
  *   BENCH_SCALE=quick   small sizes and few rounds (development); default is the full run
- *   BENCH_ONLY=a,b      only these areas (lifecycle, files, streams, disk, sandbox, fileserver, s3, memory, microsandbox, snapshots)
+ *   BENCH_ONLY=a,b      only these areas (lifecycle, files, streams, disk, sandbox, fileserver, s3, memory, microsandbox, snapshots, scale)
  *   BENCH_OUT=path      where the table goes (default docs/benchmarks.md; full runs of every area only)
  */
 import { execFileSync } from "node:child_process"
@@ -23,7 +23,8 @@ const areas: ReadonlyArray<readonly [string, () => Promise<{ run: () => Promise<
   ["s3", () => import("./s3.js")],
   ["memory", () => import("./memory.js")],
   ["microsandbox", () => import("./microsandbox.js")],
-  ["snapshots", () => import("./snapshots.js")]
+  ["snapshots", () => import("./snapshots.js")],
+  ["scale", () => import("./scale.js")]
 ]
 
 const sh = (cmd: string, args: ReadonlyArray<string>): string => {
@@ -34,6 +35,7 @@ const sh = (cmd: string, args: ReadonlyArray<string>): string => {
   }
 }
 
+const loadAtStart = sh("cat", ["/proc/loadavg"]).split(" ").slice(0, 3).join(" ")
 const only = process.env["BENCH_ONLY"]?.split(",").map((s) => s.trim()).filter((s) => s !== "")
 const started = performance.now()
 const rows: Array<Row> = []
@@ -68,7 +70,9 @@ const free = sh("free", ["-m"])
 const commit = sh("git", ["-C", join(benchDir, ".."), "rev-parse", "--short", "HEAD"])
 const dirty = sh("git", ["-C", join(benchDir, ".."), "status", "--porcelain", "--", "src"]) === "" ? "" : " (with uncommitted changes in src/)"
 const table = [tableHeader, ...rows.map(formatRow)].join("\n")
-const report = { machine, free, commit: commit + dirty, date: new Date().toISOString(), totalS, table, failures }
+const targets = [tableHeader, ...rows.filter((row) => row.target !== undefined).map(formatRow)].join("\n")
+const load = sh("cat", ["/proc/loadavg"]).split(" ").slice(0, 3).join(" ")
+const report = { machine, free, commit: commit + dirty, date: new Date().toISOString(), totalS, load: `${loadAtStart} at the start, ${load} at the end`, targets, table, failures }
 
 console.log(`\n${table}\n\ntotal ${totalS.toFixed(0)} s; commit ${report.commit}; ${machine}`)
 if (failures.length > 0) console.log(`failed areas:\n${failures.join("\n")}`)

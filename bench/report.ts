@@ -6,24 +6,30 @@ import type { Row } from "./runner.js"
 
 /** What limits a row whose target is missed, keyed by a substring of its operation and area. */
 const limits: ReadonlyArray<readonly [area: string, operation: string, note: string]> = [
-  ["files", "write 4 KiB", "rename over an existing file: ext4 `auto_da_alloc` writes the new data back inside rename(2) (≈85% of the profile is the synchronous `renameSync`); plain writeFile has no rename"],
-  ["files", "write 1 MiB", "same rename-over-existing writeback as 4 KiB, plus 1 MiB of data forced out by it"],
-  ["files", "read 1 MiB", "one 1 MiB `Buffer.allocUnsafeSlow` per read (unpooled, GC ≈40% of the profile) and a thread-pool round trip; readFile reuses pooled memory"],
-  ["files", "read 64 MiB", "64 thread-pool round trips of 1 MiB (ASYNC_SLICE_BYTES) one after another"],
-  ["streams", "readStream", "since the first run it reads 1 MiB blocks with 4 blocks of read-ahead (64 MiB went from 3.5x to ≈1.2x); what remains is Effect Stream overhead per ≤ 64 KiB chunk (16,384 chunks per GiB) and GC of the fresh block buffers"],
-  ["streams", "writeStream", "every 64 KiB chunk is a synchronous `writeSync` on the main thread (≈40% of the profile) and the commit's `renameSync` over the previous file makes ext4 (`auto_da_alloc`) write the whole file back inside rename(2) (≈32%); createWriteStream leaves the data dirty in the page cache"],
+  ["files", "write 4 KiB", "the anchor does the same writeFile + rename; what the library adds per write is the volume's write lock, the quota reservation and the usage-account update in SQLite (one statement), and the rename over an existing file makes ext4 (`auto_da_alloc`) write the new data back inside rename(2) on both sides; on a loaded machine the medians move by ±50% between rounds (see min/max)"],
+  ["files", "write 1 MiB", "as for 4 KiB, plus 1 MiB of data written back inside the rename"],
+  ["files", "read 4 KiB", "open + fstat + read + close through the driver on the thread pool, a few libuv round trips more than `readFile`; tens of µs that a loaded machine stretches"],
+  ["files", "read 1 MiB", "one 1 MiB `Buffer.allocUnsafeSlow` per read (unpooled, GC) and a thread-pool round trip per 1 MiB slice; readFile reuses pooled memory"],
+  ["files", "read 64 MiB", "64 thread-pool round trips of 1 MiB one after another"],
+  ["streams", "readStream", "Effect Stream overhead per ≤ 64 KiB chunk (16,384 chunks per GiB) and GC of the 1 MiB read-ahead blocks"],
+  ["streams", "writeStream", "every 64 KiB chunk is a synchronous `writeSync` on the main thread and the commit's rename over the previous file makes ext4 (`auto_da_alloc`) write the whole file back inside rename(2); createWriteStream leaves the data dirty in the page cache"],
   ["streams", "peak RSS", "GC-managed heap growth, not buffering: see the per-row peaks"],
-  ["sandbox", "3 named", "child processes: the keeper (unshare + sh), one `mount` per mount, bwrap, `nsenter` + `setpriv` per exec, one `umount` + `rmdir` at stop, and `stop` measuring every named volume (a tree walk each); the profile is ≈60% idle waiting for children and ≈12% in `spawn`"],
-  ["S3", "read 4 KiB", "the same single GetObject; the CPU profile is the SDK itself (smithy middleware, SigV4, socket writes) plus ≈8% Effect runtime per request (tryPromise with an AbortSignal, retry schedule, span), ≈0.3 ms here; effect-volumes' own code is ≈1%"],
-  ["S3", "list", "the same requests (LIST + one GET per record, 32 in flight) and CPU-bound in this process (≈2% idle): SDK work per request is equal, the extra is the Effect runtime per request (≈12%), GC (≈7%), and a Schema decode of each record (the `VolumeInfo` is no longer re-validated)"],
+  ["disk", "burst", "the first operation of a burst spawns the holder process (unshare + loop mount, ≈30–100 ms with the machine's load) and every operation crosses into the mount namespace through it; with a quiet machine the mount dominates a burst of 100 less"],
+  ["sandbox", "3 named", "child processes: the keeper (unshare + sh), one idmapped bind per mount through the mount helper, bwrap, `nsenter` + `setpriv` per exec, one `umount` + `rmdir` at stop; process creation is what a loaded 2-core machine slows most (the 0-mount row pays most of it too)"],
+  ["S3", "read 4 KiB", "the same single GetObject; the Effect runtime around `VolumeFs.read` (path checks, a fiber, one AbortController and timer for the per-attempt timeout) on a CPU-bound client sharing 2 cores with the gateway"],
+  ["S3", "list", "the same requests in the same waves of 32 (LIST + one GET per record); decoded records are reused when their bytes are unchanged; what remains is the Effect runtime per request (a fiber, one AbortController and timer for the per-attempt timeout, the typed error mapping): ≈1.3–1.5x the raw SDK's client CPU on a client that shares 2 cores with the gateway"],
   ["S3", "write", "same single PutObject"],
-  ["S3", "read 64", "same single GetObject"],
+  ["S3", "read 64", "two ranged GETs of 32 MiB in parallel (the second `If-Match` on the first's ETag, no HEAD), copied in place into one buffer, against one GET; the gateway shares the 2 cores with the client, so the second request and stream cost CPU the single GET does not spend and no idle core turns parallelism into throughput (8 MiB parts × 4 ran 1.14–2.0x, 32 MiB parts 0.96–1.2x in the same conditions)"],
+  ["S3", "readStream 64", "the anchor drains the body and keeps nothing; ours copies socket pieces into 8 MiB part buffers (memory bounded by 4 parts in flight + 1) and re-chunks them to ≤ 64 KiB for the consumer, an Effect stream step per chunk"],
+  ["scale", "list, home with 10,000", "≈10–15 µs per row: SQLite row materialisation, `VolumeInfo`/handle construction and GC, 10,000 times; a loaded machine doubles it"],
+  ["scale", "quota-checked", "the write path is the same at every file count (usage is read from the account, not re-measured); the difference is page-cache and directory-size noise"],
+  ["microsandbox", "create + remove", "several SQLite transactions (claim, publish, removal) and a staging dir + rename per create, rename to trash + rm per remove, each an async fs call on the libuv pool; microsandbox does it in Rust in one call"],
+  ["microsandbox", "get a volume", "`get` reads the stored usage account (no tree walk) and builds the handle: one SQLite read and the Effect runtime; microsandbox's `get` is one call into Rust"],
+  ["microsandbox", "list 60", "one SQLite query and a handle per volume through the Effect runtime against one call into Rust"],
   ["lifecycle", "list with 10,000", "≈14 µs per row: SQLite row materialisation (≈16% of the profile), `VolumeInfo`/handle construction and GC; the first run spent ≈80 µs per row re-validating rows through Schema, now checked by hand and built without re-validation (5x faster)"],
-  ["microsandbox", "create + remove", "several SQLite transactions (claim, publish, removal) and a staging dir + rename per create, rename to trash + rm per remove; ≈60% of the profile idle on the libuv thread pool (async mkdir/rename/rm); microsandbox does it in Rust in one call"],
   ["file server", "sequential write", "write-through FUSE (no writeback cache: a write past the quota must fail in write(), host changes must stay visible): each 1 MiB request is a round trip, the kernel copies the data into the FUSE file's pages and evfs splices it into the host file; with a quota also an fstat per write and a grant every 4 MiB (docs/benchmarks.md, \"File server\")"],
   ["file server", "start →", "exec of evfs and its FUSE mount (3–4 ms alone), unmount and exit at stop (3–18 ms alone), and a keeper-shell process per step (setpriv + evfs, evfs --await, kill, evfs --await-exit) on a loaded machine"],
-  ["snapshots", "small files", "a fixed cost per snapshot or fork of ≈60–140 ms on a loaded disk (four SQLite commits: hold, claim, publish, release, each an fsync) plus a `find` of the copy to measure it (≈45 ms per 10,000 files), on top of the same `cp -a`; the rest is the machine's I/O noise (see the snapshots section)"],
-  ["microsandbox", "get a volume", "`get` measures real usage (walks every file) and stores it; microsandbox's `get` returns a stored usedBytes (0 here after host-side writes)"],
+  ["snapshots", "small files", "a fixed cost per snapshot or fork of ≈60–140 ms on a loaded disk (four SQLite commits: hold, claim, publish, release, each an fsync) plus a `find` of the copy to measure it (≈45 ms per 10,000 files), on top of the same `cp -a`; the rest is the machine's I/O noise (see the snapshots section)"]
 ]
 
 export const annotate = (row: Row): Row => {
@@ -38,117 +44,79 @@ export interface Report {
   readonly commit: string
   readonly date: string
   readonly totalS: number
+  /** `/proc/loadavg` (1, 5, 15 min) at the start and the end of the run. */
+  readonly load: string
+  /** The rows with a target (issue 14's and the others), as a markdown table. */
+  readonly targets: string
   readonly table: string
   readonly failures: ReadonlyArray<string>
 }
 
 export const render = (r: Report): string => `# Benchmarks
 
-Generated by \`npm run bench\` (bench/main.ts); do not edit the table by hand, re-run instead.
-Each row is measured side by side with its baseline in the same process and run: warm-up
-round(s) first, then several rounds alternating ours and the baseline (so both see the same
-machine noise); times are per operation, **min / median / max** over the rounds (a 4 KiB round
-is the mean of a few hundred operations). The ratio is *ours / baseline* of the median times:
-1.00 is equal, 2.00 twice as slow. Throughput targets (≥ 0.7x) are met when the time ratio is
-≤ 1/0.7. Peak RSS comes from a child process per stream row (\`process.resourceUsage().maxRSS\`).
+Generated by \`npm run bench\` (bench/main.ts); do not edit the tables by hand, re-run instead.
+Each row is measured side by side with its baseline (its anchor) in the same process and run:
+warm-up round(s) first, then several rounds alternating ours and the baseline, so both see the
+same machine noise. Times are per operation, **min / median / max** over the rounds (a round of
+small operations is the mean of a batch of them). The ratio is *ours / baseline* of the median
+times: 1.00 is equal, 2.00 twice as slow; a throughput target "≥ 0.8x" is met when the time ratio
+is ≤ 1/0.8. Peak RSS comes from a child process per stream row
+(\`process.resourceUsage().maxRSS\`). Where a target is missed, the row says what limits it.
 
 - **Machine:** ${r.machine}
 - **Memory (\`free -m\`):** \`${r.free.split("\n").map((l) => l.trim().replace(/\s+/g, " ")).join(" / ")}\`
 - **Date:** ${r.date}
+- **Load average (1/5/15 min):** ${r.load}
 - **Commit:** \`${r.commit}\`
 - **Total run time:** ${r.totalS.toFixed(0)} s
 
-This machine was shared with other jobs while the run went (2 cores, load average well above 2),
-so absolute numbers are noisy; the ratios are what to compare.
+The machine has 2 cores and is shared; with a load average above 2 absolute times are
+inflated and the ratios are what to compare (both sides of a row see the same load).
+
+## Targets
+
+${r.targets}
+
+## All rows
 
 ${r.table}
 ${r.failures.length === 0 ? "" : `\n**Areas that failed in this run:**\n\n${r.failures.map((f) => `- ${f}`).join("\n")}\n`}
-## How to run
-
-\`\`\`sh
-npm run bench                          # full run, rewrites this file (< 10 minutes)
-BENCH_SCALE=quick npm run bench        # small sizes, few rounds, prints only
-BENCH_ONLY=files,streams npm run bench # some areas only, prints only
-npx tsx bench/profile.ts list          # CPU profile of one hot loop (list, create, get, write4k, read1m, readStream, disk4k, sandbox3)
-\`\`\`
-
-S3 rows use \`EFFECT_VOLUMES_S3_*\` when set; otherwise the bench starts a private Ceph with
-\`scripts/ceph-s3-up.sh\` (memstore, ports 7491/3391, \`/tmp/ev-bench-ceph\`) and stops it afterwards;
-without the script the rows are skipped with the reason. The microsandbox rows use npm
-\`microsandbox@0.6.18\` + \`@superradcompany/microsandbox-linux-x64-gnu@0.6.18\` (bench-only dev
-dependencies; they load on Node 20 although the package declares Node ≥ 22), with their volumes
-under a throwaway \`HOME\`.
-
-Setups that would dominate the run are scaled: the 10,000 and 100,000 file trees are written
-once with plain \`fs.writeFileSync\` into the volume's directory (100-byte files, 1,000 per
-subdirectory) and \`get\` then measures them; the 10,000 volumes for \`list\` are created once
-through the API (concurrency 8) and \`list\` filters on their label.
-
-${PROFILES}
+${HOW_TO_RUN}
 `
 
-const PROFILES = `## Profiles (where a target is missed)
+export const HOW_TO_RUN = `## How to run
 
-Taken with \`npx tsx bench/profile.ts <case>\` (a V8 CPU profile of the hot loop only, the same
-profile \`node --cpu-prof\` writes), on the same machine. File/line refer to the commit above.
+\`\`\`sh
+npm run bench                            # every area; rewrites this file
+BENCH_SCALE=quick npm run bench          # small sizes, few rounds, prints only
+BENCH_ONLY=s3,scale npm run bench        # some areas only, prints only
+BENCH_ONLY=files BENCH_OUT=/tmp/b.md npm run bench   # some areas, rendered to a file
+npx tsx bench/profile.ts s3list          # CPU profile of one hot loop (see bench/profile.ts for the cases)
+\`\`\`
 
-- **\`list\` of 10,000 volumes (local):** the first run measured ≈1.1 s: every row went through
-  a Schema decode (\`parseJson\` of its labels) and then \`new VolumeInfo\`/\`new LocalState\`
-  re-validated every field (≈45% GC). Rows are now checked by hand (\`readRow\` in
-  \`src/internal/local/localBackend.ts\`) and the classes built with \`disableValidation\`, about
-  14 µs per row (see the table). What remains: SQLite materialising every row (≈16%), the
-  \`VolumeInfo\` and handle objects, and GC. Reaching 50 ms would take a list that does not build
-  a full handle per volume (e.g. a paged or lazy listing).
-- **write 4 KiB / 1 MiB (local, atomic):** ≈85% of the profile is the synchronous
-  \`renameSync\` in \`src/internal/local/directoryDriver.ts:300\` (\`publishSync\`). Replacing an
-  existing file by rename on ext4 (mounted with the default \`auto_da_alloc\`) starts writeback of
-  the new file's data inside rename(2); that is the price of the atomic replace without fsync and
-  the physical limit here. It also blocks the event loop for that time (≈1–1.5 ms per write).
-  Writes to fresh paths do not pay it.
-- **writeStream (local):** each 64 KiB chunk goes through a synchronous \`writeSync\`
-  (\`SYNC_IO_BYTES\`, \`directoryDriver.ts:54\`, \`:274\`) on the main thread (≈40% of the
-  profile), and the commit's \`renameSync\` (\`:343\`) over the previous file makes ext4 write the
-  whole file back inside rename(2) (≈32%, \`auto_da_alloc\`; for 1 GiB that is seconds with the
-  event loop blocked). \`createWriteStream\` leaves the data dirty in the page cache. The bench
-  overwrites the same path each round, as a cache refresh would; writing to a fresh path avoids
-  the forced writeback.
-- **get (local) vs \`du -sb\`:** no target, but 3–4x \`du\`: \`get\` walks the tree twice —
-  \`Recovery.sweepDeadTempFiles\` (\`src/internal/local/recovery.ts:173\`, called from
-  \`localBackend.ts:265\`) readdirs every directory looking for dead writers' temp files, then the
-  measuring walk \`lstat\`s every entry (≈47% of the profile in \`lstat\`, plus \`path.join\` and
-  \`Stats\` date construction). One walk doing both would remove the first.
-- **read 1 MiB / 64 MiB (local):** \`readAll\` (\`directoryDriver.ts:248\`) allocates with
-  \`Buffer.allocUnsafeSlow\` (unpooled; ≈40% GC in the profile) and reads in 1 MiB thread-pool
-  slices one after another (\`ASYNC_SLICE_BYTES\`, \`:56\`).
-- **readStream (local):** fixed after the first run: it read one 64 KiB chunk at a time
-  (≈33% of the profile idle on the thread pool); it now reads 1 MiB blocks, four ahead of the
-  consumer (\`READ_BLOCK_BYTES\`, \`READ_AHEAD_BLOCKS\` in \`directoryDriver.ts\`), sliced into
-  ≤ 64 KiB chunks. What remains is the Effect Stream machinery per chunk and GC.
-- **host \`fs()\` on a disk volume:** every operation spawns a holder process
-  (\`src/internal/local/diskMount.ts:127\`, \`unshare … sh\` with a loop mount) and waits for it:
-  ≈10 ms (in the table) to ≈35 ms (profile run, busier machine) per 4 KiB op, ≈56% of the
-  profile idle on the child and ≈16% in \`spawn\`. Keeping the
-  mount (holder) alive between operations of one \`fs()\` would make small ops cost what they do
-  on a directory volume.
-- **sandbox start with mounts:** after the first run the keeper stages a bind mount with one
-  \`mount --bind -o …\` (was two processes) and cleans up with one \`umount\` and one \`rmdir\` for
-  all mounts (was one of each per mount). What remains is process creation: the keeper
-  (\`unshare\` + \`sh\`), one \`mount\` per mount, bwrap, \`nsenter\` + \`setpriv\` per exec, and
-  \`Sandbox.stop\` measuring every named volume. The profile is ≈60% idle waiting for children.
-- **S3 4 KiB read and list:** the same requests as the raw SDK (one GetObject; LIST + one GET
-  per record, 32 in flight). Both profiles are dominated by the SDK itself (\`@smithy/core\`
-  14–24%, socket \`writeLatin1String\` ≈15%, SigV4 signing); the list is CPU-bound in this
-  process (≈2% idle), so per-request overhead decides it: the Effect runtime is ≈8% (read) and
-  ≈12% (list) of the profile — \`request\`/\`optional\` in \`src/internal/s3/client.ts:214-230\`
-  (\`Effect.tryPromise\` with an AbortSignal, \`Effect.retry\` with a jittered schedule) around
-  every call — plus GC (≈7%), and for \`list\` \`Records.read\`'s Schema decode
-  (\`src/internal/s3/records.ts:49\`) and a validated \`new VolumeInfo\` per record
-  (\`toInfo\`, \`src/internal/s3/backend.ts:57\`, same constructor cost as the local \`list\`).
-  effect-volumes' own code is ≈1% of either profile. \`VolumeInfo\` is now built without
-  re-validation after the decode; skipping the retry wrapper's schedule setup on the first
-  attempt is the next candidate.
-- **create/get vs microsandbox:** \`create\` runs a claim, a build in \`staging/\`, a rename and a
-  publish, each its own SQLite statement and async fs call (≈60% idle on the libuv pool);
-  \`get\` walks the volume to report real usage (microsandbox's \`get\` returns a stored value: its
-  \`usedBytes\` stayed 0 after host-side writes), so \`get\` cannot match it without giving up
-  real usage.`
+Areas (\`BENCH_ONLY\` names): \`lifecycle\` (create/remove, disk volume creation), \`files\`
+(whole-file writes and reads against node:fs), \`streams\` (64 MiB and 1 GiB streams with peak
+RSS), \`disk\` (host \`fs()\` on a disk volume), \`sandbox\` (start → \`true\` → stop), \`fileserver\`,
+\`s3\`, \`memory\`, \`microsandbox\`, \`snapshots\`, \`scale\` (curves over files and volumes, 8
+processes of mixed operations; \`BENCH_SCALE_PARTS=files,volumes,mixed\` picks among them).
+A row is one measurement inside an area; to run fewer rows, run the area with
+\`BENCH_SCALE=quick\` or pick the scale parts.
+
+Anchors: writes are compared with node:fs doing the same atomic replace (\`writeFile\` of a
+temporary file, then \`rename\`); reads with \`readFile\`; streams with \`createReadStream\` /
+\`createWriteStream\`; disk-volume operations with the same operation on a directory volume;
+sandbox starts with bare \`bwrap --ro-bind / / true\`; S3 rows with raw \`@aws-sdk/client-s3\`
+calls on the same server and client settings, making the same requests (\`list\`: one
+ListObjectsV2 and one GetObject per record, 32 at a time); microsandbox rows with its own Node
+SDK (npm \`microsandbox@0.6.18\`, installed on demand into \`bench/.deps\`, volumes under a
+throwaway \`HOME\`).
+
+S3 rows use \`EFFECT_VOLUMES_S3_*\` when set; otherwise the bench starts a private Ceph with
+\`scripts/ceph-s3-up.sh\` (memstore, ports 7491/3391, \`/tmp/ev-bench-ceph\`) and stops it
+afterwards; without the script the rows are skipped with the reason.
+
+Setups that would dominate the run are done once and untimed: file trees are written with plain
+\`fs.writeFileSync\` into the volume's directory (100-byte files, 1,000 per subdirectory), then
+one explicit \`Volume.measure\` records their usage (writes made directly in the host directory
+are outside the library's view); the volumes of the \`list\` curves are created through the API
+(concurrency 8).`

@@ -167,7 +167,7 @@ export const run = async (): Promise<Array<Row>> => {
       discard: true
     }))
     const setup = performance.now() - t0
-    // The same requests `list` makes: one listing of the records, then every record read, 32 at a time.
+    // The same requests `list` makes: one listing of the records, then every record read in waves of 32.
     const rawList = async () => {
       const keys: Array<string> = []
       let token: string | undefined
@@ -193,7 +193,7 @@ export const run = async (): Promise<Array<Row>> => {
       area,
       operation: `list of ${count.toLocaleString("en")} volumes`,
       ours: l.ours,
-      baselineLabel: "ListObjectsV2 + GetObject of every record (32 in flight)",
+      baselineLabel: "ListObjectsV2 + GetObject of every record (waves of 32)",
       baseline: l.baseline,
       target: timeRatioTarget("within 1.1x of the raw SDK", l.ours, l.baseline, 1.1),
       extra: `${n} listed vs ${m} records read; setup ${(setup / 1000).toFixed(1)} s through the API at concurrency 32`

@@ -28,6 +28,7 @@ import * as Removal from "./removal.js"
 import * as Rename from "./rename.js"
 import * as Snapshots from "./snapshots.js"
 import * as Usage from "./usage.js"
+import * as Waves from "./waves.js"
 
 export type { Reclaimed } from "./removal.js"
 export type { UsageReport } from "./usage.js"
@@ -44,7 +45,7 @@ export const DEFAULT_VOLUME = "default"
 
 const BACKEND = "cloud (S3)"
 
-/** Parallel record reads of `list`. */
+/** Record reads of `list` in one wave (see `waves.ts`). */
 const LIST_CONCURRENCY = 32
 
 export const make = (settings: S3BackendSettings): Effect.Effect<VolumeBackendService, StorageError, Scope.Scope> =>
@@ -147,13 +148,10 @@ export const makeService = (
 
   const list = Effect.gen(function*() {
     const listing = yield* s3.list(layout.recordsPrefix, { delimiter: "/" })
-    const records = yield* Effect.forEach(
-      // Empty objects are tombstones of removed volumes.
-      listing.objects.filter((object) => object.size > 0),
-      // A record removed between the listing and its read is simply no longer listed.
-      (object) => Rename.readVisible(s3, layout, object.key),
-      { concurrency: LIST_CONCURRENCY }
-    )
+    // Empty objects are tombstones of removed volumes.
+    const live = listing.objects.filter((object) => object.size > 0)
+    // A record removed between the listing and its read is simply no longer listed.
+    const records = yield* Waves.forEach(live, (object) => Rename.readVisible(s3, layout, object.key), LIST_CONCURRENCY)
     return records.flatMap((found) => Option.isSome(found) ? [toInfo(found.value.record)] : [])
       .sort((a, b) => DateTime.toEpochMillis(b.createdAt) - DateTime.toEpochMillis(a.createdAt))
   }).pipe(Effect.withSpan("S3Backend.list"))

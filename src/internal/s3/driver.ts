@@ -125,10 +125,10 @@ export const make = (options: S3DriverOptions): FsDriver => {
     Effect.flatMap(probe(path), (found) => found.kind === "directory" ? fsError(path, "IsADirectory") : missing(path))
 
   /** The object at `path` opened for a read (parallel ranged GETs, see `objectRead.ts`), as file-system failures. */
-  const openFile = (path: Paths.NonRootSegments) =>
+  const openFile = (path: Paths.NonRootSegments, partBytes: number) =>
     Effect.gen(function*() {
       yield* checkLength(path)
-      const opened = yield* ObjectRead.open(s3, fileOf(path))
+      const opened = yield* ObjectRead.open(s3, fileOf(path), partBytes)
       if (Option.isNone(opened)) return yield* notAFile(path)
       yield* Links.refuseLink(path, opened.value.metadata)
       const lost = (lost: ObjectRead.ReadLost) => fsError(path, "Io", `the file was ${lost.how} while it was read`)
@@ -139,10 +139,10 @@ export const make = (options: S3DriverOptions): FsDriver => {
     })
 
   const read = (path: Paths.NonRootSegments): Effect.Effect<Uint8Array, VolumeFsFailure> =>
-    Effect.scoped(Effect.flatMap(openFile(path), (opened) => opened.whole))
+    Effect.scoped(Effect.flatMap(openFile(path, s3.readWholePartBytes), (opened) => opened.whole))
 
   const readStream = (path: Paths.NonRootSegments, chunkSize: number): Stream.Stream<Uint8Array, VolumeFsFailure> =>
-    Stream.unwrapScoped(Effect.map(openFile(path), ({ parts }) =>
+    Stream.unwrapScoped(Effect.map(openFile(path, s3.readPartBytes), ({ parts }) =>
       Stream.mapConcat(parts, (part: Uint8Array) => {
         // Parts are megabytes; consumers get at most `chunkSize` bytes at a time.
         if (part.byteLength <= chunkSize) return [part]

@@ -76,12 +76,15 @@ const collect = (s3: S3, key: string, body: Readable, into: Uint8Array): Effect.
   })
 
 /**
- * Opens `key` for reading: `None` if there is no object. The first part's request is open
- * until the scope closes or the part is read.
+ * Opens `key` for reading in parts of `partBytes`: `None` if there is no object. The first
+ * part's request is open until the scope closes or the part is read.
  */
-export const open = (s3: S3, key: string): Effect.Effect<Option.Option<OpenedObject>, StorageError, Scope.Scope> =>
+export const open = (
+  s3: S3,
+  key: string,
+  partBytes: number = s3.readPartBytes
+): Effect.Effect<Option.Option<OpenedObject>, StorageError, Scope.Scope> =>
   Effect.gen(function*() {
-    const partBytes = s3.readPartBytes
     const first = yield* s3.getRange(key, 0, partBytes - 1, Option.none())
     if (first._tag === "Missing" || first._tag === "Changed") return Option.none()
     if (first._tag === "Unsatisfiable") {
@@ -111,7 +114,8 @@ export const open = (s3: S3, key: string): Effect.Effect<Option.Option<OpenedObj
       metadata: first.metadata,
       parts: Stream.mapEffect(starts, (start) => part(start, new Uint8Array(lengthAt(start))), { concurrency }),
       whole: Effect.suspend(() => {
-        const into = new Uint8Array(size)
+        // Not zero-filled: every byte is written by a part, or the read fails and it is dropped.
+        const into: Uint8Array = Buffer.allocUnsafeSlow(size)
         // Most files are one part: no stream machinery for them.
         if (size <= partBytes) return part(0, into)
         return Stream.runForEach(

@@ -10,7 +10,7 @@
  * so a delayed delete could remove a newer volume of the same name. A tombstone is replaced
  * by compare-and-swap when the name is created again, and record keys are never deleted.
  */
-import { Effect, Option, Schema } from "effect"
+import { Effect, Either, Option, Schema } from "effect"
 import { Mebibytes } from "../../Size.js"
 import type { StorageError } from "../../VolumeError.js"
 import { VolumeAlreadyExists, VolumeNotFound } from "../../VolumeError.js"
@@ -56,7 +56,27 @@ export class VolumeRecord extends Schema.Class<VolumeRecord>("VolumeRecord")({
 export const dataKeyOf = (record: VolumeRecord): string => record.dataKey ?? nameKey(record.name)
 
 const RecordJson = Schema.parseJson(VolumeRecord)
-const decode = Schema.decodeUnknownEither(RecordJson)
+const decodeJson = Schema.decodeUnknownEither(RecordJson)
+
+/** Most decoded records kept for reuse (about 0.5 KiB each). */
+const DECODED_BOUND = 16_384
+/**
+ * Decoded records by their exact JSON text. Every write of a record carries a fresh `rev`,
+ * so equal text is the same version; a `list` of unchanged volumes then costs the reads but
+ * not a Schema decode per record (≈50 µs each, a tenth of `list`'s CPU on a local store).
+ */
+const decoded = new Map<string, VolumeRecord>()
+
+const decode = (text: string): ReturnType<typeof decodeJson> => {
+  const known = decoded.get(text)
+  if (known !== undefined) return Either.right(known)
+  const result = decodeJson(text)
+  if (result._tag === "Right") {
+    if (decoded.size >= DECODED_BOUND) decoded.clear()
+    decoded.set(text, result.right)
+  }
+  return result
+}
 const encode = Schema.encodeSync(RecordJson)
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
