@@ -4,9 +4,10 @@
  * test/sandbox/snapshots.test.ts.
  */
 import { assert, describe } from "@effect/vitest"
-import { DateTime, Effect, Option, Stream } from "effect"
+import { DateTime, Effect, Fiber, Option, Ref, Stream } from "effect"
 import * as Size from "../../src/Size.js"
 import * as Volume from "../../src/Volume.js"
+import { assertOneSwitch, prepareRestore, readPass, restoreNames } from "./restoreReader.js"
 import type { Context } from "./support.js"
 import { assertSameBytes, bytes, createVolume, expectFailure, expectFsError, MiB, names, some } from "./support.js"
 
@@ -236,6 +237,27 @@ export const snapshotsTests = ({ options, test }: Context) => {
         assert.strictEqual(yield* (yield* Volume.getSnapshot("src", "s")).fs().readToString("keep.txt"), "keep")
         yield* Volume.restore("src", "s")
         assert.strictEqual(yield* fs.readToString("keep.txt"), "keep")
+      }))
+
+    test("a reader during a restore sees the old tree or the restored one, never a mix", () =>
+      Effect.gen(function*() {
+        const names = restoreNames(40)
+        yield* prepareRestore("atomic", names)
+        const fs = (yield* Volume.get("atomic")).fs()
+        const done = yield* Ref.make(false)
+        const reader = yield* Effect.fork(Effect.gen(function*() {
+          const observed: Array<string> = []
+          while (!(yield* Ref.get(done))) {
+            observed.push(...(yield* readPass(fs, names)))
+            yield* Effect.yieldNow()
+          }
+          observed.push(...(yield* readPass(fs, names)))
+          return observed
+        }))
+        yield* Effect.yieldNow()
+        yield* Volume.restore("atomic", "s")
+        yield* Ref.set(done, true)
+        assertOneSwitch(yield* Fiber.join(reader))
       }))
 
     test("a volume with snapshots is in use by them; withSnapshots removes both", () =>

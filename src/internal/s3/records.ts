@@ -39,8 +39,24 @@ export class VolumeRecord extends Schema.Class<VolumeRecord>("VolumeRecord")({
   /** Epoch milliseconds after which `prune({ expired: true })` may remove the volume. */
   expiresAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true }),
   /** Epoch milliseconds of the last time a holder acquired or let go of the volume. */
-  lastUsedAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true })
+  lastUsedAt: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null, exact: true }),
+  /**
+   * The data generation: the volume's files live below `data/<name-key>/<dir>/` where `<dir>`
+   * is `<id>` while this is null and `<id>.<generation>` after a restore switched the volume
+   * to a new tree in one compare-and-swap of this record (snapshots.ts).
+   */
+  generation: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null, exact: true })
 }) {}
+
+/** The data directory (below `data/<name-key>/`) that holds the files of `record`'s volume now. */
+export const dataDirOf = (record: VolumeRecord): string =>
+  record.generation === null ? record.id : `${record.id}.${record.generation}`
+
+/** The incarnation id of a data directory name (`<id>` or `<id>.<generation>`). */
+export const incarnationOfDir = (dir: string): string => dir.split(".")[0] ?? ""
+
+/** Whether `dir` has the shape of a data directory name: `<id>` or `<id>.<generation>`. */
+export const isDataDir = (dir: string): boolean => /^[0-9a-f]{20}(\.[0-9a-f]{20})?$/.test(dir)
 
 const RecordJson = Schema.parseJson(VolumeRecord)
 const decode = Schema.decodeUnknownEither(RecordJson)

@@ -60,9 +60,9 @@ const isPending = (s3: S3, layout: Layout, key: string, id: string, now: number)
     })
   )
 
-/** The id of the live incarnation of name key `key`, if any. */
-const liveId = (s3: S3, layout: Layout, key: string) =>
-  Effect.map(Records.read(s3, layout.recordKey(key)), Option.map((found) => found.record.id))
+/** The data directory of the live incarnation of name key `key` (its current generation), if any. */
+const liveDir = (s3: S3, layout: Layout, key: string) =>
+  Effect.map(Records.read(s3, layout.recordKey(key)), Option.map((found) => Records.dataDirOf(found.record)))
 
 /** Every incarnation id with objects below `prefix` (`…/<name-key>/`). */
 const incarnations = (s3: S3, prefix: string) =>
@@ -87,10 +87,10 @@ export const sweep = (
       [incarnations(s3, dataRoot), incarnations(s3, metaRoot), s3.listUploads(dataRoot)],
       { concurrency: 3 }
     )
-    const live = yield* liveId(s3, layout, key)
-    // Only what has the shape of an incarnation id: never another store's keys that happen
-    // to lie below this prefix.
-    const dead = (id: string) => Records.isToken(id) && (Option.isNone(live) || live.value !== id)
+    const live = yield* liveDir(s3, layout, key)
+    // Only what has the shape of a data directory: never another store's keys that happen
+    // to lie below this prefix. A generation a restore replaced is dead like a removed volume.
+    const dead = (id: string) => Records.isDataDir(id) && (Option.isNone(live) || live.value !== id)
     const now = yield* Clock.currentTimeMillis
     const deadIds = yield* Effect.filter(
       [...new Set([...dataIds, ...metaIds])].filter(dead),
@@ -99,7 +99,7 @@ export const sweep = (
     )
     const stale = uploads.filter((upload) => {
       const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
-      return dead(id) || (Records.isToken(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
+      return dead(id) || (Records.isDataDir(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
     })
     yield* Effect.forEach(stale, (upload) => s3.abortUpload(upload.key, upload.uploadId), { concurrency: 8, discard: true })
     const objects = yield* Effect.forEach(
@@ -122,7 +122,8 @@ export const sweep = (
 /**
  * Removes the volume `name`: tombstone first (conditional on the record read), then its
  * data. A retry after a failure finishes the deletion; `VolumeNotFound` only when there is
- * neither a live volume nor anything left to delete. Returns the id tombstoned, if any.
+ * neither a live volume nor anything left to delete. Returns the data directory (`<id>` or
+ * `<id>.<generation>`) of the incarnation tombstoned, if any.
  */
 export const remove = (
   s3: S3,
@@ -156,7 +157,7 @@ export const remove = (
       // Lost to a usage update: read again and retry against the newer version.
       if (Option.isSome(yield* guard(name, Records.swap(s3, key, slot.versioned, "tombstone")))) {
         yield* sweep(s3, layout, nameKey(name))
-        return target
+        return Option.some(Records.dataDirOf(record))
       }
     }
     return yield* new VolumeNotFound({ volume: name })

@@ -13,12 +13,13 @@
  * The record carries the fields of a volume record, so the ordinary driver reads the
  * snapshot's objects (behind a read-only view). A fork copies the objects below a fresh
  * volume id and then creates the volume's record exclusively, so it too appears whole or
- * not at all. A restore copies the snapshot's objects over the volume's and deletes the
- * rest: each object changes in one step, but a reader during the restore may see some
- * files restored and others not yet (docs/snapshots.md). Copies left by a crash sit below
- * ids no record names; no reader ever sees them.
+ * not at all. A restore copies the snapshot's objects into a new data generation of the
+ * volume and then switches the volume's record to it by compare-and-swap (generations.ts),
+ * so a reader on any machine sees the old tree or the restored one, never a mix; the
+ * replaced generation is deleted after the switch. Copies left by a crash sit below ids
+ * or generations no record names; no reader ever sees them and `cleanup` deletes them.
  */
-import { DateTime, Effect, Option, Schema, Stream } from "effect"
+import { DateTime, Effect, Option, Schema } from "effect"
 import { SnapshotInfo } from "../../VolumeBackend.js"
 import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
@@ -30,13 +31,13 @@ import {
   VolumeNotFound
 } from "../../VolumeError.js"
 import { nameKey } from "../../VolumeSpec.js"
-import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsDriver } from "../fsDriver.js"
 import * as Rules from "../snapshotRules.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import type { ListedObject, S3 } from "./client.js"
 import * as Driver from "./driver.js"
+import { lazyDriver } from "./generations.js"
 import * as Usage from "./usage.js"
 import type { Layout } from "./layout.js"
 import * as Records from "./records.js"
@@ -68,33 +69,6 @@ const encodeSnapshot = Schema.encodeSync(SnapshotJson)
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-/** A driver found anew for every operation (the snapshot's objects live below an id read from its record). */
-const lazyDriver = <E>(resolve: Effect.Effect<FsDriver, E>): FsDriver => {
-  const use = <A>(f: (driver: FsDriver) => Effect.Effect<A, VolumeFsFailure>) =>
-    Effect.flatMap(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, f)
-  return {
-    stat: (path) => use((driver) => driver.stat(path)),
-    list: (path) => use((driver) => driver.list(path)),
-    read: (path) => use((driver) => driver.read(path)),
-    readStream: (path, chunkSize) =>
-      Stream.unwrap(Effect.map(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.readStream(path, chunkSize))),
-    openWriter: (path, mode) =>
-      Effect.flatMap(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.openWriter(path, mode)),
-    write: (path, data, mode) => use((driver) => driver.write(path, data, mode)),
-    symlink: (target, path) => use((driver) => driver.symlink(target, path)),
-    readlink: (path) => use((driver) => driver.readlink(path)),
-    chmod: (path, mode) => use((driver) => driver.chmod(path, mode)),
-    watch: (path, recursive) =>
-      Stream.unwrap(Effect.map(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.watch(path, recursive))),
-    mkdir: (path) => use((driver) => driver.mkdir(path)),
-    remove: (path) => use((driver) => driver.remove(path)),
-    removeDir: (path) => use((driver) => driver.removeDir(path)),
-    rename: (from, to) => use((driver) => driver.rename(from, to)),
-    copy: (from, to) => use((driver) => driver.copy(from, to)),
-    measure: (path) => use((driver) => driver.measure(path))
-  }
-}
-
 export const make = (
   s3: S3,
   layout: Layout,
@@ -106,6 +80,8 @@ export const make = (
   const snapshotsPrefix = (volume: string) => `${base}snapshots/${nameKey(volume)}/`
   const snapshotData = (volume: string, id: string) => `${base}snapdata/${nameKey(volume)}/${id}/`
   const snapshotCounters = Usage.makeCounters(s3)
+  /** The data prefix of the volume's current generation. */
+  const liveData = (owner: VolumeRecord) => layout.dataPrefix(owner.name, Records.dataDirOf(owner))
 
   const loadVolume = (name: string) =>
     Effect.flatMap(Records.read(s3, layout.recordKey(name)), (found) =>
@@ -178,7 +154,7 @@ export const make = (
     const id = Records.token()
     const data = snapshotData(owner.name, id)
     return yield* Effect.gen(function*() {
-      const { bytes } = yield* copyPrefix(layout.dataPrefix(owner.name, owner.id), data)
+      const { bytes } = yield* copyPrefix(liveData(owner), data)
       const record = new SnapshotRecord({
         version: 1,
         name: request.name,
@@ -249,7 +225,7 @@ export const make = (
         usedBytes: record.usedBytes
       }))
       : yield* Effect.map(loadVolume(source), (owner) => ({
-        from: layout.dataPrefix(owner.name, owner.id),
+        from: liveData(owner),
         usedBytes: owner.usedBytes
       }))
     yield* Rules.checkTargetQuota(target, usedBytes)
@@ -288,19 +264,39 @@ export const make = (
 
   const restore = Effect.fn("S3Backend.restore")(function*(volume: string, snapshot: string) {
     const { owner, record } = yield* findSnapshot(volume, snapshot)
-    const live = layout.dataPrefix(owner.name, owner.id)
-    const { objects } = yield* copyPrefix(snapshotData(owner.name, record.id), live)
-    const kept = new Set(objects.map((object) => object.key.slice(snapshotData(owner.name, record.id).length)))
-    const current = yield* s3.list(live)
-    yield* s3.deleteMany(
-      current.objects.filter((object) => object.key !== live && !kept.has(object.key.slice(live.length))).map((o) => o.key)
+    // The snapshot's tree is copied into a fresh generation of the volume; until the record
+    // points at it, a pending marker keeps sweeps off it (a crash leaves it to `cleanup`).
+    const generation = Records.token()
+    const dir = `${owner.id}.${generation}`
+    const data = layout.dataPrefix(owner.name, dir)
+    const pending = Removal.pendingKey(layout, owner.name, dir)
+    yield* s3.put(pending, new Uint8Array())
+    yield* Effect.gen(function*() {
+      yield* copyPrefix(snapshotData(owner.name, record.id), data)
+      // The switch: one compare-and-swap of the record, so every reader sees the old tree or this one.
+      yield* Records.update(
+        s3,
+        layout.recordKey(owner.name),
+        owner.id,
+        owner.name,
+        (current) => new VolumeRecord({ ...current, generation, usedBytes: record.usedBytes, changes: 0 })
+      )
+    }).pipe(
+      // Unless the switch landed after all (its answer lost), the copy is garbage.
+      Effect.onError(() =>
+        Records.read(s3, layout.recordKey(owner.name)).pipe(
+          Effect.flatMap((found) =>
+            Option.isSome(found) && Records.dataDirOf(found.value.record) === dir ? Effect.void : deletePrefix(data)
+          ),
+          Effect.ignore
+        )
+      ),
+      Effect.ensuring(s3.delete(pending).pipe(Effect.ignore))
     )
-    yield* Records.update(
-      s3,
-      layout.recordKey(owner.name),
-      owner.id,
-      owner.name,
-      (current) => new VolumeRecord({ ...current, usedBytes: record.usedBytes })
+    // The replaced generation (and whatever an earlier crashed restore left) is garbage now;
+    // a crash before this leaves it to the next restore, removal or `cleanup`.
+    yield* Removal.sweep(s3, layout, nameKey(owner.name)).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`could not delete the replaced tree of ${owner.name}`, error))
     )
   })
 
