@@ -56,4 +56,19 @@ describeS3("S3 restore", () => {
       // A handle read before the restores follows the volume to the restored tree.
       assert.strictEqual(yield* b.run(Effect.flatMap(Volume.get("v"), (v) => v.fs().readToString(names[0]!))), "snap")
     }))
+
+  it.scopedLive("a snapshot whose source is restored while it copies fails and leaves nothing, never half a tree", () =>
+    Effect.gen(function*() {
+      const { a, b, proxy } = yield* pair(bucket, uniquePrefix())
+      yield* b.run(prepareRestore("v", names))
+      // Machine a's snapshot copies are held until machine b's restore has replaced the tree.
+      const copies = proxy.rule({ method: "PUT", path: /\/snapdata\//, action: { _tag: "hold" } })
+      const taking = yield* Effect.fork(a.run(Volume.snapshot("v", { name: "late" })))
+      yield* copies.held
+      yield* b.run(Volume.restore("v", "s"))
+      yield* copies.release
+      const failure = yield* Effect.flip(Fiber.join(taking))
+      assert.strictEqual(failure._tag, "StorageError")
+      assert.deepStrictEqual((yield* b.run(Volume.snapshots("v"))).map((s) => s.name), ["s"])
+    }))
 })

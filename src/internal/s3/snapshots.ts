@@ -83,6 +83,22 @@ export const make = (
   /** The data prefix of the volume's current generation. */
   const liveData = (owner: VolumeRecord) => layout.dataPrefix(owner.name, Records.dataDirOf(owner))
 
+  /**
+   * Fails unless the volume still has the generation `owner` had: a copy of a generation
+   * that a restore replaced meanwhile may have lost objects to its deletion.
+   */
+  const unchanged = (owner: VolumeRecord) =>
+    Effect.flatMap(Records.read(s3, layout.recordKey(owner.name)), (found) =>
+      Option.isSome(found) && Records.dataDirOf(found.value.record) === Records.dataDirOf(owner)
+        ? Effect.void
+        : Effect.fail(
+          new StorageError({
+            message: `volume "${owner.name}" was restored or removed while it was copied; nothing was made, try again`,
+            reason: "Conflict",
+            operation: "CopyObject"
+          })
+        ))
+
   const loadVolume = (name: string) =>
     Effect.flatMap(Records.read(s3, layout.recordKey(name)), (found) =>
       Option.isSome(found)
@@ -155,6 +171,7 @@ export const make = (
     const data = snapshotData(owner.name, id)
     return yield* Effect.gen(function*() {
       const { bytes } = yield* copyPrefix(liveData(owner), data)
+      yield* unchanged(owner)
       const record = new SnapshotRecord({
         version: 1,
         name: request.name,
@@ -219,14 +236,16 @@ export const make = (
     if (target.kind === "disk") {
       return yield* new Unsupported({ operation: "disk volumes (an object store has no block devices)", backend: BACKEND })
     }
-    const { from, usedBytes } = Option.isSome(snapshot)
+    const { check, from, usedBytes } = Option.isSome(snapshot)
       ? yield* Effect.map(findSnapshot(source, snapshot.value), ({ owner, record }) => ({
         from: snapshotData(owner.name, record.id),
-        usedBytes: record.usedBytes
+        usedBytes: record.usedBytes,
+        check: Effect.void
       }))
       : yield* Effect.map(loadVolume(source), (owner) => ({
         from: liveData(owner),
-        usedBytes: owner.usedBytes
+        usedBytes: owner.usedBytes,
+        check: unchanged(owner)
       }))
     yield* Rules.checkTargetQuota(target, usedBytes)
     const recordKey = layout.recordKey(target.name)
@@ -239,6 +258,7 @@ export const make = (
     yield* s3.put(pending, new Uint8Array())
     return yield* Effect.gen(function*() {
       const { bytes } = yield* copyPrefix(from, data)
+      yield* check
       const { record } = yield* Records.create(
         s3,
         recordKey,
