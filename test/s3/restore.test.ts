@@ -4,7 +4,7 @@
  * leaves is reclaimed.
  */
 import { assert, it } from "@effect/vitest"
-import { Effect, Fiber, Option } from "effect"
+import { Chunk, Effect, Fiber, Option, Stream } from "effect"
 import * as Volume from "../../src/Volume.js"
 import type { Machine } from "./machines.js"
 import { pair } from "./machines.js"
@@ -70,5 +70,26 @@ describeS3("S3 restore", () => {
       const failure = yield* Effect.flip(Fiber.join(taking))
       assert.strictEqual(failure._tag, "StorageError")
       assert.deepStrictEqual((yield* b.run(Volume.snapshots("v"))).map((s) => s.name), ["s"])
+    }))
+
+  it.scopedLive("a watch started before a restore follows the volume to the restored tree", () =>
+    Effect.gen(function*() {
+      const { b } = yield* pair(bucket, uniquePrefix())
+      yield* b.run(prepareRestore("v", names))
+      const fs = (yield* b.run(Volume.get("v"))).fs()
+      const watching = yield* Effect.fork(
+        fs.watch("/", { recursive: true }).pipe(
+          Stream.takeUntil((event) => event.path === "/after.txt"),
+          Stream.runCollect
+        )
+      )
+      yield* Effect.sleep("1500 millis")
+      yield* b.run(Volume.restore("v", "s"))
+      yield* fs.write("after.txt", "written after the restore")
+      const events = Chunk.toArray(yield* Fiber.join(watching).pipe(Effect.timeoutFail({
+        duration: "60 seconds",
+        onTimeout: () => new Error("the watch never saw a write made after the restore")
+      })))
+      assert.deepInclude(events, { _tag: "Created", path: "/after.txt" })
     }))
 })

@@ -17,6 +17,8 @@ import { Effect, Either, Option, Stream } from "effect"
 import type { StorageError, VolumeFsFailure } from "../../VolumeError.js"
 import { VolumeNotFound } from "../../VolumeError.js"
 import type { FsDriver } from "../fsDriver.js"
+import { pollWatch } from "../watchPoll.js"
+import { POLL_INTERVAL } from "./links.js"
 import * as Records from "./records.js"
 import type { S3 } from "./client.js"
 
@@ -108,13 +110,17 @@ export const make = (options: GenerationalOptions): FsDriver => {
         Effect.flatMap(current, (now) => settle(op, guess, result, now)))
     })
   const driver = lazyDriver(Effect.map(current, (c) => c.driver))
+  const stat: FsDriver["stat"] = (path) => parallel((d) => d.stat(path))
+  const list: FsDriver["list"] = (path) => validated((d) => d.list(path))
   return {
     ...driver,
-    stat: (path) => parallel((d) => d.stat(path)),
+    stat,
     read: (path) => parallel((d) => d.read(path)),
     readlink: (path) => parallel((d) => d.readlink(path)),
-    list: (path) => validated((d) => d.list(path)),
-    measure: (path) => validated((d) => d.measure(path))
+    list,
+    measure: (path) => validated((d) => d.measure(path)),
+    // Polls through this driver, so a watch follows a restore to the new tree.
+    watch: (path, recursive) => pollWatch({ list, stat, path, recursive, interval: POLL_INTERVAL })
   }
 }
 
