@@ -16,6 +16,7 @@ import * as VolumeSnapshot from "./VolumeSnapshot.js"
 import type { VolumeKind } from "./VolumeSpec.js"
 import * as VolumeSpec from "./VolumeSpec.js"
 import { compatible } from "./internal/mount/validation.js"
+import * as SnapshotPrune from "./internal/snapshotPrune.js"
 
 /**
  * A volume: its identity, where it lives, and access to its files.
@@ -571,7 +572,10 @@ const compatibleHandle = (resolution: Resolution): Effect.Effect<VolumeHandle, I
 export interface PruneOptions {
   /** Every key must be present; a defined value must match (as in {@link list}). */
   readonly labels?: Readonly<Record<string, string | undefined>>
-  /** Only volumes whose `expiresAt` has passed. */
+  /**
+   * Only volumes whose `expiresAt` has passed. Expired snapshots (of every volume matching
+   * `labels`) are removed too, first, so a volume whose snapshots all expired can go with them.
+   */
   readonly expired?: boolean
   /** Only volumes no sandbox attached or detached for this long (never used: since creation). */
   readonly unusedFor?: Duration.DurationInput
@@ -587,7 +591,10 @@ export interface PruneOptions {
  */
 export interface PruneResult {
   readonly removed: ReadonlyArray<string>
+  /** Volumes, and snapshots named `volume@snapshot`, left with the reason. */
   readonly skipped: ReadonlyArray<{ readonly name: string; readonly reason: string }>
+  /** Expired snapshots removed (with `expired: true` only). */
+  readonly snapshots: ReadonlyArray<SnapshotRef>
 }
 
 /**
@@ -617,6 +624,10 @@ export const prune = Effect.fn("Volume.prune")(function*(options: PruneOptions =
   const skipped: Array<{ readonly name: string; readonly reason: string }> = []
   const skip = (name: string) => (error: { readonly message: string }) =>
     Effect.sync(() => skipped.push({ name, reason: error.message }))
+  const snapshots = options.expired === true
+    ? yield* SnapshotPrune.pruneExpired(backend, listed.map((v) => v.name), { now, dryRun: options.dryRun === true })
+    : { removed: [], skipped: [] }
+  for (const left of snapshots.skipped) skipped.push({ name: `${left.volume}@${left.snapshot}`, reason: left.reason })
   for (const volume of candidates) {
     if (options.dryRun === true) {
       const holders = yield* backend.holders.list(volume.name)
@@ -634,7 +645,42 @@ export const prune = Effect.fn("Volume.prune")(function*(options: PruneOptions =
       })
     )
   }
-  return { removed, skipped } satisfies PruneResult
+  return { removed, skipped, snapshots: snapshots.removed } satisfies PruneResult
+})
+
+/**
+ * One snapshot by volume and name, as {@link pruneSnapshots} and {@link prune} report it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SnapshotRef = SnapshotPrune.SnapshotRef
+
+/**
+ * What {@link pruneSnapshots} removed (or, in a dry run, would remove) and what it skipped
+ * (a snapshot a sandbox has mounted) and why.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SnapshotPruneResult = SnapshotPrune.SnapshotPruneResult
+
+/**
+ * Removes the expired snapshots (`expiresAt` passed) of one volume, or of every volume.
+ * They stay listed and usable until then. A snapshot a sandbox has mounted is skipped with
+ * the reason. `dryRun` only reports.
+ *
+ * @since 0.1.0
+ * @category snapshots
+ */
+export const pruneSnapshots = Effect.fn("Volume.pruneSnapshots")(function*(
+  options: { readonly volume?: string | undefined; readonly dryRun?: boolean | undefined } = {}
+) {
+  const backend = yield* VolumeBackend
+  const volumes = options.volume === undefined
+    ? (yield* backend.list).map((info) => info.name)
+    : [(yield* backend.get(yield* existingName(options.volume))).name]
+  return yield* SnapshotPrune.pruneExpired(backend, volumes, { now: yield* DateTime.now, dryRun: options.dryRun === true })
 })
 
 /**

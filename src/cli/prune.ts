@@ -33,7 +33,8 @@ const plan = (options: Volume.PruneOptions) =>
     )
     const remove = found.flatMap((volume) => Option.isSome(volume) ? [volume.value] : [])
     const skipped: Array<Skipped> = [...decided.skipped]
-    return { remove, skipped }
+    // With --expired: the expired snapshots, which go first.
+    return { remove, skipped, snapshots: decided.snapshots }
   })
 
 /**
@@ -62,7 +63,9 @@ export const prune = Command.make("prune", {
   label: Output.labelFilter,
   force: Options.boolean("force").pipe(Options.withAlias("f"), Options.withDescription("do not ask for confirmation")),
   dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be removed")),
-  expired: Options.boolean("expired").pipe(Options.withDescription("only volumes whose expiry has passed")),
+  expired: Options.boolean("expired").pipe(
+    Options.withDescription("only volumes whose expiry has passed; expired snapshots go too, first")
+  ),
   unusedFor: Options.text("unused-for").pipe(
     Options.withPseudoName("DURATION"),
     Options.withDescription("only volumes no sandbox used for this long, e.g. 7d, 12h"),
@@ -72,25 +75,42 @@ export const prune = Command.make("prune", {
 }, (args) =>
   Effect.gen(function*() {
     const unusedFor = Option.isSome(args.unusedFor) ? yield* parseDuration("unused-for", args.unusedFor.value) : undefined
-    const { remove, skipped } = yield* plan({
+    const { remove, skipped, snapshots } = yield* plan({
       ...Output.listFilter(args.label),
       ...(args.expired ? { expired: true } : {}),
       ...(unusedFor === undefined ? {} : { unusedFor })
     })
     const removed: Array<string> = []
+    const removedSnapshots: Array<Volume.SnapshotRef> = []
+    const snapshotName = (ref: Volume.SnapshotRef) => `${ref.volume}@${ref.snapshot}`
     const report = (dryRun: boolean) =>
       Effect.gen(function*() {
-        if (args.json) return yield* Output.json({ dryRun, removed: dryRun ? remove.map((v) => v.name) : removed, skipped })
-        const lines = dryRun ? remove.map((v) => `would remove ${v.name}`) : removed.map((name) => `removed ${name}`)
+        const goneSnapshots = dryRun ? snapshots : removedSnapshots
+        if (args.json) {
+          return yield* Output.json({
+            dryRun,
+            removed: dryRun ? remove.map((v) => v.name) : removed,
+            snapshots: goneSnapshots,
+            skipped
+          })
+        }
+        const lines = [
+          ...goneSnapshots.map((ref) => `${dryRun ? "would remove" : "removed"} snapshot ${snapshotName(ref)}`),
+          ...(dryRun ? remove.map((v) => `would remove ${v.name}`) : removed.map((name) => `removed ${name}`))
+        ]
         for (const line of lines) yield* Output.line(line)
         for (const { name, reason } of skipped) yield* Output.line(`skipped ${name} (${reason})`)
         if (lines.length === 0 && skipped.length === 0) yield* Output.line("nothing to prune")
       })
-    if (args.dryRun || remove.length === 0) return yield* report(true)
+    if (args.dryRun || remove.length + snapshots.length === 0) return yield* report(true)
     if (!args.force) {
-      const list = remove.map((v) => `  ${v.name} (${formatBytes(v.usedBytes)})`).join("\n")
+      const list = [
+        ...snapshots.map((ref) => `  snapshot ${snapshotName(ref)}`),
+        ...remove.map((v) => `  ${v.name} (${formatBytes(v.usedBytes)})`)
+      ].join("\n")
       const total = formatBytes(remove.reduce((sum, v) => sum + v.usedBytes, 0))
-      const what = `${remove.length} volume${remove.length === 1 ? "" : "s"} (${total})`
+      const what = `${remove.length} volume${remove.length === 1 ? "" : "s"} (${total})` +
+        (snapshots.length === 0 ? "" : ` and ${snapshots.length} expired snapshot${snapshots.length === 1 ? "" : "s"}`)
       if (process.stdin.isTTY !== true) {
         yield* report(true)
         return yield* new UsageError({
@@ -103,6 +123,18 @@ export const prune = Command.make("prune", {
         process.stderr.write("nothing removed\n")
         return
       }
+    }
+    for (const ref of snapshots) {
+      yield* Volume.removeSnapshot(ref.volume, ref.snapshot).pipe(
+        Effect.zipRight(Effect.sync(() => removedSnapshots.push(ref))),
+        Effect.catchTags({
+          // Mounted by a sandbox meanwhile.
+          VolumeInUse: (error) => Effect.sync(() => skipped.push({ name: snapshotName(ref), reason: error.message })),
+          // Removed by someone else meanwhile.
+          SnapshotNotFound: () => Effect.void,
+          VolumeNotFound: () => Effect.void
+        })
+      )
     }
     for (const volume of remove) {
       yield* Volume.remove(volume.name).pipe(

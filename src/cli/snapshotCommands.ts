@@ -1,5 +1,5 @@
 /**
- * `volumes snapshot create | ls | inspect | rm`, `volumes fork` and `volumes restore`
+ * `volumes snapshot create | ls | inspect | rm | prune`, `volumes fork` and `volumes restore`
  * (SPEC §9).
  */
 import { Args, Command, Options } from "@effect/cli"
@@ -88,7 +88,7 @@ const create = Command.make("create", {
   ),
   label: labels,
   expiresIn: Options.text("expires-in").pipe(
-    Options.withDescription("let `volumes prune` remove it after this long, e.g. 12h, 7d"),
+    Options.withDescription("let `volumes prune --expired` or `volumes snapshot prune` remove it after this long, e.g. 12h, 7d"),
     Options.optional
   ),
   live: Options.boolean("live").pipe(
@@ -130,13 +130,36 @@ const rm = Command.make("rm", { volume: volumeArg, snapshots: snapshotArg.pipe(A
       )
   })).pipe(Command.withDescription("remove snapshots of a volume"))
 
+const prune = Command.make("prune", {
+  volume: Args.text({ name: "NAME" }).pipe(
+    Args.withDescription("only this volume's snapshots (default: every volume's)"),
+    Args.optional
+  ),
+  dryRun: Options.boolean("dry-run").pipe(Options.withDescription("only list what would be removed")),
+  json
+}, (args) =>
+  Effect.gen(function*() {
+    const result = yield* Volume.pruneSnapshots({ volume: Option.getOrUndefined(args.volume), dryRun: args.dryRun })
+    const name = (ref: Volume.SnapshotRef) => `${ref.volume}@${ref.snapshot}`
+    if (args.json) {
+      return yield* Output.json({
+        dryRun: args.dryRun,
+        removed: result.removed,
+        skipped: result.skipped
+      })
+    }
+    for (const ref of result.removed) yield* Output.line(`${args.dryRun ? "would remove" : "removed"} ${name(ref)}`)
+    for (const ref of result.skipped) yield* Output.line(`skipped ${name(ref)} (${ref.reason})`)
+    if (result.removed.length === 0 && result.skipped.length === 0) yield* Output.line("no expired snapshots")
+  })).pipe(Command.withDescription("remove the snapshots whose expiry (--expires-in) has passed"))
+
 /** The `snapshot` parent command (for help and routing; see {@link snapshotCommand}). */
 export const snapshotParent = Command.make("snapshot").pipe(
   Command.withDescription("read-only, point-in-time copies of volumes")
 )
 
 /** The subcommands of `volumes snapshot`. */
-export const snapshotSubcommands = [create, ls, inspect, rm] as const
+export const snapshotSubcommands = [create, ls, inspect, rm, prune] as const
 
 /** `volumes snapshot ...`. */
 export const snapshotCommand = snapshotParent.pipe(Command.withSubcommands(snapshotSubcommands))

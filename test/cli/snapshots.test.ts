@@ -75,4 +75,35 @@ describe("volumes snapshot | fork | restore", () => {
       yield* ok(["rm", "run-1", "--with-snapshots"])
       assert.strictEqual((yield* volumes(home, ["inspect", "run-1"])).code, 4)
     }))
+
+  it.scopedLive("expired snapshots: listed until `snapshot prune` or `prune --expired` removes them", () =>
+    Effect.gen(function*() {
+      const home = yield* tempHome
+      const ok = (args: ReadonlyArray<string>) =>
+        Effect.tap(volumes(home, args), (r) =>
+          Effect.sync(() => assert.strictEqual(r.code, 0, `volumes ${args.join(" ")}: ${r.stderr}`)))
+      yield* ok(["create", "v"])
+      yield* ok(["create", "w"])
+      // Expired the moment it is taken.
+      yield* ok(["snapshot", "create", "v", "--name", "old", "--expires-in", "0s"])
+      yield* ok(["snapshot", "create", "v", "--name", "fresh", "--expires-in", "7d"])
+      yield* ok(["snapshot", "create", "w", "--name", "old", "--expires-in", "0s"])
+      const listed = JSON.parse((yield* ok(["snapshot", "ls", "v", "--json"])).stdout)
+      assert.deepStrictEqual(listed.map((s: { name: string }) => s.name).sort(), ["fresh", "old"])
+      assert.strictEqual((yield* ok(["snapshot", "prune", "v", "--dry-run"])).stdout, "would remove v@old\n")
+      const pruned = JSON.parse((yield* ok(["snapshot", "prune", "v", "--json"])).stdout)
+      assert.deepStrictEqual(pruned.removed, [{ volume: "v", snapshot: "old" }])
+      assert.strictEqual((yield* ok(["snapshot", "prune", "v"])).stdout, "no expired snapshots\n")
+      // `prune --expired` takes expired snapshots of every volume, and no volume that has not expired.
+      const dry = (yield* ok(["prune", "--expired", "--dry-run"])).stdout
+      assert.strictEqual(dry, "would remove snapshot w@old\n")
+      const real = JSON.parse((yield* ok(["prune", "--expired", "-f", "--json"])).stdout)
+      assert.deepStrictEqual(real.snapshots, [{ volume: "w", snapshot: "old" }])
+      assert.deepStrictEqual(real.removed, [])
+      assert.strictEqual((yield* ok(["snapshot", "ls", "w", "--json"])).stdout.trim(), "[]")
+      assert.deepStrictEqual(
+        JSON.parse((yield* ok(["snapshot", "ls", "v", "--json"])).stdout).map((s: { name: string }) => s.name),
+        ["fresh"]
+      )
+    }))
 })

@@ -4,9 +4,10 @@
  * test/sandbox/snapshots.test.ts.
  */
 import { assert, describe } from "@effect/vitest"
-import { DateTime, Effect, Option, Stream } from "effect"
+import { Clock, DateTime, Effect, Fiber, Option, Ref, Stream, TestClock, TestContext } from "effect"
 import * as Size from "../../src/Size.js"
 import * as Volume from "../../src/Volume.js"
+import { assertOneSwitch, prepareRestore, readPass, restoreNames } from "./restoreReader.js"
 import type { Context } from "./support.js"
 import { assertSameBytes, bytes, createVolume, expectFailure, expectFsError, MiB, names, some } from "./support.js"
 
@@ -236,6 +237,64 @@ export const snapshotsTests = ({ options, test }: Context) => {
         assert.strictEqual(yield* (yield* Volume.getSnapshot("src", "s")).fs().readToString("keep.txt"), "keep")
         yield* Volume.restore("src", "s")
         assert.strictEqual(yield* fs.readToString("keep.txt"), "keep")
+      }))
+
+    test("a reader during a restore sees the old tree or the restored one, never a mix", () =>
+      Effect.gen(function*() {
+        const names = restoreNames(40)
+        yield* prepareRestore("atomic", names)
+        const fs = (yield* Volume.get("atomic")).fs()
+        const done = yield* Ref.make(false)
+        const reader = yield* Effect.fork(Effect.gen(function*() {
+          const observed: Array<string> = []
+          while (!(yield* Ref.get(done))) {
+            observed.push(...(yield* readPass(fs, names)))
+            // Lets the event loop run (the local backend's copy is a child process).
+            yield* Effect.sleep("1 millis")
+          }
+          observed.push(...(yield* readPass(fs, names)))
+          return observed
+        }))
+        yield* Effect.yieldNow()
+        yield* Volume.restore("atomic", "s")
+        yield* Ref.set(done, true)
+        assertOneSwitch(yield* Fiber.join(reader))
+      }))
+
+    test("expired snapshots stay usable until a prune removes them; prune({ expired }) takes them first", () =>
+      Effect.gen(function*() {
+        const start = yield* Clock.currentTimeMillis
+        yield* Effect.gen(function*() {
+          yield* TestClock.setTime(start)
+          const vol = yield* createVolume("src")
+          yield* vol.fs().write("a.txt", "a")
+          yield* Volume.snapshot("src", { name: "short", expiresIn: "1 hour" })
+          yield* Volume.snapshot("src", { name: "long", expiresIn: "1 day" })
+          yield* Volume.snapshot("src", { name: "keep" })
+          yield* createVolume("gone")
+          yield* Volume.snapshot("gone", { name: "s", expiresIn: "1 hour" })
+          yield* Volume.update("gone", { expiresAt: Option.some(DateTime.unsafeMake(start + 3_600_000)) })
+          assert.deepStrictEqual((yield* Volume.pruneSnapshots()).removed, [], "nothing expired yet")
+          yield* TestClock.adjust("2 hours")
+          // Expired but not pruned: still listed and readable.
+          assert.deepStrictEqual((yield* Volume.snapshots("src")).map((s) => s.name).sort(), ["keep", "long", "short"])
+          assert.strictEqual(yield* (yield* Volume.getSnapshot("src", "short")).fs().readToString("a.txt"), "a")
+          const dry = yield* Volume.pruneSnapshots({ volume: "src", dryRun: true })
+          assert.deepStrictEqual(dry.removed, [{ volume: "src", snapshot: "short" }])
+          assert.strictEqual((yield* Volume.snapshots("src")).length, 3, "a dry run removes nothing")
+          const pruned = yield* Volume.prune({ expired: true })
+          assert.deepStrictEqual(
+            [...pruned.snapshots].sort((a, b) => a.volume.localeCompare(b.volume)),
+            [{ volume: "gone", snapshot: "s" }, { volume: "src", snapshot: "short" }]
+          )
+          // The expired volume went with its expired snapshot; the other keeps its live ones.
+          assert.deepStrictEqual(pruned.removed, ["gone"])
+          assert.deepStrictEqual((yield* Volume.snapshots("src")).map((s) => s.name).sort(), ["keep", "long"])
+          yield* expectFailure("SnapshotNotFound")(Volume.getSnapshot("src", "short"))
+          yield* TestClock.adjust("1 day")
+          assert.deepStrictEqual((yield* Volume.pruneSnapshots()).removed, [{ volume: "src", snapshot: "long" }])
+          yield* expectFailure("VolumeNotFound")(Volume.pruneSnapshots({ volume: "gone" }))
+        }).pipe(Effect.provide(TestContext.TestContext))
       }))
 
     test("a volume with snapshots is in use by them; withSnapshots removes both", () =>

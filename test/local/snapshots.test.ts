@@ -7,7 +7,18 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs"
+import {
+  chmodSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync
+} from "node:fs"
 import * as NodePath from "node:path"
 import * as Size from "../../src/Size.js"
 import * as Volume from "../../src/Volume.js"
@@ -168,6 +179,39 @@ describe("LocalBackend snapshots across processes", () => {
         assert.isAtMost(snapImage.blocks * 512, image * 1.1, "the snapshot's image allocates ≤ 1.1x the source's")
         assert.isAtMost(diskFork.usedBytes, image * 1.1, "the fork's image allocates ≤ 1.1x the source's")
         assert.isAtLeast(diskSnap.usedBytes, 16 * MiB)
+      }).pipe(withHome(home))
+    }))
+
+  it.scopedLive("a copy (several cp at once) keeps what cp -a keeps: the root's mode and times, links, hard links", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      yield* Effect.gen(function*() {
+        for (const [name, linked] of [["plain", false], ["linked", true]] as const) {
+          const vol = yield* Volume.builder(name).create()
+          const root = yield* vol.path()
+          for (let d = 0; d < 9; d++) {
+            mkdirSync(NodePath.join(root, `d${d}`))
+            writeFileSync(NodePath.join(root, `d${d}`, "f"), `file ${d}`)
+          }
+          symlinkSync("d0/f", NodePath.join(root, "link"))
+          if (linked) linkSync(NodePath.join(root, "d1", "f"), NodePath.join(root, "d8", "same"))
+          chmodSync(root, 0o750)
+          utimesSync(root, 1_000_000, 1_000_000)
+          const fork = yield* Volume.fork(name, `${name}-fork`)
+          const copy = yield* fork.path()
+          const [source, target] = [statSync(root), statSync(copy)]
+          assert.strictEqual(target.mode & 0o7777, 0o750, `${name}: the root's mode`)
+          assert.strictEqual(target.mtimeMs, source.mtimeMs, `${name}: the root's times`)
+          assert.deepStrictEqual(readdirSync(copy).sort(), readdirSync(root).sort())
+          assert.strictEqual(readlinkSync(NodePath.join(copy, "link")), "d0/f")
+          assert.strictEqual(readFileSync(NodePath.join(copy, "d7", "f"), "utf8"), "file 7")
+          if (linked) {
+            // A hard link inside the tree stays one (and is not linked to the source).
+            const [a, b] = [statSync(NodePath.join(copy, "d1", "f")), statSync(NodePath.join(copy, "d8", "same"))]
+            assert.strictEqual(a.ino, b.ino)
+            assert.notStrictEqual(a.ino, statSync(NodePath.join(root, "d1", "f")).ino)
+          }
+        }
       }).pipe(withHome(home))
     }))
 

@@ -5,7 +5,7 @@
  * known step; `drop` then discards that request, as the kernel would with the dead socket.
  */
 import { assert, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Clock, Effect, TestClock, TestContext } from "effect"
 import * as NodePath from "node:path"
 import { fileURLToPath } from "node:url"
 import * as S3Backend from "../../src/S3Backend.js"
@@ -126,5 +126,80 @@ describeS3("S3Backend after kill -9", () => {
       yield* b.run(Volume.remove("rm"))
       const left = yield* Effect.orDie(b.s3.list(dataPrefix(vol)))
       assert.deepStrictEqual(left.objects, [])
+    }), { timeout: 120_000 })
+
+  /** A volume "r" whose files read "live", with a snapshot "s" in which they read "snap" (and no "extra"). */
+  const restorable = (m: Machine) =>
+    m.run(Effect.gen(function*() {
+      const vol = yield* Volume.builder("r").create()
+      const names = ["a", "b/c", "b/d"]
+      yield* Effect.forEach(names, (p) => vol.fs().write(p, "snap"), { discard: true })
+      yield* Volume.snapshot("r", { name: "s" })
+      yield* Effect.forEach(names, (p) => vol.fs().write(p, "live"), { discard: true })
+      yield* vol.fs().write("extra", "live")
+      /** What a fresh handle reads: every file's content, "extra" included when it exists. */
+      const contents = Effect.flatMap(Volume.get("r"), (now) =>
+        Effect.forEach([...names, "extra"], (p) =>
+          Effect.flatMap(now.fs().exists(p), (exists) => exists ? now.fs().readToString(p) : Effect.succeed("-"))))
+      return { contents: m.run(contents) }
+    }))
+
+  /** Runs `cleanup` as it would run two hours from now (past every grace period). */
+  const cleanupLater = (m: Machine) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      m.run(Effect.zipRight(TestClock.setTime(now + 2 * 60 * 60 * 1000), S3Backend.cleanup())).pipe(
+        Effect.provide(TestContext.TestContext)
+      ))
+
+  /** The keys of the volume's data and bookkeeping that do not belong to its live generation. */
+  const stale = (m: Machine) =>
+    Effect.gen(function*() {
+      const live = dataPrefix(yield* m.run(Volume.get("r")))
+      const roots = [m.layout.dataPrefix("r", ""), m.layout.metaPrefix("r", "")].map((root) => root.slice(0, -1))
+      const listed = yield* Effect.orDie(Effect.forEach(roots, (root) => m.s3.list(root)))
+      const liveMeta = live.replace(/data\/r\//, "meta/r/")
+      return listed.flatMap((l) => l.objects).map((o) => o.key)
+        .filter((key) => !key.startsWith(live) && !key.startsWith(liveMeta))
+    })
+
+  it.scopedLive("a restore killed while copying leaves the old tree; cleanup reclaims its copy (issue 9)", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix()
+      const { b } = yield* pair(bucket, prefix)
+      const proxy = yield* Proxy.make(b.s3.endpoint)
+      const { contents } = yield* restorable(b)
+      // The copies into the new generation (`<id>.<generation>/`) are held; the worker dies among them.
+      const copies = proxy.rule({ method: "PUT", path: /\/data\/r\/[0-9a-f]{20}\.[0-9a-f]{20}\/./, action: { _tag: "hold" } })
+      const worker = yield* runWorker(prefix, proxy.endpoint, ["restore", "r", "s"], "ready")
+      yield* copies.held
+      yield* worker.kill
+      yield* copies.drop
+      assert.deepStrictEqual(yield* contents, ["live", "live", "live", "live"])
+      // A live restorer could still be copying: a cleanup now leaves the copy alone, a later one reclaims it.
+      assert.strictEqual((yield* b.run(S3Backend.cleanup())).incarnations, 0)
+      assert.isAbove((yield* stale(b)).length, 0)
+      assert.strictEqual((yield* cleanupLater(b)).incarnations, 1)
+      assert.deepStrictEqual(yield* stale(b), [])
+      yield* b.run(Volume.restore("r", "s"))
+      assert.deepStrictEqual(yield* contents, ["snap", "snap", "snap", "-"])
+    }), { timeout: 120_000 })
+
+  it.scopedLive("a restore killed after its switch leaves the restored tree; cleanup reclaims the old one (issue 9)", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix()
+      const { b } = yield* pair(bucket, prefix)
+      const proxy = yield* Proxy.make(b.s3.endpoint)
+      const { contents } = yield* restorable(b)
+      // The deletion of the replaced generation is held; the worker dies before it.
+      const deletes = proxy.rule({ method: "POST", path: /\?delete/, action: { _tag: "hold" } })
+      const worker = yield* runWorker(prefix, proxy.endpoint, ["restore", "r", "s"], "ready")
+      yield* deletes.held
+      yield* worker.kill
+      yield* deletes.drop
+      assert.deepStrictEqual(yield* contents, ["snap", "snap", "snap", "-"])
+      assert.isAbove((yield* stale(b)).length, 0)
+      assert.strictEqual((yield* b.run(S3Backend.cleanup())).incarnations, 1)
+      assert.deepStrictEqual(yield* stale(b), [])
+      assert.strictEqual((yield* b.run(Volume.get("r"))).usedBytes, 12)
     }), { timeout: 120_000 })
 })

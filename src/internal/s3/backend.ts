@@ -18,6 +18,7 @@ import * as VolumeFsImpl from "../volumeFs.js"
 import * as Client from "./client.js"
 import type { S3, S3Settings } from "./client.js"
 import * as Driver from "./driver.js"
+import * as Generations from "./generations.js"
 import * as Layout from "./layout.js"
 import * as Leases from "./leases.js"
 import { planGrow } from "../diskGrow.js"
@@ -73,10 +74,14 @@ export const extrasOf = (service: VolumeBackendService): Option.Option<S3Extras>
 /** What a handle carries about where its volume lives. */
 type Bound = Pick<VolumeInfo, "name" | "cloud">
 
-/** The record key, incarnation id and data prefix a handle of `info` is bound to. */
+/**
+ * The record key, incarnation id and data prefix a handle of `info` is bound to (the data
+ * prefix of the generation current when `info` was read: see generations.ts).
+ */
 const bindingOf = (layout: Layout.Layout, info: Bound) => {
   const dataPrefix = Option.match(info.cloud, { onNone: () => "", onSome: (cloud) => cloud.prefix })
-  return { dataPrefix, id: dataPrefix.split("/").at(-2) ?? "", recordKey: layout.recordKey(info.name), volume: info.name }
+  const id = Records.incarnationOfDir(Layout.dirOfData(dataPrefix))
+  return { dataPrefix, id, recordKey: layout.recordKey(info.name), volume: info.name }
 }
 
 export const makeService = (
@@ -112,7 +117,7 @@ export const makeService = (
       local: Option.none(),
       cloud: Option.some(
         new CloudState(
-          { endpoint: s3.endpoint, bucket: s3.bucket, prefix: layout.dataPrefix(Records.dataKeyOf(record), record.id) },
+          { endpoint: s3.endpoint, bucket: s3.bucket, prefix: layout.dataPrefix(Records.dataKeyOf(record), Records.dataDirOf(record)) },
           { disableValidation: true }
         )
       )
@@ -159,9 +164,8 @@ export const makeService = (
   const remove = Effect.fn("S3Backend.remove")(function*(name: string) {
     const removed = yield* Removal.remove(s3, layout, name, BACKEND, leases.guard)
     if (Option.isSome(removed)) {
-      const dataPrefix = layout.dataPrefix(name, removed.value)
-      writeLocks.forget(dataPrefix)
-      counters.forget(dataPrefix)
+      writeLocks.forget(Records.incarnationOfDir(Layout.dirOfData(removed.value)))
+      counters.forget(removed.value)
     }
   })
 
@@ -252,11 +256,23 @@ export const makeService = (
   const fs = (info: VolumeInfo): VolumeFs => {
     // Bound to this incarnation through its data prefix, which holds its unique id.
     const binding = bindingOf(layout, info)
+    const driverOf = (dataPrefix: string) => {
+      const target = { ...binding, dataPrefix }
+      return Driver.make({ s3, ...target, counter: counters.counterOf(target) })
+    }
     return VolumeFsImpl.make({
       volume: info.name,
-      driver: Driver.make({ s3, ...binding, counter: counters.counterOf(binding) }),
+      // Every operation follows the volume's current generation (a restore switches it).
+      driver: Generations.make({
+        s3,
+        ...binding,
+        prefixOf: (dir) => Layout.siblingData(binding.dataPrefix, dir),
+        driverOf,
+        initialPrefix: binding.dataPrefix
+      }),
       quotaBytes: Option.map(info.quotaMib, (mib) => mib * BYTES_PER_MIB),
-      writeLock: writeLockOf(binding.dataPrefix),
+      // One lock per incarnation, whatever its generation or name.
+      writeLock: writeLockOf(binding.id),
       used: stampUse(info.name)
     })
   }
@@ -283,7 +299,16 @@ export const makeService = (
   } satisfies VolumeBackendService
   extras.set(service, {
     cleanup: (uploadGrace) => Removal.cleanup(s3, layout, uploadGrace),
-    recount: (info) => counters.counterOf(bindingOf(layout, info)).recount
+    recount: (info) =>
+      Effect.flatMap(Records.read(s3, layout.recordKey(info.name)), (found) => {
+        const binding = bindingOf(layout, info)
+        if (Option.isNone(found) || found.value.record.id !== binding.id) {
+          return Effect.fail(new VolumeNotFound({ volume: info.name }))
+        }
+        // The current generation, whatever generation `info` was read at.
+        const dataPrefix = layout.dataPrefix(Records.dataKeyOf(found.value.record), Records.dataDirOf(found.value.record))
+        return counters.counterOf({ ...binding, dataPrefix }).recount
+      })
   })
   return service
 }

@@ -60,6 +60,12 @@ export const ancestors = (path: Segments): ReadonlyArray<Segments> =>
   Array.from({ length: Math.max(0, path.length - 1) }, (_, i) => path.slice(0, i + 1))
 
 /** The meta prefix that belongs to a data prefix (`…data/<name-key>/<id>/` → `…meta/<name-key>/<id>/`). */
+/** The last directory of a data prefix (`…/data/<key>/<dir>/` → `<dir>`). */
+export const dirOfData = (dataPrefix: string): string => dataPrefix.split("/").at(-2) ?? ""
+
+/** The data prefix beside `dataPrefix` (same name key) for directory `dir`. */
+export const siblingData = (dataPrefix: string, dir: string): string => dataPrefix.replace(/[^/]*\/$/, `${dir}/`)
+
 export const metaOfData = (dataPrefix: string): string => dataPrefix.replace(/data\/([^/]*\/[^/]*\/)$/, "meta/$1")
 
 /** The longest key the store accepts, in bytes of UTF-8 (S3's limit). */

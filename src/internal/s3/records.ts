@@ -49,11 +49,27 @@ export class VolumeRecord extends Schema.Class<VolumeRecord>("VolumeRecord")({
     { exact: true }
   ),
   /** The rename that created this record, until it is complete (rename.ts). */
-  renamedFrom: Schema.optionalWith(Schema.Struct({ key: Schema.String, token: Schema.String }), { exact: true })
+  renamedFrom: Schema.optionalWith(Schema.Struct({ key: Schema.String, token: Schema.String }), { exact: true }),
+  /**
+   * The data generation: the volume's files live below `data/<name-key>/<dir>/` where `<dir>`
+   * is `<id>` while this is null and `<id>.<generation>` after a restore switched the volume
+   * to a new tree in one compare-and-swap of this record (snapshots.ts).
+   */
+  generation: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null, exact: true })
 }) {}
 
 /** The name key below which a record's data and bookkeeping live. */
 export const dataKeyOf = (record: VolumeRecord): string => record.dataKey ?? nameKey(record.name)
+
+/** The data directory (below `data/<name-key>/`) that holds the files of `record`'s volume now. */
+export const dataDirOf = (record: VolumeRecord): string =>
+  record.generation === null ? record.id : `${record.id}.${record.generation}`
+
+/** The incarnation id of a data directory name (`<id>` or `<id>.<generation>`). */
+export const incarnationOfDir = (dir: string): string => dir.split(".")[0] ?? ""
+
+/** Whether `dir` has the shape of a data directory name: `<id>` or `<id>.<generation>`. */
+export const isDataDir = (dir: string): boolean => /^[0-9a-f]{20}(\.[0-9a-f]{20})?$/.test(dir)
 
 const RecordJson = Schema.parseJson(VolumeRecord)
 const decodeJson = Schema.decodeUnknownEither(RecordJson)

@@ -61,22 +61,25 @@ const isPending = (s3: S3, layout: Layout, key: string, id: string, now: number)
     })
   )
 
-/** The id of the live incarnation of name key `key`, if any. */
-const liveId = (s3: S3, layout: Layout, key: string) =>
-  Effect.map(Records.read(s3, layout.recordKey(key)), Option.map((found) => found.record.id))
+/** The data directory of the live incarnation of name key `key` (its current generation), if any. */
+const liveDir = (s3: S3, layout: Layout, key: string) =>
+  Effect.map(Records.read(s3, layout.recordKey(key)), Option.map((found) => Records.dataDirOf(found.record)))
 
 /**
- * Whether incarnation `id` of name key `key` is live under another name it was renamed to
- * (rename.ts), judged from the keys of its bookkeeping objects (`metaKeys`).
+ * The current data directory of the incarnation of data directory `dir` (name key `key`)
+ * when a rename gave that incarnation to another name that is live (rename.ts): its
+ * `renamed-` markers, kept below the incarnation's own meta directory, name the candidates.
  */
-const liveUnderAnotherName = (s3: S3, layout: Layout, key: string, id: string, metaKeys: ReadonlyArray<string>) =>
+const liveUnderAnotherName = (s3: S3, layout: Layout, key: string, dir: string) =>
   Effect.gen(function*() {
+    const id = Records.incarnationOfDir(dir)
     const prefix = renamedMarkers(layout, key, id)
-    for (const marker of metaKeys.filter((k) => k.startsWith(prefix))) {
-      const found = yield* Records.read(s3, layout.recordKey(marker.slice(prefix.length)))
-      if (Option.isSome(found) && found.value.record.id === id) return true
+    const markers = yield* s3.list(prefix)
+    for (const marker of markers.objects) {
+      const found = yield* Records.read(s3, layout.recordKey(marker.key.slice(prefix.length)))
+      if (Option.isSome(found) && found.value.record.id === id) return Option.some(Records.dataDirOf(found.value.record))
     }
-    return false
+    return Option.none<string>()
   })
 
 /** Every incarnation id with objects below `prefix` (`…/<name-key>/`). */
@@ -102,27 +105,30 @@ export const sweep = (
       [incarnations(s3, dataRoot), incarnations(s3, metaRoot), s3.listUploads(dataRoot)],
       { concurrency: 3 }
     )
-    const live = yield* liveId(s3, layout, key)
-    // Only what has the shape of an incarnation id: never another store's keys that happen
-    // to lie below this prefix.
-    const dead = (id: string) => Records.isToken(id) && (Option.isNone(live) || live.value !== id)
+    const live = yield* liveDir(s3, layout, key)
+    // Only what has the shape of a data directory: never another store's keys that happen
+    // to lie below this prefix. A generation a restore replaced is dead like a removed volume.
+    const dead = (id: string) => Records.isDataDir(id) && (Option.isNone(live) || live.value !== id)
     const now = yield* Clock.currentTimeMillis
     const candidates = yield* Effect.filter(
       [...new Set([...dataIds, ...metaIds])].filter(dead),
       (id) => Effect.map(isPending(s3, layout, key, id, now), (pending) => !pending),
       { concurrency: 8 }
     )
-    // What each candidate holds; one that a rename gave to another live name is not dead.
+    // What each candidate holds. The generation a rename gave to another live name is not
+    // dead; a replaced generation of such a volume is, but its rename markers stay.
     const listed = yield* Effect.forEach(
       candidates,
       (id) =>
         Effect.gen(function*() {
-          const [data, meta] = yield* Effect.all(
-            [s3.list(layout.dataPrefix(key, id)), s3.list(layout.metaPrefix(key, id))],
-            { concurrency: 2 }
+          const [data, meta, renamedTo] = yield* Effect.all(
+            [s3.list(layout.dataPrefix(key, id)), s3.list(layout.metaPrefix(key, id)), liveUnderAnotherName(s3, layout, key, id)],
+            { concurrency: 3 }
           )
-          const renamed = yield* liveUnderAnotherName(s3, layout, key, id, meta.objects.map((o) => o.key))
-          return { id, renamed, keys: [...data.objects, ...meta.objects].map((o) => o.key) }
+          const markers = renamedMarkers(layout, key, Records.incarnationOfDir(id))
+          const keys = [...data.objects, ...meta.objects].map((o) => o.key)
+            .filter((k) => Option.isNone(renamedTo) || !k.startsWith(markers))
+          return { id, renamed: Option.contains(renamedTo, id), keys }
         }),
       { concurrency: 4 }
     )
@@ -131,7 +137,7 @@ export const sweep = (
     const stale = uploads.filter((upload) => {
       const id = upload.key.slice(dataRoot.length).split("/")[0] ?? ""
       return (dead(id) && !renamedIds.has(id)) ||
-        (Records.isToken(id) && !dead(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
+        (Records.isDataDir(id) && !dead(id) && uploadsBefore !== undefined && upload.initiated.getTime() < uploadsBefore)
     })
     yield* Effect.forEach(stale, (upload) => s3.abortUpload(upload.key, upload.uploadId), { concurrency: 8, discard: true })
     const objects = yield* Effect.forEach(
@@ -145,7 +151,8 @@ export const sweep = (
 /**
  * Removes the volume `name`: tombstone first (conditional on the record read), then its
  * data. A retry after a failure finishes the deletion; `VolumeNotFound` only when there is
- * neither a live volume nor anything left to delete. Returns the id tombstoned, if any.
+ * neither a live volume nor anything left to delete. Returns the data prefix of the
+ * incarnation tombstoned (its current generation), if any.
  */
 export const remove = (
   s3: S3,
@@ -181,7 +188,7 @@ export const remove = (
         yield* sweep(s3, layout, nameKey(name))
         // A renamed volume's data lives under the name it was created with.
         if (Records.dataKeyOf(record) !== nameKey(name)) yield* sweep(s3, layout, Records.dataKeyOf(record))
-        return target
+        return Option.some(layout.dataPrefix(Records.dataKeyOf(record), Records.dataDirOf(record)))
       }
     }
     return yield* new VolumeNotFound({ volume: name })

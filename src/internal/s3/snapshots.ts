@@ -13,14 +13,15 @@
  * The record carries the fields of a volume record, so the ordinary driver reads the
  * snapshot's objects (behind a read-only view). A fork copies the objects below a fresh
  * volume id and then creates the volume's record exclusively, so it too appears whole or
- * not at all. A restore copies the snapshot's objects over the volume's and deletes the
- * rest: each object changes in one step, but a reader during the restore may see some
- * files restored and others not yet (docs/snapshots.md). Copies left by a crash sit below
- * ids no record names; no reader ever sees them. Snapshots are keyed by the volume's
+ * not at all. A restore copies the snapshot's objects into a new data generation of the
+ * volume and then switches the volume's record to it by compare-and-swap (generations.ts),
+ * so a reader on any machine sees the old tree or the restored one, never a mix; the
+ * replaced generation is deleted after the switch. Copies left by a crash sit below ids
+ * or generations no record names; no reader ever sees them and `cleanup` deletes them. Snapshots are keyed by the volume's
  * incarnation id, which a rename keeps (rename.ts): they move with the volume, and a new
  * volume of the old name starts without any.
  */
-import { DateTime, Effect, Option, Schema, Stream } from "effect"
+import { DateTime, Effect, Option, Schema } from "effect"
 import { SnapshotInfo } from "../../VolumeBackend.js"
 import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
@@ -32,13 +33,13 @@ import {
   VolumeNotFound
 } from "../../VolumeError.js"
 import { nameKey } from "../../VolumeSpec.js"
-import type { VolumeFsFailure } from "../../VolumeError.js"
 import type { FsDriver } from "../fsDriver.js"
 import * as Rules from "../snapshotRules.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import type { ListedObject, S3 } from "./client.js"
 import * as Driver from "./driver.js"
+import { lazyDriver } from "./generations.js"
 import * as Usage from "./usage.js"
 import type { Layout } from "./layout.js"
 import * as Records from "./records.js"
@@ -71,33 +72,6 @@ const encodeSnapshot = Schema.encodeSync(SnapshotJson)
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-/** A driver found anew for every operation (the snapshot's objects live below an id read from its record). */
-const lazyDriver = <E>(resolve: Effect.Effect<FsDriver, E>): FsDriver => {
-  const use = <A>(f: (driver: FsDriver) => Effect.Effect<A, VolumeFsFailure>) =>
-    Effect.flatMap(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, f)
-  return {
-    stat: (path) => use((driver) => driver.stat(path)),
-    list: (path) => use((driver) => driver.list(path)),
-    read: (path) => use((driver) => driver.read(path)),
-    readStream: (path, chunkSize) =>
-      Stream.unwrap(Effect.map(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.readStream(path, chunkSize))),
-    openWriter: (path, mode) =>
-      Effect.flatMap(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.openWriter(path, mode)),
-    write: (path, data, mode) => use((driver) => driver.write(path, data, mode)),
-    symlink: (target, path) => use((driver) => driver.symlink(target, path)),
-    readlink: (path) => use((driver) => driver.readlink(path)),
-    chmod: (path, mode) => use((driver) => driver.chmod(path, mode)),
-    watch: (path, recursive) =>
-      Stream.unwrap(Effect.map(resolve as Effect.Effect<FsDriver, VolumeFsFailure>, (d) => d.watch(path, recursive))),
-    mkdir: (path) => use((driver) => driver.mkdir(path)),
-    remove: (path) => use((driver) => driver.remove(path)),
-    removeDir: (path) => use((driver) => driver.removeDir(path)),
-    rename: (from, to) => use((driver) => driver.rename(from, to)),
-    copy: (from, to) => use((driver) => driver.copy(from, to)),
-    measure: (path) => use((driver) => driver.measure(path))
-  }
-}
-
 export const make = (
   s3: S3,
   layout: Layout,
@@ -110,6 +84,24 @@ export const make = (
   const snapshotsPrefix = (owner: VolumeRecord) => `${base}snapshots/${owner.id}/`
   const snapshotData = (owner: VolumeRecord, id: string) => `${base}snapdata/${owner.id}/${id}/`
   const snapshotCounters = Usage.makeCounters(s3)
+  /** The data prefix of the volume's current generation. */
+  const liveData = (owner: VolumeRecord) => layout.dataPrefix(Records.dataKeyOf(owner), Records.dataDirOf(owner))
+
+  /**
+   * Fails unless the volume still has the generation `owner` had: a copy of a generation
+   * that a restore replaced meanwhile may have lost objects to its deletion.
+   */
+  const unchanged = (owner: VolumeRecord) =>
+    Effect.flatMap(Records.read(s3, layout.recordKey(owner.name)), (found) =>
+      Option.isSome(found) && Records.dataDirOf(found.value.record) === Records.dataDirOf(owner)
+        ? Effect.void
+        : Effect.fail(
+          new StorageError({
+            message: `volume "${owner.name}" was restored or removed while it was copied; nothing was made, try again`,
+            reason: "Conflict",
+            operation: "CopyObject"
+          })
+        ))
 
   const loadVolume = (name: string) =>
     Effect.flatMap(Rename.readVisible(s3, layout, layout.recordKey(name)), (found) =>
@@ -183,7 +175,8 @@ export const make = (
     const id = Records.token()
     const data = snapshotData(owner, id)
     return yield* Effect.gen(function*() {
-      const { bytes } = yield* copyPrefix(layout.dataPrefix(Records.dataKeyOf(owner), owner.id), data)
+      const { bytes } = yield* copyPrefix(liveData(owner), data)
+      yield* unchanged(owner)
       const record = new SnapshotRecord({
         version: 1,
         name: request.name,
@@ -249,14 +242,16 @@ export const make = (
     if (target.kind === "disk") {
       return yield* new Unsupported({ operation: "disk volumes (an object store has no block devices)", backend: BACKEND })
     }
-    const { from, usedBytes } = Option.isSome(snapshot)
+    const { check, from, usedBytes } = Option.isSome(snapshot)
       ? yield* Effect.map(findSnapshot(source, snapshot.value), ({ owner, record }) => ({
         from: snapshotData(owner, record.id),
-        usedBytes: record.usedBytes
+        usedBytes: record.usedBytes,
+        check: Effect.void
       }))
       : yield* Effect.map(loadVolume(source), (owner) => ({
-        from: layout.dataPrefix(Records.dataKeyOf(owner), owner.id),
-        usedBytes: owner.usedBytes
+        from: liveData(owner),
+        usedBytes: owner.usedBytes,
+        check: unchanged(owner)
       }))
     yield* Rules.checkTargetQuota(target, usedBytes)
     const recordKey = layout.recordKey(target.name)
@@ -269,6 +264,7 @@ export const make = (
     yield* s3.put(pending, new Uint8Array())
     return yield* Effect.gen(function*() {
       const { bytes } = yield* copyPrefix(from, data)
+      yield* check
       const { record } = yield* Records.create(
         s3,
         recordKey,
@@ -294,19 +290,39 @@ export const make = (
 
   const restore = Effect.fn("S3Backend.restore")(function*(volume: string, snapshot: string) {
     const { owner, record } = yield* findSnapshot(volume, snapshot)
-    const live = layout.dataPrefix(Records.dataKeyOf(owner), owner.id)
-    const { objects } = yield* copyPrefix(snapshotData(owner, record.id), live)
-    const kept = new Set(objects.map((object) => object.key.slice(snapshotData(owner, record.id).length)))
-    const current = yield* s3.list(live)
-    yield* s3.deleteMany(
-      current.objects.filter((object) => object.key !== live && !kept.has(object.key.slice(live.length))).map((o) => o.key)
+    // The snapshot's tree is copied into a fresh generation of the volume; until the record
+    // points at it, a pending marker keeps sweeps off it (a crash leaves it to `cleanup`).
+    const generation = Records.token()
+    const dir = `${owner.id}.${generation}`
+    const data = layout.dataPrefix(Records.dataKeyOf(owner), dir)
+    const pending = Removal.pendingKey(layout, Records.dataKeyOf(owner), dir)
+    yield* s3.put(pending, new Uint8Array())
+    yield* Effect.gen(function*() {
+      yield* copyPrefix(snapshotData(owner, record.id), data)
+      // The switch: one compare-and-swap of the record, so every reader sees the old tree or this one.
+      yield* Records.update(
+        s3,
+        layout.recordKey(owner.name),
+        owner.id,
+        owner.name,
+        (current) => new VolumeRecord({ ...current, generation, usedBytes: record.usedBytes, changes: 0 })
+      )
+    }).pipe(
+      // Unless the switch landed after all (its answer lost), the copy is garbage.
+      Effect.onError(() =>
+        Records.read(s3, layout.recordKey(owner.name)).pipe(
+          Effect.flatMap((found) =>
+            Option.isSome(found) && Records.dataDirOf(found.value.record) === dir ? Effect.void : deletePrefix(data)
+          ),
+          Effect.ignore
+        )
+      ),
+      Effect.ensuring(s3.delete(pending).pipe(Effect.ignore))
     )
-    yield* Records.update(
-      s3,
-      layout.recordKey(owner.name),
-      owner.id,
-      owner.name,
-      (current) => new VolumeRecord({ ...current, usedBytes: record.usedBytes })
+    // The replaced generation (and whatever an earlier crashed restore left) is garbage now;
+    // a crash before this leaves it to the next restore, removal or `cleanup`.
+    yield* Removal.sweep(s3, layout, Records.dataKeyOf(owner)).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`could not delete the replaced tree of ${owner.name}`, error))
     )
   })
 

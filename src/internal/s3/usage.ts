@@ -88,10 +88,15 @@ const makeCounter = (s3: S3, target: CounterTarget): Counter => {
   const loadLive = Effect.flatMap(Records.read(s3, recordKey), (found) =>
     Option.isSome(found) && found.value.record.id === id ? Effect.succeed(found.value) : Effect.fail(notFound()))
 
+  /** Whether `record` still points at this counter's generation (a restore moves it to a new one). */
+  const current = (record: Records.VolumeRecord) => dataPrefix.endsWith(`/${Records.dataDirOf(record)}/`)
+
   const recount: Counter["recount"] = Effect.gen(function*() {
     for (let attempt = 0; attempt < RECOUNT_ATTEMPTS; attempt++) {
       const known = yield* loadLive
       const report = yield* measure(s3, dataPrefix)
+      // A replaced generation's count is not the volume's any more.
+      if (!current(known.record)) return report
       const next = new Records.VolumeRecord({
         ...known.record,
         usedBytes: report.logicalBytes,
@@ -109,6 +114,8 @@ const makeCounter = (s3: S3, target: CounterTarget): Counter => {
     Effect.gen(function*() {
       let drifted = false
       const updated = yield* Records.update(s3, recordKey, id, volume, (record) => {
+        // A write that landed in a generation a restore replaced changed nothing that counts.
+        if (!current(record)) return record
         drifted = record.usedBytes + delta < 0
         return new Records.VolumeRecord({
           ...record,
