@@ -140,6 +140,27 @@ describeS3("S3Backend rename across machines", () => {
       assert.deepStrictEqual(left.objects.map((o) => o.key), [])
     }), { timeout: 60_000 })
 
+  it.scopedLive("a renamed volume restored from a snapshot keeps its restored tree through every sweep", () =>
+    Effect.gen(function*() {
+      const prefix = uniquePrefix()
+      const m = yield* machine(bucket, prefix)
+      yield* seed(m)
+      yield* m.run(Volume.rename("x", "y"))
+      yield* m.run(Effect.flatMap(Volume.get("y"), (vol) => vol.fs().write("a.txt", "changed")))
+      // The restore makes a new generation under the name the data was created with (x).
+      yield* m.run(Volume.restore("y", "s"))
+      yield* m.run(S3Backend.cleanup({ uploadGrace: 0 }))
+      // A new x, removed again, sweeps the old name's key: the restored generation stays.
+      yield* m.run(Effect.flatMap(Volume.builder("x").create(), (v) => v.fs().write("b.txt", "beta")))
+      yield* m.run(Volume.remove("x"))
+      yield* m.run(S3Backend.cleanup({ uploadGrace: 0 }))
+      yield* onlyOne(m, "y", ["x"])
+      yield* m.run(Volume.remove("y", { withSnapshots: true }))
+      yield* m.run(S3Backend.cleanup({ uploadGrace: 0 }))
+      const left = yield* Effect.orDie(m.s3.list(`${prefix}/data/`))
+      assert.deepStrictEqual(left.objects.map((o) => o.key), [])
+    }), { timeout: 60_000 })
+
   it.scopedLive("kill -9 before the decision: the old name stays whole, the new one never appears", () =>
     Effect.gen(function*() {
       const prefix = uniquePrefix()

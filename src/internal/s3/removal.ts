@@ -67,16 +67,17 @@ const liveDir = (s3: S3, layout: Layout, key: string) =>
 
 /**
  * The current data directory of the incarnation of data directory `dir` (name key `key`)
- * when a rename gave that incarnation to another name that is live (rename.ts): its
- * `renamed-` markers, kept below the incarnation's own meta directory, name the candidates.
+ * when a rename gave that incarnation to another name that is live (rename.ts). Its
+ * `renamed-` markers live below the incarnation's own meta directory: `metaKeys` when `dir`
+ * is that directory, listed otherwise (a generation a restore made).
  */
-const liveUnderAnotherName = (s3: S3, layout: Layout, key: string, dir: string) =>
+const liveUnderAnotherName = (s3: S3, layout: Layout, key: string, dir: string, metaKeys: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const id = Records.incarnationOfDir(dir)
     const prefix = renamedMarkers(layout, key, id)
-    const markers = yield* s3.list(prefix)
-    for (const marker of markers.objects) {
-      const found = yield* Records.read(s3, layout.recordKey(marker.key.slice(prefix.length)))
+    const markers = dir === id ? metaKeys : (yield* s3.list(prefix)).objects.map((o) => o.key)
+    for (const marker of markers.filter((k) => k.startsWith(prefix))) {
+      const found = yield* Records.read(s3, layout.recordKey(marker.slice(prefix.length)))
       if (Option.isSome(found) && found.value.record.id === id) return Option.some(Records.dataDirOf(found.value.record))
     }
     return Option.none<string>()
@@ -121,10 +122,11 @@ export const sweep = (
       candidates,
       (id) =>
         Effect.gen(function*() {
-          const [data, meta, renamedTo] = yield* Effect.all(
-            [s3.list(layout.dataPrefix(key, id)), s3.list(layout.metaPrefix(key, id)), liveUnderAnotherName(s3, layout, key, id)],
-            { concurrency: 3 }
+          const [data, meta] = yield* Effect.all(
+            [s3.list(layout.dataPrefix(key, id)), s3.list(layout.metaPrefix(key, id))],
+            { concurrency: 2 }
           )
+          const renamedTo = yield* liveUnderAnotherName(s3, layout, key, id, meta.objects.map((o) => o.key))
           const markers = renamedMarkers(layout, key, Records.incarnationOfDir(id))
           const keys = [...data.objects, ...meta.objects].map((o) => o.key)
             .filter((k) => Option.isNone(renamedTo) || !k.startsWith(markers))

@@ -21,7 +21,7 @@
  * incarnation id, which a rename keeps (rename.ts): they move with the volume, and a new
  * volume of the old name starts without any.
  */
-import { DateTime, Effect, Option, Schema } from "effect"
+import { DateTime, Effect, Option, Schedule, Schema } from "effect"
 import { SnapshotInfo } from "../../VolumeBackend.js"
 import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
@@ -71,6 +71,9 @@ const decodeSnapshot = Schema.decodeUnknownEither(SnapshotJson)
 const encodeSnapshot = Schema.encodeSync(SnapshotJson)
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
+
+/** How many times a deletion after a failure lists the prefix again for late copies. */
+const SETTLE_ROUNDS = 6
 
 export const make = (
   s3: S3,
@@ -150,8 +153,23 @@ export const make = (
   const bytesOf = (objects: ReadonlyArray<ListedObject>) =>
     objects.reduce((sum, object) => (object.key.endsWith("/") ? sum : sum + object.size), 0)
 
+  const deleteOnce = (prefix: string) =>
+    Effect.flatMap(s3.list(prefix), (listing) =>
+      Effect.as(s3.deleteMany(listing.objects.map((o) => o.key)), listing.objects.length))
+
   const deletePrefix = (prefix: string) =>
-    Effect.flatMap(s3.list(prefix), (listing) => s3.deleteMany(listing.objects.map((o) => o.key))).pipe(
+    deleteOnce(prefix).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`could not delete the objects below ${prefix}`, error))
+    )
+
+  /**
+   * Deletes what a failed or interrupted copy made below `prefix`. Copies the client aborted
+   * may still land on the server a moment later, so the prefix is listed again (a few times,
+   * spaced) until it stays empty; what lands even later is `cleanup`'s.
+   */
+  const deleteCopy = (prefix: string) =>
+    deleteOnce(prefix).pipe(
+      Effect.repeat({ schedule: Schedule.spaced("150 millis"), until: (deleted) => deleted === 0, times: SETTLE_ROUNDS }),
       Effect.catchAll((error) => Effect.logWarning(`could not delete the objects below ${prefix}`, error))
     )
 
@@ -204,7 +222,7 @@ export const make = (
         if (!(Option.isSome(now) && now.value.id === id)) return yield* taken()
       }
       return toInfo(record, owner)
-    }).pipe(Effect.onError(() => deletePrefix(data)))
+    }).pipe(Effect.onError(() => deleteCopy(data)))
   })
 
   const currentEtag = (key: string) =>
@@ -283,7 +301,7 @@ export const make = (
       yield* s3.delete(pending).pipe(Effect.ignore)
       return record
     }).pipe(
-      Effect.onError(() => Effect.zipRight(deletePrefix(data), s3.delete(pending).pipe(Effect.ignore))),
+      Effect.onError(() => Effect.zipRight(deleteCopy(data), s3.delete(pending).pipe(Effect.ignore))),
       Effect.map((record) => toVolumeInfo(record))
     )
   })
@@ -312,7 +330,7 @@ export const make = (
       Effect.onError(() =>
         Records.read(s3, layout.recordKey(owner.name)).pipe(
           Effect.flatMap((found) =>
-            Option.isSome(found) && Records.dataDirOf(found.value.record) === dir ? Effect.void : deletePrefix(data)
+            Option.isSome(found) && Records.dataDirOf(found.value.record) === dir ? Effect.void : deleteCopy(data)
           ),
           Effect.ignore
         )
