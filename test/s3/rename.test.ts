@@ -122,14 +122,19 @@ describeS3("S3Backend rename across machines", () => {
       assert.deepStrictEqual(yield* b.run(Volume.snapshots("x")), [])
     }), { timeout: 60_000 })
 
-  it.scopedLive("sweeps and cleanup never take a renamed volume's data; removing it reclaims the data", () =>
+  /**
+   * Seeds x, renames it to y, runs `between`, then: cleanup; a new x, removed again (which
+   * sweeps the old name's key); cleanup — y must still have everything. Removing y then
+   * reclaims all data.
+   */
+  const sweepsSpareRenamed = (between: (m: Machine) => Effect.Effect<void, unknown>) =>
     Effect.gen(function*() {
       const prefix = uniquePrefix()
       const m = yield* machine(bucket, prefix)
       yield* seed(m)
       yield* m.run(Volume.rename("x", "y"))
+      yield* between(m)
       yield* m.run(S3Backend.cleanup({ uploadGrace: 0 }))
-      // A new x, removed again, sweeps the old name's incarnations.
       yield* m.run(Effect.flatMap(Volume.builder("x").create(), (v) => v.fs().write("b.txt", "beta")))
       yield* m.run(Volume.remove("x"))
       yield* m.run(S3Backend.cleanup({ uploadGrace: 0 }))
@@ -138,28 +143,19 @@ describeS3("S3Backend rename across machines", () => {
       yield* m.run(S3Backend.cleanup({ uploadGrace: 0 }))
       const left = yield* Effect.orDie(m.s3.list(`${prefix}/data/`))
       assert.deepStrictEqual(left.objects.map((o) => o.key), [])
-    }), { timeout: 60_000 })
+    })
+
+  it.scopedLive("sweeps and cleanup never take a renamed volume's data; removing it reclaims the data", () =>
+    sweepsSpareRenamed(() => Effect.void), { timeout: 60_000 })
 
   it.scopedLive("a renamed volume restored from a snapshot keeps its restored tree through every sweep", () =>
-    Effect.gen(function*() {
-      const prefix = uniquePrefix()
-      const m = yield* machine(bucket, prefix)
-      yield* seed(m)
-      yield* m.run(Volume.rename("x", "y"))
-      yield* m.run(Effect.flatMap(Volume.get("y"), (vol) => vol.fs().write("a.txt", "changed")))
-      // The restore makes a new generation under the name the data was created with (x).
-      yield* m.run(Volume.restore("y", "s"))
-      yield* m.run(S3Backend.cleanup({ uploadGrace: 0 }))
-      // A new x, removed again, sweeps the old name's key: the restored generation stays.
-      yield* m.run(Effect.flatMap(Volume.builder("x").create(), (v) => v.fs().write("b.txt", "beta")))
-      yield* m.run(Volume.remove("x"))
-      yield* m.run(S3Backend.cleanup({ uploadGrace: 0 }))
-      yield* onlyOne(m, "y", ["x"])
-      yield* m.run(Volume.remove("y", { withSnapshots: true }))
-      yield* m.run(S3Backend.cleanup({ uploadGrace: 0 }))
-      const left = yield* Effect.orDie(m.s3.list(`${prefix}/data/`))
-      assert.deepStrictEqual(left.objects.map((o) => o.key), [])
-    }), { timeout: 60_000 })
+    // The restore makes a new generation under the name key the data was created with (x).
+    sweepsSpareRenamed((m) =>
+      m.run(Effect.gen(function*() {
+        yield* (yield* Volume.get("y")).fs().write("a.txt", "changed")
+        yield* Volume.restore("y", "s")
+      }))
+    ), { timeout: 60_000 })
 
   it.scopedLive("kill -9 before the decision: the old name stays whole, the new one never appears", () =>
     Effect.gen(function*() {
