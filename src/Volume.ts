@@ -395,7 +395,8 @@ export const snapshot = Effect.fn("Volume.snapshot")(function*(name: string, opt
       labels,
       createdAt,
       expiresAt: Option.map(expiresIn, (duration) => DateTime.addDuration(createdAt, duration)),
-      live: options.live === true
+      live: options.live === true,
+      onProgress: options.onProgress
     }
     const created = yield* backend.snapshots.create(volume, request).pipe(
       Effect.map(Option.some),
@@ -470,21 +471,32 @@ export const fork = Effect.fn("Volume.fork")(function*(
   const labels = options.labels === undefined
     ? Option.none()
     : Option.some(yield* VolumeSnapshot.validateLabels(options.labels))
-  const request = { target, labels, quotaMib: Option.fromNullable(options.quota), live: options.live === true }
+  const request = {
+    target,
+    labels,
+    quotaMib: Option.fromNullable(options.quota),
+    live: options.live === true,
+    onProgress: options.onProgress
+  }
   return makeHandle(backend, yield* backend.snapshots.fork(from, snapshotName, request))
 })
 
 /**
  * Makes the volume's content the snapshot's, atomically where the backend can (see
  * docs/snapshots.md). Refused with `VolumeInUse` while any sandbox holds the volume.
+ * `onProgress` is told how far the copy of the snapshot's content has got.
  *
  * @since 0.2.0
  * @category snapshots
  */
-export const restore = Effect.fn("Volume.restore")(function*(name: string, snapshot: string) {
+export const restore = Effect.fn("Volume.restore")(function*(
+  name: string,
+  snapshot: string,
+  options: VolumeSnapshot.RestoreOptions = {}
+) {
   const backend = yield* VolumeBackend
   const volume = yield* existingName(name)
-  yield* backend.snapshots.restore(volume, yield* existingSnapshot(volume, snapshot))
+  yield* backend.snapshots.restore(volume, yield* existingSnapshot(volume, snapshot), { onProgress: options.onProgress })
 })
 
 /**
