@@ -7,7 +7,15 @@ import { DateTime, Duration, Effect, Either, Option } from "effect"
 import type { Mebibytes, SizeInput } from "./Size.js"
 import * as Size from "./Size.js"
 import { BYTES_PER_MIB } from "./Size.js"
-import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo, VolumeSettings } from "./VolumeBackend.js"
+import type {
+  BackendKind,
+  CloudState,
+  CopyProgress as BackendCopyProgress,
+  LocalState,
+  VolumeBackendService,
+  VolumeInfo,
+  VolumeSettings
+} from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
 import type { Unsupported, VolumeAlreadyExists } from "./VolumeError.js"
 import { InvalidConfig, SnapshotNotFound, StorageError, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
@@ -771,3 +779,11 @@ const updateSettings = (name: string, change: VolumeUpdate) =>
     const backend = yield* VolumeBackend
     return makeHandle(backend, yield* backend.update(yield* existingName(name), (current) => applyUpdate(current, change)))
   })
+
+/**
+ * How far a snapshot, fork or restore copy has got (the `onProgress` option's reports).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type CopyProgress = BackendCopyProgress

@@ -37,6 +37,52 @@ export const snapshotsTests = ({ options, test }: Context) => {
         assert.strictEqual(yield* runs[0]!.fs().readToString("/repo/README.md"), "v1 + run-1")
       }))
 
+    test("progress: snapshot, fork and restore report copies that never go backwards and end complete", () =>
+      Effect.gen(function*() {
+        const vol = yield* createVolume("src")
+        // Top-level files and a directory: a local copy splits them into shares.
+        for (let i = 0; i < 6; i++) yield* vol.fs().write(`f${i}.bin`, bytes(10_000 + i, i + 1))
+        yield* vol.fs().write("d/a.bin", bytes(3000, 7))
+        yield* vol.fs().write("d/e/b.bin", bytes(2000, 8))
+        const expected = { bytes: 6 * 10_000 + 15 + 3000 + 2000, files: 8 }
+        const watch = (what: string) =>
+          Effect.map(Ref.make<Array<Volume.CopyProgress>>([]), (reports) => ({
+            onProgress: (p: Volume.CopyProgress) => Ref.update(reports, (all) => [...all, p]),
+            check: Effect.gen(function*() {
+              const all = yield* Ref.get(reports)
+              assert.isAbove(all.length, 0, `${what}: reported`)
+              all.forEach((p, i) => {
+                assert.isAtMost(p.copiedBytes, p.totalBytes, `${what}: copied within total`)
+                assert.isAtMost(p.copiedFiles, p.totalFiles, `${what}: copied files within total`)
+                if (i === 0) return
+                const before = all[i - 1]!
+                assert.isAtLeast(p.copiedBytes, before.copiedBytes, `${what}: bytes never go backwards`)
+                assert.isAtLeast(p.copiedFiles, before.copiedFiles, `${what}: files never go backwards`)
+              })
+              assert.deepStrictEqual(all[all.length - 1], {
+                copiedBytes: expected.bytes,
+                totalBytes: expected.bytes,
+                copiedFiles: expected.files,
+                totalFiles: expected.files
+              }, `${what}: the last report has everything copied`)
+            })
+          }))
+        const snapshot = yield* watch("snapshot")
+        yield* Volume.snapshot("src", { name: "s", onProgress: snapshot.onProgress })
+        yield* snapshot.check
+        const fork = yield* watch("fork")
+        yield* Volume.fork("src", "copy", { onProgress: fork.onProgress })
+        yield* fork.check
+        const forkOfSnapshot = yield* watch("fork of a snapshot")
+        yield* Volume.fork("src", "copy2", { snapshot: "s", onProgress: forkOfSnapshot.onProgress })
+        yield* forkOfSnapshot.check
+        yield* vol.fs().write("f0.bin", "changed")
+        const restore = yield* watch("restore")
+        yield* Volume.restore("src", "s", { onProgress: restore.onProgress })
+        yield* restore.check
+        assertSameBytes(yield* vol.fs().read("f0.bin"), bytes(10_000, 1))
+      }))
+
     test("a snapshot reports its name, volume, kind, creation time, usage, labels and expiry", () =>
       Effect.gen(function*() {
         const vol = yield* createVolume("src")
