@@ -196,6 +196,17 @@ export interface ForkRequest {
 }
 
 /**
+ * What `Volume.restore` asks for besides the names.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RestoreRequest {
+  /** Told how far the copy of the snapshot's content has got. */
+  readonly onProgress?: OnCopyProgress | undefined
+}
+
+/**
  * Snapshots, forks and restores of one backend's volumes. Names are validated before a
  * backend sees them.
  *
@@ -236,12 +247,11 @@ export interface VolumeSnapshotsService {
   >
   /**
    * Replaces the volume's content with the snapshot's. Refused while anyone holds it.
-   * `onProgress` is told how far the copy of the snapshot's content has got.
    */
   readonly restore: (
     volume: string,
     snapshot: string,
-    options?: { readonly onProgress?: OnCopyProgress | undefined }
+    request?: RestoreRequest
   ) => Effect.Effect<void, VolumeNotFound | SnapshotNotFound | VolumeInUse | QuotaExceeded | StorageError>
   /** Read-only file access to a snapshot. */
   readonly fs: (snapshot: SnapshotInfo) => VolumeFs

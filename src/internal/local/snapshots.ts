@@ -24,7 +24,7 @@ import { DateTime, Effect, Option } from "effect"
 import type { Scope } from "effect"
 import * as NodePath from "node:path"
 import { SnapshotInfo } from "../../VolumeBackend.js"
-import type { ForkRequest, OnCopyProgress, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import type { ForkRequest, OnCopyProgress, RestoreRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
   SnapshotAlreadyExists,
   SnapshotNotFound,
@@ -408,7 +408,7 @@ export const make = (
     const restore = Effect.fn("LocalBackend.restore")(function*(
       volume: string,
       snapshot: string,
-      options: { readonly onProgress?: OnCopyProgress | undefined } = {}
+      request: RestoreRequest = {}
     ) {
       const { info, row } = yield* findReady(volume, snapshot)
       const volumeKey = nameKey(info.name)
@@ -427,7 +427,7 @@ export const make = (
         yield* Effect.gen(function*() {
           yield* copyContent(info.kind, snapshotDir(layout, row.volume_key, row.key), staging, {
             live: false,
-            onProgress: options.onProgress,
+            onProgress: request.onProgress,
             imageBytes: row.used_bytes
           })
           // The swap is one step; from then on staging holds the old content (garbage).

@@ -5,7 +5,7 @@
  */
 import { Clock, DateTime, Effect, Either, Option } from "effect"
 import { SnapshotInfo } from "../../VolumeBackend.js"
-import type { ForkRequest, OnCopyProgress, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import type { ForkRequest, RestoreRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import { QuotaExceeded, SnapshotAlreadyExists, SnapshotNotFound, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeAlreadyExists } from "../../VolumeError.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
@@ -135,7 +135,7 @@ export const make = (volumes: MemoryVolumes): MemorySnapshots => {
   const restore = Effect.fn("MemoryBackend.restore")(function*(
     volume: string,
     snapshot: string,
-    options: { readonly onProgress?: OnCopyProgress | undefined } = {}
+    request: RestoreRequest = {}
   ) {
     const at = yield* DateTime.now
     const copied = yield* Effect.suspend(() =>
@@ -144,7 +144,7 @@ export const make = (volumes: MemoryVolumes): MemorySnapshots => {
         return MemoryDriver.figuresOf(found.snapshot.tree)
       })
     )
-    yield* CopyProgress.make(options.onProgress).done(copied)
+    yield* CopyProgress.make(request.onProgress).done(copied)
   })
 
   const fs = (info: SnapshotInfo) => {

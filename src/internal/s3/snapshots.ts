@@ -23,7 +23,7 @@
  */
 import { Clock, DateTime, Effect, Option, Schedule, Schema } from "effect"
 import { SnapshotInfo } from "../../VolumeBackend.js"
-import type { ForkRequest, OnCopyProgress, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import type { ForkRequest, OnCopyProgress, RestoreRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
   SnapshotAlreadyExists,
   SnapshotNotFound,
@@ -337,7 +337,7 @@ export const make = (
   const restore = Effect.fn("S3Backend.restore")(function*(
     volume: string,
     snapshot: string,
-    options: { readonly onProgress?: OnCopyProgress | undefined } = {}
+    request: RestoreRequest = {}
   ) {
     const { owner, record } = yield* findSnapshot(volume, snapshot)
     // The snapshot's tree is copied into a fresh generation of the volume; until the record
@@ -348,7 +348,7 @@ export const make = (
     const pending = Removal.pendingKey(layout, Records.dataKeyOf(owner), dir)
     yield* s3.put(pending, new Uint8Array())
     yield* Effect.gen(function*() {
-      yield* copyPrefix(snapshotData(owner, record.id), data, options.onProgress)
+      yield* copyPrefix(snapshotData(owner, record.id), data, request.onProgress)
       // The switch: one compare-and-swap of the record, so every reader sees the old tree or this one.
       yield* Records.update(
         s3,
