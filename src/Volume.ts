@@ -7,7 +7,15 @@ import { DateTime, Duration, Effect, Either, Option } from "effect"
 import type { Mebibytes, SizeInput } from "./Size.js"
 import * as Size from "./Size.js"
 import { BYTES_PER_MIB } from "./Size.js"
-import type { BackendKind, CloudState, LocalState, VolumeBackendService, VolumeInfo, VolumeSettings } from "./VolumeBackend.js"
+import type {
+  BackendKind,
+  CloudState,
+  CopyProgress as BackendCopyProgress,
+  LocalState,
+  VolumeBackendService,
+  VolumeInfo,
+  VolumeSettings
+} from "./VolumeBackend.js"
 import { VolumeBackend } from "./VolumeBackend.js"
 import type { Unsupported, VolumeAlreadyExists } from "./VolumeError.js"
 import { InvalidConfig, SnapshotNotFound, StorageError, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
@@ -395,7 +403,8 @@ export const snapshot = Effect.fn("Volume.snapshot")(function*(name: string, opt
       labels,
       createdAt,
       expiresAt: Option.map(expiresIn, (duration) => DateTime.addDuration(createdAt, duration)),
-      live: options.live === true
+      live: options.live === true,
+      onProgress: options.onProgress
     }
     const created = yield* backend.snapshots.create(volume, request).pipe(
       Effect.map(Option.some),
@@ -470,21 +479,32 @@ export const fork = Effect.fn("Volume.fork")(function*(
   const labels = options.labels === undefined
     ? Option.none()
     : Option.some(yield* VolumeSnapshot.validateLabels(options.labels))
-  const request = { target, labels, quotaMib: Option.fromNullable(options.quota), live: options.live === true }
+  const request = {
+    target,
+    labels,
+    quotaMib: Option.fromNullable(options.quota),
+    live: options.live === true,
+    onProgress: options.onProgress
+  }
   return makeHandle(backend, yield* backend.snapshots.fork(from, snapshotName, request))
 })
 
 /**
  * Makes the volume's content the snapshot's, atomically where the backend can (see
  * docs/snapshots.md). Refused with `VolumeInUse` while any sandbox holds the volume.
+ * `onProgress` is told how far the copy of the snapshot's content has got.
  *
  * @since 0.2.0
  * @category snapshots
  */
-export const restore = Effect.fn("Volume.restore")(function*(name: string, snapshot: string) {
+export const restore = Effect.fn("Volume.restore")(function*(
+  name: string,
+  snapshot: string,
+  options: VolumeSnapshot.RestoreOptions = {}
+) {
   const backend = yield* VolumeBackend
   const volume = yield* existingName(name)
-  yield* backend.snapshots.restore(volume, yield* existingSnapshot(volume, snapshot))
+  yield* backend.snapshots.restore(volume, yield* existingSnapshot(volume, snapshot), { onProgress: options.onProgress })
 })
 
 /**
@@ -759,3 +779,11 @@ const updateSettings = (name: string, change: VolumeUpdate) =>
     const backend = yield* VolumeBackend
     return makeHandle(backend, yield* backend.update(yield* existingName(name), (current) => applyUpdate(current, change)))
   })
+
+/**
+ * How far a snapshot, fork or restore copy has got (the `onProgress` option's reports).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type CopyProgress = BackendCopyProgress

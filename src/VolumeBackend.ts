@@ -133,6 +133,32 @@ export class SnapshotInfo extends Schema.Class<SnapshotInfo>("SnapshotInfo")({
 }) {}
 
 /**
+ * How far a snapshot, fork or restore copy has got: bytes and files (regular files and
+ * symlinks; a disk volume's image counts as one file) copied so far and in all. Figures
+ * never go backwards, and the last report of a copy that succeeded has `copiedBytes ===
+ * totalBytes` and `copiedFiles === totalFiles`. docs/snapshots.md says how often each
+ * backend reports.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CopyProgress {
+  readonly copiedBytes: number
+  readonly totalBytes: number
+  readonly copiedFiles: number
+  readonly totalFiles: number
+}
+
+/**
+ * Receives {@link CopyProgress} reports of one copy, one at a time. It runs on the copy's
+ * path: keep it quick (draw a bar, store a figure).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type OnCopyProgress = (progress: CopyProgress) => Effect.Effect<void>
+
+/**
  * A validated request to snapshot a volume.
  *
  * @since 0.2.0
@@ -145,6 +171,8 @@ export interface SnapshotRequest {
   readonly expiresAt: Option.Option<DateTime.Utc>
   /** Copy a directory volume that a sandbox holds read-write, file by file. */
   readonly live: boolean
+  /** Told how far the copy has got. */
+  readonly onProgress?: OnCopyProgress | undefined
 }
 
 /**
@@ -163,6 +191,19 @@ export interface ForkRequest {
   readonly quotaMib: Option.Option<number>
   /** Copy a source a sandbox holds read-write, file by file. */
   readonly live: boolean
+  /** Told how far the copy has got. */
+  readonly onProgress?: OnCopyProgress | undefined
+}
+
+/**
+ * What `Volume.restore` asks for besides the names.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RestoreRequest {
+  /** Told how far the copy of the snapshot's content has got. */
+  readonly onProgress?: OnCopyProgress | undefined
 }
 
 /**
@@ -204,10 +245,13 @@ export interface VolumeSnapshotsService {
     | Unsupported
     | StorageError
   >
-  /** Replaces the volume's content with the snapshot's. Refused while anyone holds it. */
+  /**
+   * Replaces the volume's content with the snapshot's. Refused while anyone holds it.
+   */
   readonly restore: (
     volume: string,
-    snapshot: string
+    snapshot: string,
+    request?: RestoreRequest
   ) => Effect.Effect<void, VolumeNotFound | SnapshotNotFound | VolumeInUse | QuotaExceeded | StorageError>
   /** Read-only file access to a snapshot. */
   readonly fs: (snapshot: SnapshotInfo) => VolumeFs

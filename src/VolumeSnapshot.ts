@@ -8,7 +8,7 @@
  */
 import { DateTime, Effect, Option } from "effect"
 import type { Duration } from "effect"
-import type { SnapshotInfo, VolumeBackendService } from "./VolumeBackend.js"
+import type { OnCopyProgress, SnapshotInfo, VolumeBackendService } from "./VolumeBackend.js"
 import type { SnapshotNotFound, StorageError, VolumeInUse, VolumeNotFound } from "./VolumeError.js"
 import { InvalidConfig } from "./VolumeError.js"
 import type { VolumeFs } from "./VolumeFs.js"
@@ -64,6 +64,12 @@ export interface SnapshotOptions {
    * copy, files copied one by one.
    */
   readonly live?: boolean | undefined
+  /**
+   * Told how far the copy has got (bytes and files, copied and in all; never backwards, the
+   * last report of a successful copy has everything copied). docs/snapshots.md says how
+   * often each backend reports.
+   */
+  readonly onProgress?: OnCopyProgress | undefined
 }
 
 /**
@@ -81,6 +87,19 @@ export interface ForkOptions {
   readonly quota?: number | undefined
   /** As for `Volume.snapshot`: copy a source a sandbox holds read-write. */
   readonly live?: boolean | undefined
+  /** As for `Volume.snapshot`: told how far the copy has got. */
+  readonly onProgress?: OnCopyProgress | undefined
+}
+
+/**
+ * Options of `Volume.restore`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RestoreOptions {
+  /** As for `Volume.snapshot`: told how far the copy of the snapshot's content has got. */
+  readonly onProgress?: OnCopyProgress | undefined
 }
 
 /**

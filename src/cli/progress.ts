@@ -7,10 +7,13 @@
 import type { Scope } from "effect"
 import { Effect, Stream } from "effect"
 import { formatBytes } from "../Size.js"
+import type { CopyProgress, OnCopyProgress } from "../VolumeBackend.js"
 
 /** Counts bytes of one transfer. */
 export interface Progress {
   readonly add: (bytes: number) => void
+  /** Sets the figures outright (a transfer that counts for itself). */
+  readonly set: (done: number, total: number) => void
   /** Passes a byte stream through, counting it. */
   readonly track: <E, R>(stream: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<Uint8Array, E, R>
 }
@@ -51,14 +54,19 @@ const delayMs = (): number => {
  * A progress bar for the lifetime of the scope; when the scope closes the final state is
  * drawn (if the bar was due by then) and the line is cleared.
  */
-export const make = (label: string, total: number | undefined): Effect.Effect<Progress, never, Scope.Scope> =>
+export const make = (label: string, initialTotal: number | undefined): Effect.Effect<Progress, never, Scope.Scope> =>
   Effect.gen(function*() {
     let done = 0
+    let total = initialTotal
     const add = (bytes: number) => {
       done += bytes
     }
     const progress: Progress = {
       add,
+      set: (copied, all) => {
+        done = copied
+        total = all
+      },
       track: (stream) => Stream.tap(stream, (chunk) => Effect.sync(() => add(chunk.length)))
     }
     if (!enabled()) return progress
@@ -90,3 +98,14 @@ export const make = (label: string, total: number | undefined): Effect.Effect<Pr
     void timer
     return progress
   })
+
+/**
+ * A bar for a snapshot, fork or restore copy, fed by the copy's own reports: the
+ * `onProgress` to hand to `Volume.snapshot`, `fork` or `restore`. None with `json` (the
+ * output is for programs), so nothing but the record reaches the terminal.
+ */
+export const forCopy = (label: string, json: boolean): Effect.Effect<OnCopyProgress | undefined, never, Scope.Scope> =>
+  json
+    ? Effect.succeed(undefined)
+    : Effect.map(make(label, undefined), (progress) => (report: CopyProgress) =>
+      Effect.sync(() => progress.set(report.copiedBytes, report.totalBytes)))

@@ -9,6 +9,7 @@ import * as Volume from "../Volume.js"
 import type { VolumeSnapshot } from "../VolumeSnapshot.js"
 import { InvalidConfig } from "../VolumeError.js"
 import * as Output from "./output.js"
+import * as Progress from "./progress.js"
 
 const json = Options.boolean("json").pipe(Options.withDescription("print machine-readable JSON (sizes in bytes)"))
 const volumeArg = Args.text({ name: "NAME" }).pipe(Args.withDescription("the volume"))
@@ -97,12 +98,11 @@ const create = Command.make("create", {
   json
 }, (args) =>
   Effect.gen(function*() {
-    const snapshot = yield* Volume.snapshot(args.volume, {
-      name: Option.getOrUndefined(args.name),
-      labels: yield* parseLabels(args.label),
-      expiresIn: Option.isSome(args.expiresIn) ? yield* parseDuration(args.expiresIn.value) : undefined,
-      live: args.live
-    })
+    const labels = yield* parseLabels(args.label)
+    const expiresIn = Option.isSome(args.expiresIn) ? yield* parseDuration(args.expiresIn.value) : undefined
+    // The bar's scope ends (and the line is cleared) before the result is printed.
+    const snapshot = yield* Effect.scoped(Effect.flatMap(Progress.forCopy(`snapshot ${args.volume}`, args.json), (onProgress) =>
+      Volume.snapshot(args.volume, { name: Option.getOrUndefined(args.name), labels, expiresIn, live: args.live, onProgress })))
     yield* args.json ? Output.json(snapshotRecord(snapshot)) : Output.line(snapshot.name)
   })).pipe(Command.withDescription("take a read-only snapshot of a volume"))
 
@@ -180,18 +180,17 @@ export const forkCommand = Command.make("fork", {
         onRight: Effect.succeed
       })
       : undefined
-    const volume = yield* Volume.fork(args.source, args.target, {
-      snapshot: Option.getOrUndefined(args.snapshot),
-      labels: args.label.length > 0 ? yield* parseLabels(args.label) : undefined,
-      quota
-    })
+    const labels = args.label.length > 0 ? yield* parseLabels(args.label) : undefined
+    const volume = yield* Effect.scoped(Effect.flatMap(Progress.forCopy(`fork ${args.source}`, args.json), (onProgress) =>
+      Volume.fork(args.source, args.target, { snapshot: Option.getOrUndefined(args.snapshot), labels, quota, onProgress })))
     yield* args.json ? Output.json(Output.volumeRecord(volume)) : Output.line(volume.name)
   })).pipe(Command.withDescription("create a new, independent volume from a volume or one of its snapshots"))
 
 /** `volumes restore NAME SNAPSHOT`. */
 export const restoreCommand = Command.make("restore", { volume: volumeArg, snapshot: snapshotArg, json }, (args) =>
   Effect.gen(function*() {
-    yield* Volume.restore(args.volume, args.snapshot)
+    yield* Effect.scoped(Effect.flatMap(Progress.forCopy(`restore ${args.volume}`, args.json), (onProgress) =>
+      Volume.restore(args.volume, args.snapshot, { onProgress })))
     const volume = yield* Volume.get(args.volume)
     yield* args.json ? Output.json(Output.volumeRecord(volume)) : Output.line(volume.name)
   })).pipe(Command.withDescription("make a volume's content its snapshot's again (refused while a sandbox holds it)"))

@@ -11,6 +11,31 @@ import { assertOneSwitch, prepareRestore, readPass, restoreNames } from "./resto
 import type { Context } from "./support.js"
 import { assertSameBytes, bytes, createVolume, expectFailure, expectFsError, MiB, names, some } from "./support.js"
 
+/**
+ * An `onProgress` that records reports, and a check that they never went backwards and
+ * that the last one had everything copied (it returns that one).
+ */
+const watchProgress = (what: string) =>
+  Effect.map(Ref.make<Array<Volume.CopyProgress>>([]), (reports) => ({
+    onProgress: (p: Volume.CopyProgress) => Ref.update(reports, (all) => [...all, p]),
+    check: Effect.gen(function*() {
+      const all = yield* Ref.get(reports)
+      assert.isAbove(all.length, 0, `${what}: reported`)
+      all.forEach((p, i) => {
+        assert.isAtMost(p.copiedBytes, p.totalBytes, `${what}: copied within total`)
+        assert.isAtMost(p.copiedFiles, p.totalFiles, `${what}: copied files within total`)
+        if (i === 0) return
+        const before = all[i - 1]!
+        assert.isAtLeast(p.copiedBytes, before.copiedBytes, `${what}: bytes never go backwards`)
+        assert.isAtLeast(p.copiedFiles, before.copiedFiles, `${what}: files never go backwards`)
+      })
+      const last = all[all.length - 1]!
+      assert.strictEqual(last.copiedBytes, last.totalBytes, `${what}: the last report has every byte copied`)
+      assert.strictEqual(last.copiedFiles, last.totalFiles, `${what}: the last report has every file copied`)
+      return last
+    })
+  }))
+
 export const snapshotsTests = ({ options, test }: Context) => {
   describe("snapshots and forks", () => {
     test("the issue's example: snapshot, read-only view, three forks, restore", () =>
@@ -35,6 +60,42 @@ export const snapshotsTests = ({ options, test }: Context) => {
         assert.strictEqual(yield* (yield* Volume.get("workspace")).fs().readToString("/repo/README.md"), "v1")
         assert.strictEqual(yield* base.fs().readToString("/repo/README.md"), "v1")
         assert.strictEqual(yield* runs[0]!.fs().readToString("/repo/README.md"), "v1 + run-1")
+      }))
+
+    test("progress: snapshot, fork and restore report copies that never go backwards and end complete", () =>
+      Effect.gen(function*() {
+        const vol = yield* createVolume("src")
+        // Top-level files and a directory: a local copy splits them into shares.
+        for (let i = 0; i < 6; i++) yield* vol.fs().write(`f${i}.bin`, bytes(10_000 + i, i + 1))
+        yield* vol.fs().write("d/a.bin", bytes(3000, 7))
+        yield* vol.fs().write("d/e/b.bin", bytes(2000, 8))
+        const expected = { bytes: 6 * 10_000 + 15 + 3000 + 2000, files: 8 }
+        const watch = (what: string) =>
+          Effect.map(watchProgress(what), ({ check, onProgress }) => ({
+            onProgress,
+            check: Effect.flatMap(check, (last) =>
+              Effect.sync(() =>
+                assert.deepStrictEqual(last, {
+                  copiedBytes: expected.bytes,
+                  totalBytes: expected.bytes,
+                  copiedFiles: expected.files,
+                  totalFiles: expected.files
+                }, `${what}: the last report has the tree's figures`)))
+          }))
+        const snapshot = yield* watch("snapshot")
+        yield* Volume.snapshot("src", { name: "s", onProgress: snapshot.onProgress })
+        yield* snapshot.check
+        const fork = yield* watch("fork")
+        yield* Volume.fork("src", "copy", { onProgress: fork.onProgress })
+        yield* fork.check
+        const forkOfSnapshot = yield* watch("fork of a snapshot")
+        yield* Volume.fork("src", "copy2", { snapshot: "s", onProgress: forkOfSnapshot.onProgress })
+        yield* forkOfSnapshot.check
+        yield* vol.fs().write("f0.bin", "changed")
+        const restore = yield* watch("restore")
+        yield* Volume.restore("src", "s", { onProgress: restore.onProgress })
+        yield* restore.check
+        assertSameBytes(yield* vol.fs().read("f0.bin"), bytes(10_000, 1))
       }))
 
     test("a snapshot reports its name, volume, kind, creation time, usage, labels and expiry", () =>
@@ -330,7 +391,9 @@ export const snapshotsTests = ({ options, test }: Context) => {
           const disk = yield* Volume.builder("disk").disk().size(64).create()
           const data = bytes(200_000, 9)
           yield* disk.fs().write("data.bin", data)
-          const snap = yield* Volume.snapshot("disk", { name: "s" })
+          const progress = yield* watchProgress("disk snapshot")
+          const snap = yield* Volume.snapshot("disk", { name: "s", onProgress: progress.onProgress })
+          assert.isAbove((yield* progress.check).totalBytes, 0, "disk snapshot: the image's bytes")
           assert.strictEqual(snap.kind, "disk")
           assertSameBytes(yield* snap.fs().read("data.bin"), data)
           yield* expectFsError("ReadOnly")(snap.fs().write("x", "x"))
@@ -340,7 +403,9 @@ export const snapshotsTests = ({ options, test }: Context) => {
           assert.deepStrictEqual(forked.capacityBytes, Option.some(64 * MiB))
           assertSameBytes(yield* forked.fs().read("data.bin"), data)
           yield* forked.fs().write("only-fork.txt", "fork")
-          yield* Volume.restore("disk", "s")
+          const restoreProgress = yield* watchProgress("disk restore")
+          yield* Volume.restore("disk", "s", { onProgress: restoreProgress.onProgress })
+          yield* restoreProgress.check
           assertSameBytes(yield* disk.fs().read("data.bin"), data)
           assert.isFalse(yield* disk.fs().exists("only-fork.txt"))
           yield* expectFailure("InvalidConfig")(Volume.snapshot("disk", { live: true }))

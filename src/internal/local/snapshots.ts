@@ -24,7 +24,7 @@ import { DateTime, Effect, Option } from "effect"
 import type { Scope } from "effect"
 import * as NodePath from "node:path"
 import { SnapshotInfo } from "../../VolumeBackend.js"
-import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import type { ForkRequest, OnCopyProgress, RestoreRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
   SnapshotAlreadyExists,
   SnapshotNotFound,
@@ -36,6 +36,7 @@ import type { VolumeAlreadyExists } from "../../VolumeError.js"
 import type { VolumeKind } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
+import * as CopyProgress from "../copyProgress.js"
 import * as Rules from "../snapshotRules.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
@@ -98,10 +99,27 @@ const contentOf = (kind: VolumeKind, root: string): string =>
 const measureCopy = (volumes: LocalVolumes, kind: VolumeKind, root: string, name: string) =>
   kind === "directory" ? TreeCopy.apparentBytes(contentOf(kind, root)) : volumes.measureAt(kind, root, name)
 
-const copyContent = (kind: VolumeKind, fromRoot: string, toRoot: string, live: boolean) =>
-  kind === "directory"
-    ? TreeCopy.copyDirectory(contentOf(kind, fromRoot), contentOf(kind, toRoot), { live })
-    : TreeCopy.copyImage(contentOf(kind, fromRoot), contentOf(kind, toRoot))
+/**
+ * Copies a volume's content. `onProgress` hears of a tree after each `cp` share (figures
+ * from a walk of the source) and of an image, one file of `imageBytes` (the usage
+ * account's allocation), before and after.
+ */
+const copyContent = (
+  kind: VolumeKind,
+  fromRoot: string,
+  toRoot: string,
+  options: { readonly live: boolean; readonly onProgress: OnCopyProgress | undefined; readonly imageBytes: number }
+) => {
+  const progress = CopyProgress.make(options.onProgress)
+  if (kind === "directory") {
+    return TreeCopy.copyDirectory(contentOf(kind, fromRoot), contentOf(kind, toRoot), { live: options.live, progress })
+  }
+  const image = { bytes: options.imageBytes, files: 1 }
+  return progress.report({ bytes: 0, files: 0 }, image).pipe(
+    Effect.zipRight(TreeCopy.copyImage(contentOf(kind, fromRoot), contentOf(kind, toRoot))),
+    Effect.zipRight(progress.done(image))
+  )
+}
 
 export const make = (
   volumes: LocalVolumes
@@ -293,7 +311,11 @@ export const make = (
           yield* claim(info, request, self)
           const usedBytes = yield* restore(Effect.gen(function*() {
             yield* makeStaging(staging)
-            yield* copyContent(info.kind, Layout.volumeDir(layout, volumeKey), staging, request.live)
+            yield* copyContent(info.kind, Layout.volumeDir(layout, volumeKey), staging, {
+              live: request.live,
+              onProgress: request.onProgress,
+              imageBytes: info.usedBytes
+            })
             return yield* measureCopy(volumes, info.kind, staging, info.name)
           })).pipe(
             Effect.tap((used) => publish(volumeKey, key, staging, self, used)),
@@ -356,14 +378,16 @@ export const make = (
       request: ForkRequest
     ) {
       return yield* Effect.scoped(Effect.gen(function*() {
-        const { content, info } = Option.isSome(snapshot)
+        const { content, info, usedBytes: sourceBytes } = Option.isSome(snapshot)
           ? yield* Effect.map(findReady(source, snapshot.value), ({ info, row }) => ({
             info,
-            content: snapshotDir(layout, row.volume_key, row.key)
+            content: snapshotDir(layout, row.volume_key, row.key),
+            usedBytes: row.used_bytes
           }))
           : yield* Effect.map(volumes.find(source), (info) => ({
             info,
-            content: Layout.volumeDir(layout, nameKey(info.name))
+            content: Layout.volumeDir(layout, nameKey(info.name)),
+            usedBytes: info.usedBytes
           }))
         const target = yield* Rules.forkSpec(info, request)
         const live = request.live && info.kind === "directory"
@@ -371,7 +395,7 @@ export const make = (
         // The copy is measured for the target's quota here, and for its usage account by createWith.
         const created = yield* volumes.createWith(target, (staging) =>
           Effect.gen(function*() {
-            yield* copyContent(info.kind, content, staging, live)
+            yield* copyContent(info.kind, content, staging, { live, onProgress: request.onProgress, imageBytes: sourceBytes })
             const usedBytes = yield* measureCopy(volumes, info.kind, staging, target.name)
             yield* Rules.checkTargetQuota(target, usedBytes)
           }))
@@ -381,7 +405,11 @@ export const make = (
 
     // ---- restore ------------------------------------------------------------------------
 
-    const restore = Effect.fn("LocalBackend.restore")(function*(volume: string, snapshot: string) {
+    const restore = Effect.fn("LocalBackend.restore")(function*(
+      volume: string,
+      snapshot: string,
+      request: RestoreRequest = {}
+    ) {
       const { info, row } = yield* findReady(volume, snapshot)
       const volumeKey = nameKey(info.name)
       const holder = `restore from snapshot ${row.name}`
@@ -397,7 +425,11 @@ export const make = (
         yield* makeStaging(staging)
         const volumeRoot = Layout.volumeDir(layout, volumeKey)
         yield* Effect.gen(function*() {
-          yield* copyContent(info.kind, snapshotDir(layout, row.volume_key, row.key), staging, false)
+          yield* copyContent(info.kind, snapshotDir(layout, row.volume_key, row.key), staging, {
+            live: false,
+            onProgress: request.onProgress,
+            imageBytes: row.used_bytes
+          })
           // The swap is one step; from then on staging holds the old content (garbage).
           yield* Effect.uninterruptible(
             info.kind === "directory"

@@ -13,6 +13,7 @@ import { Effect } from "effect"
 import { execFile } from "node:child_process"
 import * as NodeFs from "node:fs"
 import { StorageError } from "../../VolumeError.js"
+import * as CopyProgress from "../copyProgress.js"
 import { toolEnv } from "./diskImage.js"
 
 const BYTES_PER_MIB = 1024 * 1024
@@ -82,15 +83,33 @@ const COPYSTAT_SCRIPT = [
  * CPU, so four copies in flight finish well before one (docs/benchmarks.md). A tree with
  * hard links inside it is copied by one `cp`, the only way they stay links in the copy.
  */
-export const copyDirectory = (from: string, to: string, options: { readonly live: boolean }): Effect.Effect<void, StorageError> =>
+export const copyDirectory = (
+  from: string,
+  to: string,
+  options: { readonly live: boolean; readonly progress: CopyProgress.Reporter }
+): Effect.Effect<void, StorageError> =>
   Effect.gen(function*() {
+    const { progress } = options
+    const usage = progress.active ? yield* usageByEntry(from) : new Map<string, CopyProgress.Figures>()
+    const sum = (names: Iterable<string>) => {
+      let bytes = 0
+      let files = 0
+      for (const name of names) {
+        const figures = usage.get(name)
+        bytes += figures?.bytes ?? 0
+        files += figures?.files ?? 0
+      }
+      return { bytes, files }
+    }
+    const total = sum(usage.keys())
+    yield* progress.report({ bytes: 0, files: 0 }, total)
     const whole = () =>
       Effect.flatMap(run("cp", ["-a", "--reflink=auto", "--no-target-directory", "--", from, to]), copied(`copying ${from} to ${to}`, options.live))
     const entries = yield* Effect.tryPromise({
       try: () => NodeFs.promises.readdir(from),
       catch: (cause) => new StorageError({ message: `cannot read ${from}: ${String(cause)}`, cause })
     })
-    if (entries.length < 2 || (yield* hasHardLinks(from))) return yield* whole()
+    if (entries.length < 2 || (yield* hasHardLinks(from))) return yield* Effect.zipRight(whole(), progress.done(total))
     yield* Effect.tryPromise({
       try: () => NodeFs.promises.mkdir(to, { mode: 0o700 }),
       catch: (cause) => new StorageError({ message: `cannot create ${to}: ${String(cause)}`, cause })
@@ -100,15 +119,44 @@ export const copyDirectory = (from: string, to: string, options: { readonly live
       const call = Math.floor(i / COPY_PROCESSES / ENTRIES_PER_CALL) * COPY_PROCESSES + (i % COPY_PROCESSES)
       ;(calls[call] ??= []).push(`${from}/${entry}`)
     })
+    const done: Array<string> = []
     yield* Effect.forEach(
       calls.filter((call) => call !== undefined),
       (sources) =>
-        Effect.flatMap(run("cp", ["-a", "--reflink=auto", "-t", to, "--", ...sources]), copied(`copying ${from} to ${to}`, options.live)),
+        Effect.flatMap(run("cp", ["-a", "--reflink=auto", "-t", to, "--", ...sources]), copied(`copying ${from} to ${to}`, options.live)).pipe(
+          Effect.zipRight(Effect.suspend(() => {
+            // A share is done: its entries' figures from the walk before the copy.
+            for (const source of sources) done.push(source.slice(from.length + 1))
+            return progress.report(sum(done), total)
+          }))
+        ),
       { concurrency: COPY_PROCESSES, discard: true }
     )
     // Last, so creating the entries does not move the root's times again.
     yield* Effect.flatMap(run(PYTHON, ["-c", COPYSTAT_SCRIPT, from, to]), (result) =>
       result.code === 0 ? Effect.void : Effect.fail(failed(`copying the attributes of ${from} to ${to}`, result)))
+    yield* progress.done(total)
+  })
+
+/**
+ * Apparent bytes and number of the regular files and symlinks below each top-level entry
+ * of `dir` (a top-level file counts for itself), in one `find` walk: the figures of a
+ * copy's progress reports.
+ */
+const usageByEntry = (dir: string): Effect.Effect<Map<string, CopyProgress.Figures>, StorageError> =>
+  Effect.flatMap(run("find", [dir, "-mindepth", "1", "(", "-type", "f", "-o", "-type", "l", ")", "-printf", "%s %P\\0"]), (result) => {
+    if (result.code !== 0) return Effect.fail(failed(`measuring ${dir}`, result))
+    const usage = new Map<string, CopyProgress.Figures>()
+    for (const record of result.stdout.split("\0")) {
+      const space = record.indexOf(" ")
+      if (space < 0) continue
+      const path = record.slice(space + 1)
+      const slash = path.indexOf("/")
+      const entry = slash < 0 ? path : path.slice(0, slash)
+      const before = usage.get(entry) ?? { bytes: 0, files: 0 }
+      usage.set(entry, { bytes: before.bytes + Number(record.slice(0, space)), files: before.files + 1 })
+    }
+    return Effect.succeed(usage)
   })
 
 /**

@@ -105,6 +105,19 @@ const bytesBelow = (node: Node): number => {
   return total
 }
 
+const filesBelow = (node: Node): number => {
+  if (node._tag !== "directory") return 1
+  let total = 0
+  for (const child of node.children.values()) total += filesBelow(child)
+  return total
+}
+
+/** Bytes and number of the files and symlinks of a tree (the figures of a copy's progress). */
+export const figuresOf = (tree: MemoryTree): { readonly bytes: number; readonly files: number } => ({
+  bytes: tree.usedBytes,
+  files: filesBelow(tree.root)
+})
+
 /** A copy of a tree with fresh times; file buffers are shared (they are never mutated). */
 const cloneNode = (node: Node, at: DateTime.Utc): Node => {
   if (node._tag === "file") return newFile(node.data, at, node.mode)

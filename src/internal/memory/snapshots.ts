@@ -5,11 +5,12 @@
  */
 import { Clock, DateTime, Effect, Either, Option } from "effect"
 import { SnapshotInfo } from "../../VolumeBackend.js"
-import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import type { ForkRequest, RestoreRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import { QuotaExceeded, SnapshotAlreadyExists, SnapshotNotFound, VolumeNotFound } from "../../VolumeError.js"
 import type { VolumeAlreadyExists } from "../../VolumeError.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import { nameKey } from "../../VolumeSpec.js"
+import * as CopyProgress from "../copyProgress.js"
 import * as Rules from "../snapshotRules.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
@@ -78,7 +79,8 @@ export const make = (volumes: MemoryVolumes): MemorySnapshots => {
       if (own.has(key)) return Effect.fail(new SnapshotAlreadyExists({ volume: info.name, snapshot: request.name }))
       const snapshot = Rules.snapshotInfo(info, request, tree.usedBytes, Option.none())
       own.set(key, { info: snapshot, tree: MemoryDriver.copyTree(tree), incarnation: identityOf(info) })
-      return Effect.succeed(snapshot)
+      // The copy is one synchronous step: its one report comes after it.
+      return Effect.as(CopyProgress.make(request.onProgress).done(MemoryDriver.figuresOf(tree)), snapshot)
     })
   })
 
@@ -126,17 +128,23 @@ export const make = (volumes: MemoryVolumes): MemorySnapshots => {
       return Effect.zipRight(
         Rules.checkTargetQuota(target, tree.usedBytes),
         Effect.flatMap(Clock.currentTimeMillis, (now) => volumes.insert(target, MemoryDriver.copyTree(tree), now))
-      )
+      ).pipe(Effect.tap(() => CopyProgress.make(request.onProgress).done(MemoryDriver.figuresOf(tree))))
     })
   })
 
-  const restore = Effect.fn("MemoryBackend.restore")(function*(volume: string, snapshot: string) {
+  const restore = Effect.fn("MemoryBackend.restore")(function*(
+    volume: string,
+    snapshot: string,
+    request: RestoreRequest = {}
+  ) {
     const at = yield* DateTime.now
-    return yield* Effect.suspend(() =>
+    const copied = yield* Effect.suspend(() =>
       Either.map(findSnapshot(volume, snapshot), (found) => {
         MemoryDriver.replaceTree(found.volume.tree, found.snapshot.tree, at)
+        return MemoryDriver.figuresOf(found.snapshot.tree)
       })
     )
+    yield* CopyProgress.make(request.onProgress).done(copied)
   })
 
   const fs = (info: SnapshotInfo) => {

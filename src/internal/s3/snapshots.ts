@@ -21,9 +21,9 @@
  * incarnation id, which a rename keeps (rename.ts): they move with the volume, and a new
  * volume of the old name starts without any.
  */
-import { DateTime, Effect, Option, Schedule, Schema } from "effect"
+import { Clock, DateTime, Effect, Option, Schedule, Schema } from "effect"
 import { SnapshotInfo } from "../../VolumeBackend.js"
-import type { ForkRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
+import type { ForkRequest, OnCopyProgress, RestoreRequest, SnapshotRequest, VolumeInfo, VolumeSnapshotsService } from "../../VolumeBackend.js"
 import {
   SnapshotAlreadyExists,
   SnapshotNotFound,
@@ -34,6 +34,7 @@ import {
 } from "../../VolumeError.js"
 import { nameKey } from "../../VolumeSpec.js"
 import type { FsDriver } from "../fsDriver.js"
+import * as CopyProgress from "../copyProgress.js"
 import * as Rules from "../snapshotRules.js"
 import * as ReadOnlyDriver from "../readOnlyDriver.js"
 import * as VolumeFsImpl from "../volumeFs.js"
@@ -49,6 +50,9 @@ import { VolumeRecord } from "./records.js"
 
 /** Parallel CopyObject / GET requests of one operation. */
 const COPY_CONCURRENCY = 32
+
+/** The least time between two progress reports of one copy. */
+const PROGRESS_EVERY_MS = 200
 
 const BACKEND = "cloud (S3)"
 
@@ -135,23 +139,47 @@ export const make = (
       hostPath: Option.none()
     }, { disableValidation: true })
 
-  /** Copies every object below `from` to the same place below `to`; the total file bytes. */
-  const copyPrefix = (from: string, to: string) =>
+  /**
+   * Copies every object below `from` to the same place below `to`; the total file bytes.
+   * `onProgress` hears of the copied objects at most every {@link PROGRESS_EVERY_MS}.
+   */
+  const copyPrefix = (from: string, to: string, onProgress?: OnCopyProgress) =>
     Effect.gen(function*() {
       const { objects } = yield* s3.list(from)
+      const progress = CopyProgress.make(onProgress)
+      const total = figuresOf(objects)
+      const copied = { bytes: 0, files: 0 }
+      let reportedAt = yield* Clock.currentTimeMillis
+      yield* progress.report(copied, total)
       yield* Effect.forEach(
         objects,
         // An object deleted meanwhile (None) is not part of the copy.
-        (object) => Effect.asVoid(s3.copy(object.key, to + object.key.slice(from.length))),
+        (object) =>
+          Effect.gen(function*() {
+            yield* s3.copy(object.key, to + object.key.slice(from.length))
+            if (!progress.active || isMarker(object)) return
+            copied.bytes += object.size
+            copied.files += 1
+            const now = yield* Clock.currentTimeMillis
+            if (now - reportedAt < PROGRESS_EVERY_MS) return
+            reportedAt = now
+            yield* progress.report({ ...copied }, total)
+          }),
         { concurrency: COPY_CONCURRENCY, discard: true }
       )
       // The root marker, so the copy lists as a directory even if the source had none.
       yield* s3.put(to, new Uint8Array(0), "application/x-directory")
-      return { objects, bytes: bytesOf(objects) }
+      yield* progress.done(total)
+      return { objects, bytes: total.bytes }
     })
 
-  const bytesOf = (objects: ReadonlyArray<ListedObject>) =>
-    objects.reduce((sum, object) => (object.key.endsWith("/") ? sum : sum + object.size), 0)
+  /** A directory marker: no file of the tree. */
+  const isMarker = (object: ListedObject) => object.key.endsWith("/")
+
+  const figuresOf = (objects: ReadonlyArray<ListedObject>) => {
+    const files = objects.filter((object) => !isMarker(object))
+    return { bytes: files.reduce((sum, object) => sum + object.size, 0), files: files.length }
+  }
 
   const deleteOnce = (prefix: string) =>
     Effect.flatMap(s3.list(prefix), (listing) =>
@@ -193,7 +221,7 @@ export const make = (
     const id = Records.token()
     const data = snapshotData(owner, id)
     return yield* Effect.gen(function*() {
-      const { bytes } = yield* copyPrefix(liveData(owner), data)
+      const { bytes } = yield* copyPrefix(liveData(owner), data, request.onProgress)
       yield* unchanged(owner)
       const record = new SnapshotRecord({
         version: 1,
@@ -281,7 +309,7 @@ export const make = (
     const pending = Removal.pendingKey(layout, target.name, id)
     yield* s3.put(pending, new Uint8Array())
     return yield* Effect.gen(function*() {
-      const { bytes } = yield* copyPrefix(from, data)
+      const { bytes } = yield* copyPrefix(from, data, request.onProgress)
       yield* check
       const { record } = yield* Records.create(
         s3,
@@ -306,7 +334,11 @@ export const make = (
     )
   })
 
-  const restore = Effect.fn("S3Backend.restore")(function*(volume: string, snapshot: string) {
+  const restore = Effect.fn("S3Backend.restore")(function*(
+    volume: string,
+    snapshot: string,
+    request: RestoreRequest = {}
+  ) {
     const { owner, record } = yield* findSnapshot(volume, snapshot)
     // The snapshot's tree is copied into a fresh generation of the volume; until the record
     // points at it, a pending marker keeps sweeps off it (a crash leaves it to `cleanup`).
@@ -316,7 +348,7 @@ export const make = (
     const pending = Removal.pendingKey(layout, Records.dataKeyOf(owner), dir)
     yield* s3.put(pending, new Uint8Array())
     yield* Effect.gen(function*() {
-      yield* copyPrefix(snapshotData(owner, record.id), data)
+      yield* copyPrefix(snapshotData(owner, record.id), data, request.onProgress)
       // The switch: one compare-and-swap of the record, so every reader sees the old tree or this one.
       yield* Records.update(
         s3,
