@@ -73,10 +73,12 @@ describe("volumes on a terminal (tmux)", () => {
         TERM: "xterm"
       })
 
+      // Each command is typed once the shell's prompt is back: a command typed before it is
+      // echoed ahead of the prompt, and the screen no longer reads as a session.
       yield* t.type("volumes create data")
-      yield* t.waitFor(/^data$/m)
+      yield* t.waitFor(/^data\n\$$/m)
       yield* t.type(`volumes fs data put ${data} /`)
-      const afterPut = yield* t.waitFor(/copied 1 file \(8\.0 MiB\) to \/data\.bin/)
+      const afterPut = yield* t.waitFor(/copied 1 file \(8\.0 MiB\) to \/data\.bin\n\$$/m)
       // The bar was drawn, then its line cleared: the screen shows the summary right below the command.
       assert.match(yield* t.recording, /put \S+data\.bin\s+\[#+\]\s+100%\s+8\.0 MiB \/ 8\.0 MiB/)
       assert.match(afterPut, /fs data put \S+ \/\ncopied 1 file/)
