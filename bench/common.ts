@@ -8,10 +8,10 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
-import * as LocalBackend from "../src/LocalBackend.js"
-import * as NamespaceRuntime from "../src/NamespaceRuntime.js"
-import type { SandboxRuntime } from "../src/Sandbox.js"
-import type { VolumeBackend } from "../src/VolumeBackend.js"
+import * as LocalBackend from "../dist/LocalBackend.js"
+import * as NamespaceRuntime from "../dist/NamespaceRuntime.js"
+import type { SandboxRuntime } from "../dist/Sandbox.js"
+import type { VolumeBackend } from "../dist/VolumeBackend.js"
 
 /** All bench data lives below one directory on the same disk as the node:fs baselines. */
 export const scratchRoot = (): string => {

@@ -4,7 +4,7 @@
  * `diskIdleTimeToLive` after the last operation (the first operation of a burst mounts, the
  * rest reuse the mount), and single operations with the default (released at once).
  */
-import * as Volume from "../src/Volume.js"
+import * as Volume from "../dist/Volume.js"
 import { bytes, withLocalHome } from "./common.js"
 import type { Row } from "./runner.js"
 import { KiB, log, MiB, quick, samplePair, timeRatioTarget } from "./runner.js"

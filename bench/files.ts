@@ -6,7 +6,7 @@
 import { mkdirSync } from "node:fs"
 import { readFile, rename, writeFile } from "node:fs/promises"
 import { join } from "node:path"
-import * as Volume from "../src/Volume.js"
+import * as Volume from "../dist/Volume.js"
 import { bytes, withLocalHome } from "./common.js"
 import type { Row } from "./runner.js"
 import { KiB, log, MiB, quick, samplePair, timeRatioTarget } from "./runner.js"

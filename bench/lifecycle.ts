@@ -3,7 +3,7 @@
  * `list` at many files and volumes are in scale.ts).
  */
 import { Effect } from "effect"
-import * as Volume from "../src/Volume.js"
+import * as Volume from "../dist/Volume.js"
 import { withLocalHome } from "./common.js"
 import type { Row } from "./runner.js"
 import { log, quick, sample } from "./runner.js"

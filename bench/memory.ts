@@ -2,8 +2,8 @@
  * MemoryBackend: the small-file and lifecycle operations against plain `Map` operations.
  */
 import { Effect, ManagedRuntime } from "effect"
-import * as MemoryBackend from "../src/MemoryBackend.js"
-import * as Volume from "../src/Volume.js"
+import * as MemoryBackend from "../dist/MemoryBackend.js"
+import * as Volume from "../dist/Volume.js"
 import { bytes } from "./common.js"
 import type { Row } from "./runner.js"
 import { KiB, log, quick, samplePair } from "./runner.js"

@@ -5,7 +5,7 @@
  * home until the time is up. Prints {"ops":n,"ms":[…latency per operation],"errors":{tag: count}}.
  */
 import { Effect } from "effect"
-import * as Volume from "../src/Volume.js"
+import * as Volume from "../dist/Volume.js"
 import { bytes, localRuntime, runner } from "./common.js"
 
 const [home, id, durationArg] = process.argv.slice(2)

@@ -11,19 +11,19 @@ const limits: ReadonlyArray<readonly [area: string, operation: string, note: str
   ["files", "read 4 KiB", "open + fstat + read + close through the driver on the thread pool, a few libuv round trips more than `readFile`; tens of µs that a loaded machine stretches"],
   ["files", "read 1 MiB", "one 1 MiB `Buffer.allocUnsafeSlow` per read (unpooled, GC) and a thread-pool round trip per 1 MiB slice; readFile reuses pooled memory"],
   ["files", "read 64 MiB", "64 thread-pool round trips of 1 MiB one after another"],
-  ["streams", "readStream", "Effect Stream overhead per ≤ 64 KiB chunk (16,384 chunks per GiB) and GC of the 1 MiB read-ahead blocks"],
-  ["streams", "writeStream", "every 64 KiB chunk is a synchronous `writeSync` on the main thread and the commit's rename over the previous file makes ext4 (`auto_da_alloc`) write the whole file back inside rename(2); createWriteStream leaves the data dirty in the page cache"],
+  ["streams", "readStream", "Effect Stream overhead per ≤ 64 KiB chunk (16,384 chunks per GiB) and GC of the 4 MiB read-ahead blocks (a fresh block per read, so chunks handed out are never overwritten; with 1 MiB blocks GC was ≈35% of a 1 GiB stream's time)"],
+  ["streams", "writeStream", "every 64 KiB chunk is a synchronous `writeSync` on the main thread and the commit's rename over the previous file makes ext4 (`auto_da_alloc`) start writing the whole file back inside rename(2) (≈0.5 s for 1 GiB, measured with strace); the in-place anchor has no rename (see the row against the same guarantee)"],
   ["streams", "peak RSS", "GC-managed heap growth, not buffering: see the per-row peaks"],
   ["disk", "burst", "the first operation of a burst spawns the holder process (unshare + loop mount, ≈30–100 ms with the machine's load) and every operation crosses into the mount namespace through it; with a quiet machine the mount dominates a burst of 100 less"],
-  ["sandbox", "3 named", "child processes: the keeper (unshare + sh), one idmapped bind per mount through the mount helper, bwrap, `nsenter` + `setpriv` per exec, one `umount` + `rmdir` at stop; process creation is what a loaded 2-core machine slows most (the 0-mount row pays most of it too)"],
+  ["sandbox", "3 named", "a chain of child processes the bare anchor does not have: the keeper (unshare + sh), the launch helper (cgroup joins, user namespace, one idmapped bind per mount), bwrap with the curated /etc, the seccomp filter and the unshares (≈2.4 ms more than the anchor alone), the exec helper per exec (cgroup joins, setns, seccomp), and the keeper's clean-up (one umount, one `rm -d`, one rmdir of the cgroups); on cgroup v1 the first join after ≈20 ms of quiet waits for an RCU grace period (≈10 ms, measured; the hierarchy's `favordynmods` mount option removes it); Node forks its ≈250 MB process for the keeper and for each exec (≈2–3 ms each); per named mount ≈14 SQLite statements (hold, release, usage markers, last use) and a re-measure for the stop's usage report"],
   ["S3", "read 4 KiB", "the same single GetObject; the Effect runtime around `VolumeFs.read` (path checks, a fiber, one AbortController and timer for the per-attempt timeout) on a CPU-bound client sharing 2 cores with the gateway"],
   ["S3", "list", "the same requests in the same waves of 32 (LIST + one GET per record); decoded records are reused when their bytes are unchanged; what remains is the Effect runtime per request (a fiber, one AbortController and timer for the per-attempt timeout, the typed error mapping): ≈1.3–1.5x the raw SDK's client CPU on a client that shares 2 cores with the gateway"],
   ["S3", "write", "same single PutObject"],
   ["S3", "read 64", "two ranged GETs of 32 MiB in parallel (the second `If-Match` on the first's ETag, no HEAD), copied in place into one buffer, against one GET; the gateway shares the 2 cores with the client, so the second request and stream cost CPU the single GET does not spend and no idle core turns parallelism into throughput (8 MiB parts × 4 ran 1.14–2.0x, 32 MiB parts 0.96–1.2x in the same conditions)"],
   ["S3", "readStream 64", "the anchor drains the body and keeps nothing; ours copies socket pieces into 8 MiB part buffers (memory bounded by 4 parts in flight + 1) and re-chunks them to ≤ 64 KiB for the consumer, an Effect stream step per chunk"],
-  ["scale", "list, home with 10,000", "≈10–15 µs per row: SQLite row materialisation, `VolumeInfo`/handle construction and GC, 10,000 times; a loaded machine doubles it"],
+  ["scale", "list, home with 10,000", "≈4–5 µs per row on a quiet machine: better-sqlite3 reading 16 columns as an array (≈1.4 µs), the report and the handle (no closures, shared host locations), and the GC of 10,000 retained objects; a loaded machine doubles it"],
   ["scale", "quota-checked", "the write path is the same at every file count (usage is read from the account, not re-measured); the difference is page-cache and directory-size noise"],
-  ["microsandbox", "create + remove", "several SQLite transactions (claim, publish, removal) and a staging dir + rename per create, rename to trash + rm per remove, each an async fs call on the libuv pool; microsandbox does it in Rust in one call"],
+  ["microsandbox", "create + remove", "create is 2 SQLite statements (claim, publish) and 3 synchronous metadata calls (mkdir, mkdir, rename), remove 6 statements (the snapshot check's 2 reads, the claim, 3 deletes), a rename to the trash and the removal of its two directories (≈0.25 ms of kernel time alone); each statement through `@effect/sql` costs ≈30 µs more than the same call into better-sqlite3, and the Effect runtime adds the rest; microsandbox does each in one call into Rust"],
   ["microsandbox", "get a volume", "`get` reads the stored usage account (no tree walk) and builds the handle: one SQLite read and the Effect runtime; microsandbox's `get` is one call into Rust"],
   ["microsandbox", "list 60", "one SQLite query and a handle per volume through the Effect runtime against one call into Rust"],
   ["lifecycle", "list with 10,000", "≈14 µs per row: SQLite row materialisation (≈16% of the profile), `VolumeInfo`/handle construction and GC; the first run spent ≈80 µs per row re-validating rows through Schema, now checked by hand and built without re-validation (5x faster)"],
@@ -102,9 +102,15 @@ processes of mixed operations; \`BENCH_SCALE_PARTS=files,volumes,mixed\` picks a
 A row is one measurement inside an area; to run fewer rows, run the area with
 \`BENCH_SCALE=quick\` or pick the scale parts.
 
+The library is measured as users run it: \`npm run bench\` builds \`dist/\` first and the
+bench imports the compiled modules (through tsx, the same code ran ≈45% slower in \`list\`:
+esbuild's \`keepNames\` wraps every closure).
+
 Anchors: writes are compared with node:fs doing the same atomic replace (\`writeFile\` of a
 temporary file, then \`rename\`); reads with \`readFile\`; streams with \`createReadStream\` /
-\`createWriteStream\`; disk-volume operations with the same operation on a directory volume;
+\`createWriteStream\` (write streams also with \`createWriteStream\` into a temporary file and a
+\`rename\`, the guarantee the sink gives; one process per implementation and round, the rounds
+interleaved); disk-volume operations with the same operation on a directory volume;
 sandbox starts with bare \`bwrap --ro-bind / / true\`; S3 rows with raw \`@aws-sdk/client-s3\`
 calls on the same server and client settings, making the same requests (\`list\`: one
 ListObjectsV2 and one GetObject per record, 32 at a time); microsandbox rows with its own Node

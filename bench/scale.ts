@@ -9,7 +9,7 @@
 import { Effect } from "effect"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import * as Volume from "../src/Volume.js"
+import * as Volume from "../dist/Volume.js"
 import { bytes, withLocalHome } from "./common.js"
 import type { Row } from "./runner.js"
 import { child, KiB, log, quick, sample, samplePair, stats, timeRatioTarget } from "./runner.js"

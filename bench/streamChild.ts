@@ -1,13 +1,15 @@
 /**
  * One stream measurement in a fresh process, so its peak RSS is its own:
- *   streamChild.ts <ours|node> <read|write> <bytes> <rounds> <home|dir> [volume]
+ *   streamChild.ts <ours|node|node-atomic> <read|write> <bytes> <rounds> <home|dir> [volume]
+ * `node` writes the file in place with createWriteStream; `node-atomic` gives node:fs the
+ * guarantee our sink has: createWriteStream into a temporary file, then rename over the target.
  * Prints {"ms":[…one per round],"maxRssMiB":…,"baseRssMiB":…} (maxRSS of the whole process; base = before the transfer).
  */
 import { Stream } from "effect"
-import { createReadStream, createWriteStream } from "node:fs"
+import { createReadStream, createWriteStream, renameSync } from "node:fs"
 import { join } from "node:path"
 import { once } from "node:events"
-import * as Volume from "../src/Volume.js"
+import * as Volume from "../dist/Volume.js"
 import { localRuntime, runner } from "./common.js"
 
 const [impl, op, sizeArg, roundsArg, where, volume] = process.argv.slice(2)
@@ -20,17 +22,19 @@ const maxRssMiB = () => process.resourceUsage().maxRSS / 1024
 const rounds = Number(roundsArg)
 const main = async (): Promise<Array<number>> => {
   const out: Array<number> = []
-  if (impl === "node") {
+  if (impl === "node" || impl === "node-atomic") {
     for (let r = 0; r < rounds; r++) {
     const path = join(where!, "stream.bin")
     const start = performance.now()
     if (op === "write") {
-      const out = createWriteStream(path)
+      const target = impl === "node" ? path : join(where!, `.stream.bin.${process.pid}.tmp`)
+      const out = createWriteStream(target)
       for (let i = 0; i < chunks; i++) {
         if (!out.write(chunk)) await once(out, "drain")
       }
       out.end()
       await once(out, "close")
+      if (target !== path) renameSync(target, path)
     } else {
       let n = 0
       for await (const c of createReadStream(path, { highWaterMark: CHUNK })) n += (c as Buffer).length

@@ -73,31 +73,57 @@ export interface VolumeHandle extends Volume {
   readonly remove: () => Effect.Effect<void, VolumeNotFound | VolumeInUse | Unsupported | StorageError>
 }
 
-const makeHandle = (backend: VolumeBackendService, info: VolumeInfo): VolumeHandle => {
-  const isDisk = info.kind === "disk"
-  let fs: VolumeFs | undefined
-  return {
-    name: info.name,
-    kind: info.kind,
-    backendKind: info.backendKind,
-    diskPath: info.diskPath,
-    capacityBytes: Option.map(info.capacityMib, (mib) => mib * BYTES_PER_MIB),
-    diskFormat: isDisk ? Option.some("raw") : Option.none(),
-    diskFstype: isDisk ? Option.some("ext4") : Option.none(),
-    local: info.local,
-    cloud: info.cloud,
-    usedBytes: info.usedBytes,
-    quotaMib: info.quotaMib,
-    labels: info.labels,
-    createdAt: info.createdAt,
-    expiresAt: info.expiresAt,
-    lastUsedAt: info.lastUsedAt,
-    info,
-    fs: () => (fs ??= backend.fs(info)),
-    path: () => backend.path(info),
-    remove: () => removeWith(backend, info.name, {})
+/**
+ * A handle's data are its own fields; `fs`, `path` and `remove` come from the prototype
+ * as getters that return functions bound to the handle, so they still work taken off it
+ * (`const { fs } = handle`) and a `list` of 10,000 volumes makes no closures up front.
+ */
+/** A value whose fields may be set (the handle's constructor fills its own). */
+type Mutable<A> = { -readonly [K in keyof A]: A[K] }
+
+// The handle's data fields, declared once (by VolumeHandle) for the class below.
+interface Handle extends Omit<VolumeHandle, "fs" | "path" | "remove"> {}
+
+class Handle implements VolumeHandle {
+  readonly #backend: VolumeBackendService
+  #fs: VolumeFs | undefined
+
+  constructor(backend: VolumeBackendService, info: VolumeInfo) {
+    const isDisk = info.kind === "disk"
+    this.#backend = backend
+    const self = this as Mutable<Handle>
+    self.name = info.name
+    self.kind = info.kind
+    self.backendKind = info.backendKind
+    self.diskPath = info.diskPath
+    self.capacityBytes = Option.map(info.capacityMib, (mib) => mib * BYTES_PER_MIB)
+    self.diskFormat = isDisk ? Option.some("raw") : Option.none()
+    self.diskFstype = isDisk ? Option.some("ext4") : Option.none()
+    self.local = info.local
+    self.cloud = info.cloud
+    self.usedBytes = info.usedBytes
+    self.quotaMib = info.quotaMib
+    self.labels = info.labels
+    self.createdAt = info.createdAt
+    self.expiresAt = info.expiresAt
+    self.lastUsedAt = info.lastUsedAt
+    self.info = info
+  }
+
+  get fs(): () => VolumeFs {
+    return () => (this.#fs ??= this.#backend.fs(this.info))
+  }
+
+  get path(): () => Effect.Effect<string, Unsupported | VolumeNotFound | StorageError> {
+    return () => this.#backend.path(this.info)
+  }
+
+  get remove(): () => Effect.Effect<void, VolumeNotFound | VolumeInUse | Unsupported | StorageError> {
+    return () => removeWith(this.#backend, this.info.name, {})
   }
 }
+
+const makeHandle = (backend: VolumeBackendService, info: VolumeInfo): VolumeHandle => new Handle(backend, info)
 
 /**
  * Label filter of {@link list}: every key must be present; a defined value must match.
@@ -285,11 +311,12 @@ export const list = Effect.fn("Volume.list")(function*(filter: ListFilter = {}) 
   const infos = yield* backend.list
   return infos
     .filter((info) => matches(info.labels, filter))
-    .sort((a, b) =>
-      DateTime.toEpochMillis(b.createdAt) - DateTime.toEpochMillis(a.createdAt) || a.name.localeCompare(b.name)
-    )
+    .sort((a, b) => DateTime.toEpochMillis(b.createdAt) - DateTime.toEpochMillis(a.createdAt) || byName(a.name, b.name))
     .map((info) => makeHandle(backend, info))
 })
+
+/** `localeCompare`'s order, from one collator (a `localeCompare` per comparison costs more). */
+const byName = new Intl.Collator().compare
 
 /** A volume with snapshots is in use by them unless they go too. */
 const removeWith = (backend: VolumeBackendService, name: string, options: VolumeSnapshot.RemoveOptions) =>

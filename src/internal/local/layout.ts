@@ -46,14 +46,18 @@ export const make = (home: string): Layout => ({
   run: NodePath.join(home, "run")
 })
 
+// A key is a valid volume name (it starts with a letter or digit and holds no "/"), so it
+// is one path segment and plain concatenation gives what `path.join` would, for less
+// (`list` builds these for every volume).
+
 /** `<home>/volumes/<key>`: the bookkeeping root of one volume. */
-export const volumeDir = (layout: Layout, key: string): string => NodePath.join(layout.volumes, key)
+export const volumeDir = (layout: Layout, key: string): string => `${layout.volumes}/${key}`
 
 /** The files of a directory volume. */
-export const dataDir = (layout: Layout, key: string): string => NodePath.join(layout.volumes, key, DATA_DIR)
+export const dataDir = (layout: Layout, key: string): string => `${layout.volumes}/${key}/${DATA_DIR}`
 
 /** The raw ext4 image of a disk volume. */
-export const diskImage = (layout: Layout, key: string): string => NodePath.join(layout.volumes, key, DISK_IMAGE)
+export const diskImage = (layout: Layout, key: string): string => `${layout.volumes}/${key}/${DISK_IMAGE}`
 
 export const DATA_DIR = "data"
 export const DISK_IMAGE = "disk.raw"

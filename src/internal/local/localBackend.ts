@@ -10,14 +10,13 @@
  */
 import { FileSystem } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import type { SqlError } from "@effect/sql"
 import { Clock, DateTime, Effect, Either, Option, RcMap } from "effect"
 import type { Duration } from "effect"
 import { touching } from "../touchingHolders.js"
 import type { Scope } from "effect"
+import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { BYTES_PER_MIB } from "../../Size.js"
-import type { Mebibytes } from "../../Size.js"
 import { LocalState, VolumeInfo, VolumeUsage } from "../../VolumeBackend.js"
 import type { VolumeBackendService } from "../../VolumeBackend.js"
 import { StorageError, Unsupported, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "../../VolumeError.js"
@@ -26,7 +25,7 @@ import { nameKey } from "../../VolumeSpec.js"
 import type { VolumeKind } from "../../VolumeSpec.js"
 import type { ValidSpec } from "../../VolumeSpec.js"
 import type { FsDriver } from "../fsDriver.js"
-import type * as Usage from "../usage.js"
+import * as Usage from "../usage.js"
 import * as UseStamps from "../useStamps.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as Attachments from "./attachments.js"
@@ -41,106 +40,14 @@ import * as Liveness from "../liveness.js"
 import * as Recovery from "./recovery.js"
 import * as Rename from "./rename.js"
 import * as LocalSnapshots from "./snapshots.js"
+import { decodeRows, ROW_COLUMNS } from "./records.js"
+import type { VolumeRow } from "./records.js"
 import * as Grants from "./grants.js"
+import { makeTrusted } from "../trustedClass.js"
 import * as UsageAccounts from "./usage.js"
 
-/** One record of the `volumes` table, as this version writes it. */
-interface VolumeRow {
-  readonly key: string
-  readonly name: string
-  readonly kind: VolumeKind
-  readonly quota_mib: Mebibytes | null
-  readonly capacity_mib: Mebibytes | null
-  readonly labels: ReadonlyArray<readonly [string, string]>
-  readonly created_at: number
-  readonly used_bytes: number
-  readonly allocated_bytes: number
-  readonly files: number
-  readonly usage_stale: number
-  readonly state: "creating" | "ready" | "removing"
-  readonly owner_pid: number | null
-  readonly owner_start: number | null
-  readonly expires_at: number | null
-  readonly last_used_at: number | null
-}
-
-const isMib = (value: unknown): value is Mebibytes | null =>
-  value === null || (typeof value === "number" && Number.isInteger(value) && value > 0)
-const isNullableNumber = (value: unknown): value is number | null => value === null || typeof value === "number"
-const isLabels = (value: unknown): value is ReadonlyArray<readonly [string, string]> =>
-  Array.isArray(value) &&
-  value.every((label) =>
-    Array.isArray(label) && label.length === 2 && typeof label[0] === "string" && typeof label[1] === "string"
-  )
-const parseLabels = (text: unknown): unknown => {
-  if (typeof text !== "string") return undefined
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * Checks one raw row by hand rather than through Schema: `list` reads every record, and a
- * Schema decode of 10,000 rows costs most of a second (docs/benchmarks.md).
- */
-const readRow = (raw: Record<string, unknown>): VolumeRow | undefined => {
-  const labels = parseLabels(raw["labels"])
-  const {
-    allocated_bytes,
-    capacity_mib,
-    created_at,
-    files,
-    key,
-    kind,
-    name,
-    owner_pid,
-    owner_start,
-    quota_mib,
-    state,
-    usage_stale,
-    used_bytes
-  } = raw
-  const expires_at = raw["expires_at"] ?? null
-  const last_used_at = raw["last_used_at"] ?? null
-  return typeof key === "string" && typeof name === "string" && (kind === "directory" || kind === "disk") &&
-      isMib(quota_mib) && isMib(capacity_mib) && isLabels(labels) && typeof created_at === "number" &&
-      typeof used_bytes === "number" && typeof allocated_bytes === "number" && typeof files === "number" &&
-      typeof usage_stale === "number" && (state === "creating" || state === "ready" || state === "removing") &&
-      isNullableNumber(owner_pid) && isNullableNumber(owner_start) && isNullableNumber(expires_at) &&
-      isNullableNumber(last_used_at)
-    ? {
-      key,
-      name,
-      kind,
-      quota_mib,
-      capacity_mib,
-      labels,
-      created_at,
-      used_bytes,
-      allocated_bytes,
-      files,
-      usage_stale,
-      state,
-      owner_pid,
-      owner_start,
-      expires_at,
-      last_used_at
-    }
-    : undefined
-}
-
-const decodeRows = (rows: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<VolumeRow>, { readonly message: string }> =>
-  Effect.suspend(() => {
-    const out: Array<VolumeRow> = []
-    for (const raw of rows) {
-      const row = typeof raw === "object" && raw !== null ? readRow(raw as Record<string, unknown>) : undefined
-      if (row === undefined) return Effect.fail({ message: `unexpected record ${JSON.stringify(raw)}` })
-      out.push(row)
-    }
-    return Effect.succeed(out)
-  })
+/** Most host locations `toInfo` keeps made (one per volume key and kind). */
+const LOCAL_STATE_CACHE_SIZE = 100_000
 
 /** How long `create` waits for a live process to finish removing the same name. */
 const REMOVAL_WAIT_ATTEMPTS = 500
@@ -183,8 +90,9 @@ export const make = (
 
     // ---- records ---------------------------------------------------------------------
 
-    const selectRows = (query: Effect.Effect<ReadonlyArray<unknown>, SqlError.SqlError>) =>
-      query.pipe(
+    /** The records `where` selects (an SQL condition with `?` placeholders for `params`). */
+    const selectRows = (where: string, params: ReadonlyArray<string> = []) =>
+      sql.unsafe(`SELECT ${ROW_COLUMNS} FROM volumes WHERE ${where}`, params).values.pipe(
         orStorageError("reading volume records"),
         Effect.flatMap((rows) =>
           decodeRows(rows).pipe(
@@ -199,13 +107,13 @@ export const make = (
       )
 
     const findRow = (key: string) =>
-      Effect.map(selectRows(sql`SELECT * FROM volumes WHERE key = ${key}`), (rows) => Option.fromNullable(rows[0]))
+      Effect.map(selectRows("key = ?", [key]), (rows) => Option.fromNullable(rows[0]))
 
     const findReady = (key: string) => Effect.map(findRow(key), Option.filter((row) => row.state === "ready"))
 
     // Rows are checked by readRow, so the constructors need not validate again.
     const toInfo = (row: VolumeRow, usage: Usage.Usage): VolumeInfo =>
-      new VolumeInfo({
+      makeTrusted(VolumeInfo, {
         name: row.name,
         kind: row.kind,
         backendKind: "local",
@@ -217,17 +125,31 @@ export const make = (
         lastUsedAt: Option.map(Option.fromNullable(row.last_used_at), DateTime.unsafeMake),
         usedBytes: usage.logicalBytes,
         // A disk volume's usage is its image's allocation; files inside are not counted.
-        ...(row.kind === "directory" ? { usage: new VolumeUsage(usage, { disableValidation: true }) } : {}),
+        ...(row.kind === "directory" ? { usage: makeTrusted(VolumeUsage, usage) } : {}),
         diskPath: row.kind === "disk" ? Option.some(Layout.diskImage(layout, row.key)) : Option.none(),
-        local: Option.some(
-          new LocalState({
-            home: layout.home,
-            directory: Layout.volumeDir(layout, row.key),
-            dataPath: row.kind === "directory" ? Option.some(Layout.dataDir(layout, row.key)) : Option.none()
-          }, { disableValidation: true })
-        ),
+        local: localStateOf(row),
         cloud: Option.none()
-      }, { disableValidation: true })
+      })
+
+    /**
+     * Where a volume lives on the host depends only on its key and kind, so the value is
+     * made once and shared by every report of the volume (`list` reports them all).
+     */
+    const localStates = new Map<string, { readonly kind: VolumeKind; readonly state: Option.Option<LocalState> }>()
+    const localStateOf = (row: VolumeRow): Option.Option<LocalState> => {
+      const known = localStates.get(row.key)
+      if (known !== undefined && known.kind === row.kind) return known.state
+      if (localStates.size >= LOCAL_STATE_CACHE_SIZE) localStates.clear()
+      const state = Option.some(
+        new LocalState({
+          home: layout.home,
+          directory: Layout.volumeDir(layout, row.key),
+          dataPath: row.kind === "directory" ? Option.some(Layout.dataDir(layout, row.key)) : Option.none()
+        }, { disableValidation: true })
+      )
+      localStates.set(row.key, { kind: row.kind, state })
+      return state
+    }
 
     // ---- usage -----------------------------------------------------------------------
 
@@ -302,19 +224,31 @@ export const make = (
         }
       })
 
-    /** Builds an empty volume's files under `staging` (slow for disks: mkfs runs here). */
-    const build = (spec: ValidSpec, staging: string) =>
+    /**
+     * One quick metadata call (mkdir, rename, chmod) on the home, made synchronously: it
+     * costs tens of microseconds, less than a round trip through the thread pool.
+     */
+    const hostStep = <A>(what: string, step: () => A) =>
+      Effect.try({ try: step, catch: (cause) => fsFailure(what)(cause instanceof Error ? cause : new Error(String(cause))) })
+
+    /**
+     * Builds an empty volume's files under `staging` (slow for disks: mkfs runs here) and
+     * says what they use: an empty directory volume uses nothing, so only a disk image
+     * is measured.
+     */
+    const build = (spec: ValidSpec, staging: string): Effect.Effect<Option.Option<Usage.Usage>, StorageError> =>
       Effect.gen(function*() {
         if (spec.kind === "directory") {
           const data = NodePath.join(staging, Layout.DATA_DIR)
-          yield* fs.makeDirectory(data, { mode: 0o755 }).pipe(
-            Effect.zipRight(fs.chmod(data, 0o755)),
-            Effect.mapError(fsFailure(`cannot create the data directory of volume "${spec.name}"`))
-          )
-        } else {
-          const capacity = Option.getOrThrowWith(spec.capacityMib, () => new Error("validated disk spec without a size"))
-          yield* formatDiskImage(NodePath.join(staging, Layout.DISK_IMAGE), capacity)
+          yield* hostStep(`cannot create the data directory of volume "${spec.name}"`, () => {
+            NodeFs.mkdirSync(data, { mode: 0o755 })
+            NodeFs.chmodSync(data, 0o755)
+          })
+          return Option.some(Usage.zero)
         }
+        const capacity = Option.getOrThrowWith(spec.capacityMib, () => new Error("validated disk spec without a size"))
+        yield* formatDiskImage(NodePath.join(staging, Layout.DISK_IMAGE), capacity)
+        return Option.none()
       })
 
     /** The usage of a volume built under `staging` (nothing else can see it yet). */
@@ -331,7 +265,7 @@ export const make = (
         // We own the record, so whatever sits at the target is a leftover of a crash.
         const stale = yield* recovery.moveToTrash(target, key)
         if (Option.isSome(stale)) yield* recovery.discardTrash(stale.value)
-        yield* fs.rename(staging, target).pipe(Effect.mapError(fsFailure(`cannot move the new volume into ${target}`)))
+        yield* hostStep(`cannot move the new volume into ${target}`, () => NodeFs.renameSync(staging, target))
         const now = yield* Clock.currentTimeMillis
         const generation = yield* accounts.newGeneration
         const updated = yield* sql<{ readonly key: string }>`UPDATE volumes
@@ -362,9 +296,13 @@ export const make = (
 
     /**
      * Creates a volume whose files `fill` puts into the fresh staging directory (an empty
-     * volume, or a fork's copy).
+     * volume, or a fork's copy). `fill` may say what the files use; otherwise they are
+     * measured before they are published.
      */
-    const createWith = <E>(spec: ValidSpec, fill: (staging: string) => Effect.Effect<void, E>) =>
+    const createWith = <E>(
+      spec: ValidSpec,
+      fill: (staging: string) => Effect.Effect<Option.Option<Usage.Usage> | void, E>
+    ) =>
       Effect.gen(function*() {
       const key = nameKey(spec.name)
       const self = yield* Liveness.current
@@ -376,11 +314,13 @@ export const make = (
         Effect.gen(function*() {
           yield* claimName(spec, key, self, createdAt, restore)
           const usage = yield* restore(
-            fs.makeDirectory(staging, { recursive: true, mode: 0o755 }).pipe(
-              Effect.mapError(fsFailure(`cannot create the staging directory ${staging}`)),
-              Effect.zipRight(fill(staging)),
-              Effect.zipRight(measureStaged(spec, staging))
-            )
+            hostStep(`cannot create the staging directory ${staging}`, () =>
+              NodeFs.mkdirSync(staging, { recursive: true, mode: 0o755 })).pipe(
+                Effect.zipRight(fill(staging)),
+                Effect.flatMap((known) =>
+                  Option.isOption(known) && Option.isSome(known) ? Effect.succeed(known.value) : measureStaged(spec, staging)
+                )
+              )
           ).pipe(
             Effect.tap((used) => publish(key, staging, self, used)),
             Effect.onError(() => abandon(key, staging, self))
@@ -467,7 +407,7 @@ export const make = (
     })
 
     const list = accounts.flushAll.pipe(
-      Effect.zipRight(selectRows(sql`SELECT * FROM volumes WHERE state = 'ready'`)),
+      Effect.zipRight(selectRows("state = 'ready'")),
       Effect.map((rows) => rows.map((row) => toInfo(row, storedUsage(row)))),
       Effect.withSpan("LocalBackend.list")
     )
@@ -486,7 +426,6 @@ export const make = (
       const key = nameKey(name)
       const self = yield* Liveness.current
       for (let attempt = 0;; attempt++) {
-        yield* attachments.forgetDead(key)
         // One statement: a sandbox attaching at the same moment either is seen here or
         // finds the volume no longer ready.
         const claimed = yield* sql<{ readonly key: string }>`UPDATE volumes
@@ -499,6 +438,9 @@ export const make = (
           writeLocks.forget(key)
           return yield* recovery.finishRemoval(key).pipe(Effect.tapError(() => revertRemoval(key, self)))
         }
+        // Refused: by a holder, or by a holder whose process died (forgotten now, so the
+        // next attempt succeeds), or the volume is not (or no longer) ready.
+        yield* attachments.forgetDead(key)
         const row = yield* findRow(key)
         if (Option.isNone(row)) return yield* new VolumeNotFound({ volume: name })
         if (row.value.state !== "ready") {
@@ -569,7 +511,7 @@ export const make = (
       const key = nameKey(info.name)
       const dir = Layout.dataDir(layout, key)
       const present = Option.isSome(yield* findReady(key)) &&
-        (yield* fs.exists(dir).pipe(Effect.mapError(fsFailure(`cannot check ${dir}`))))
+        (yield* hostStep(`cannot check ${dir}`, () => NodeFs.existsSync(dir)))
       if (!present) return yield* new VolumeNotFound({ volume: info.name })
       return dir
     })

@@ -10,12 +10,13 @@ import { FileSystem } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { SqlClient } from "@effect/sql"
 import { Clock, Effect, Option } from "effect"
+import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { StorageError } from "../../VolumeError.js"
 import { TEMP_PREFIX } from "../paths.js"
 import type { Attachments } from "./attachments.js"
 import { orStorageError } from "./database.js"
-import { storageReason } from "./errno.js"
+import { errnoCode, storageReason } from "./errno.js"
 import { removeTree } from "./tree.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "../liveness.js"
@@ -67,14 +68,30 @@ export const make = (
     const fsFailure = (what: string) => (cause: PlatformError) =>
       new StorageError({ message: `${what}: ${cause.message}`, reason: storageReason(cause), operation: "filesystem", cause })
 
-    const moveToTrash = (path: string, key: string) => {
-      const target = NodePath.join(layout.trash, Layout.trashName(key))
-      return fs.rename(path, target).pipe(
-        Effect.as(Option.some(target)),
-        Effect.catchIf(isNotFound, () => Effect.succeed(Option.none<string>())),
-        Effect.mapError(fsFailure(`cannot move ${path} to the trash`))
-      )
-    }
+    // One rename between sibling directories of the home, made synchronously (tens of
+    // microseconds, less than a round trip through the thread pool).
+    const moveToTrash = (path: string, key: string) =>
+      Effect.suspend(() => {
+        const target = NodePath.join(layout.trash, Layout.trashName(key))
+        // Nothing there is the common case (a create's check for leftovers): answered
+        // without the thrown error of a failed rename.
+        if (NodeFs.lstatSync(path, { throwIfNoEntry: false }) === undefined) return Effect.succeed(Option.none<string>())
+        try {
+          NodeFs.renameSync(path, target)
+          return Effect.succeed(Option.some(target))
+        } catch (cause) {
+          return errnoCode(cause) === "ENOENT"
+            ? Effect.succeed(Option.none<string>())
+            : Effect.fail(
+              new StorageError({
+                message: `cannot move ${path} to the trash: ${cause instanceof Error ? cause.message : String(cause)}`,
+                reason: storageReason(cause),
+                operation: "filesystem",
+                cause
+              })
+            )
+        }
+      })
 
     const discardTrash = (path: string) =>
       // Through the descriptor walk (no symlink is followed), in batches: interruptible,

@@ -225,9 +225,62 @@ export const sweepTree = (
   })
 
 /**
+ * Deletes what is below the directory open as `dirfd` in one synchronous step, as long as
+ * that takes at most `budget` entries; returns whether it got everything (when the budget
+ * runs out, what it deleted stays deleted and the rest is left for the batched walk). The
+ * same descriptor walk as {@link emptyTree}, without its per-step effects: removing the
+ * two directories of an empty volume cost ≈0.75 ms through them and ≈0.25 ms here.
+ */
+const emptySmallTreeSync = (dirfd: number, budget: { left: number }): boolean => {
+  const dir = NodeFs.opendirSync(self(dirfd), { encoding: "buffer" as BufferEncoding, bufferSize: 128 })
+  const subdirs: Array<Buffer> = []
+  try {
+    for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
+      if (--budget.left < 0) return false
+      const name = entry.name as unknown as Buffer
+      // The entry's type from the directory listing spares an unlink that fails with EISDIR
+      // (a thrown error); an unknown type takes that path.
+      if (entry.isDirectory()) {
+        subdirs.push(name)
+        continue
+      }
+      try {
+        NodeFs.unlinkSync(at(dirfd, name))
+      } catch (error) {
+        const code = errnoCode(error)
+        if (code === "EISDIR") subdirs.push(name)
+        else if (code !== "ENOENT") throw error
+      }
+    }
+  } finally {
+    dir.closeSync()
+  }
+  for (const name of subdirs) {
+    const child = openSubdirSync(dirfd, name)
+    if (child === undefined) {
+      // Swapped for a file or symlink since the listing: remove that instead.
+      unlinkQuietlySync(dirfd, name)
+      continue
+    }
+    try {
+      if (!emptySmallTreeSync(child, budget)) return false
+    } finally {
+      closeQuietlySync(child)
+    }
+    try {
+      NodeFs.rmdirSync(at(dirfd, name))
+    } catch (error) {
+      if (errnoCode(error) !== "ENOENT") throw error
+    }
+  }
+  return true
+}
+
+/**
  * Deletes the trusted host directory `dir` (ours, e.g. a trash entry) and everything
- * below it, without following any symlink inside; nothing when it does not exist.
- * Interruptible between batches.
+ * below it, without following any symlink inside; nothing when it does not exist. A tree
+ * of at most {@link ENTRY_BATCH} entries goes in one synchronous step; a larger one in
+ * batches, interruptible between them.
  */
 export const removeTree = (dir: string): Effect.Effect<void, VolumeFsFailure> =>
   Effect.acquireUseRelease(
@@ -247,7 +300,10 @@ export const removeTree = (dir: string): Effect.Effect<void, VolumeFsFailure> =>
     }),
     (fd) =>
       fd === undefined ? Effect.void : Effect.zipRight(
-        emptyTree(fd, dir),
+        Effect.flatMap(
+          hostCall(dir, () => emptySmallTreeSync(fd, { left: ENTRY_BATCH })),
+          (emptied) => emptied ? Effect.void : emptyTree(fd, dir)
+        ),
         hostCall(dir, () => NodeFs.rmdirSync(dir))
       ),
     (fd) => Effect.sync(() => fd === undefined ? undefined : closeQuietlySync(fd))

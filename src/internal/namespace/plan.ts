@@ -156,9 +156,10 @@ const prelude = (
   `}`,
   `cleanup() {`,
   ...FileServer.cleanupCommands(runDir, quote),
-  // Twice: the idmapped clone (idmap.ts) is stacked on each staged mount.
+  // Each stage twice, in one umount (it goes on past a path that is not mounted): the
+  // idmapped clone (idmap.ts) is stacked on each staged mount.
   ...(stages.length === 0 ? [] : [
-    `  for _ in 1 2; do umount ${[...stages].reverse().map(quote).join(" ")} 2>/dev/null || true; done`
+    `  umount ${[...[...stages].reverse(), ...[...stages].reverse()].map(quote).join(" ")} 2>/dev/null || true`
   ]),
   // Unmounting is finished when the loop device is released (the file system may still
   // be flushing through it after umount returns); only then may a qemu-storage-daemon go.
@@ -166,15 +167,14 @@ const prelude = (
   `  for p in $qsd_pids; do kill "$p" 2>/dev/null || true; done`,
   `  for p in $qsd_pids; do await_exit "$p"; kill -9 "$p" 2>/dev/null || true; done`,
   `  wait 2>/dev/null || true`,
-  // Never recursive: rmdir and unlink refuse anything still mounted or not empty, so
-  // this can never reach into a volume; it also cleans up when our process was killed.
-  ...([...stages, ...files].length === 0 ? [] : [
-    `  rmdir ${[...stages, ...files].map(quote).join(" ")} 2>/dev/null || true`,
-    `  rm -f ${[...stages, ...files].map(quote).join(" ")} 2>/dev/null || true`
-  ]),
-  `  rmdir ${quote(runDir)} 2>/dev/null || true`,
+  // Never recursive: `rm -d` unlinks files and removes only empty directories, and
+  // refuses anything still mounted, so this can never reach into a volume; it also cleans
+  // up when our process was killed. One process, in order: the stages and export files,
+  // then the run directory they were in.
+  `  rm -fd ${[...stages, ...files, runDir].map(quote).join(" ")} 2>/dev/null || true`,
   // The sandbox's cgroups, once its last process has left them (when our process died,
-  // nobody else would remove them).
+  // nobody else would remove them). `rmdir`, not `rm -d`: a cgroup directory holds its
+  // control files, which only rmdir(2) ignores.
   ...(cgroups.length === 0 ? [] : [
     `  n=0`,
     `  while [ "$n" -lt 500 ]; do`,
