@@ -11,7 +11,7 @@ const limits: ReadonlyArray<readonly [area: string, operation: string, note: str
   ["files", "read 4 KiB", "open + fstat + read + close through the driver on the thread pool, a few libuv round trips more than `readFile`; tens of µs that a loaded machine stretches"],
   ["files", "read 1 MiB", "one 1 MiB `Buffer.allocUnsafeSlow` per read (unpooled, GC) and a thread-pool round trip per 1 MiB slice; readFile reuses pooled memory"],
   ["files", "read 64 MiB", "64 thread-pool round trips of 1 MiB one after another"],
-  ["streams", "readStream", "Effect Stream overhead per ≤ 64 KiB chunk (16,384 chunks per GiB) and GC of the 4 MiB read-ahead blocks (a fresh block per read, so chunks handed out are never overwritten; with 1 MiB blocks GC was ≈35% of a 1 GiB stream's time)"],
+  ["streams", "readStream", "Effect Stream overhead per ≤ 64 KiB chunk (16,384 chunks per GiB) and GC of the 2 MiB read-ahead blocks (a fresh block per read, so chunks handed out are never overwritten; with 1 MiB blocks GC was ≈35% of a 1 GiB stream's time)"],
   ["streams", "writeStream", "every 64 KiB chunk is a synchronous `writeSync` on the main thread and the commit's rename over the previous file makes ext4 (`auto_da_alloc`) start writing the whole file back inside rename(2) (≈0.5 s for 1 GiB, measured with strace); the in-place anchor has no rename (see the row against the same guarantee)"],
   ["streams", "peak RSS", "GC-managed heap growth, not buffering: see the per-row peaks"],
   ["disk", "burst", "the first operation of a burst spawns the holder process (unshare + loop mount, ≈30–100 ms with the machine's load) and every operation crosses into the mount namespace through it; with a quiet machine the mount dominates a burst of 100 less"],

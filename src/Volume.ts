@@ -25,6 +25,7 @@ import type { VolumeKind } from "./VolumeSpec.js"
 import * as VolumeSpec from "./VolumeSpec.js"
 import { compatible } from "./internal/mount/validation.js"
 import * as SnapshotPrune from "./internal/snapshotPrune.js"
+import type { Mutable } from "./internal/trustedClass.js"
 
 /**
  * A volume: its identity, where it lives, and access to its files.
@@ -78,9 +79,6 @@ export interface VolumeHandle extends Volume {
  * as getters that return functions bound to the handle, so they still work taken off it
  * (`const { fs } = handle`) and a `list` of 10,000 volumes makes no closures up front.
  */
-/** A value whose fields may be set (the handle's constructor fills its own). */
-type Mutable<A> = { -readonly [K in keyof A]: A[K] }
-
 // The handle's data fields, declared once (by VolumeHandle) for the class below.
 interface Handle extends Omit<VolumeHandle, "fs" | "path" | "remove"> {}
 

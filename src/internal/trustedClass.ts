@@ -17,6 +17,9 @@
  */
 export type Fields<A> = { readonly [K in keyof A]: A[K] }
 
+/** A value whose fields may be set (while it is being built). */
+export type Mutable<A> = { -readonly [K in keyof A]: A[K] }
+
 /** An instance of `Class` whose fields are `fields` (no copy, no default, no validation). */
 export const makeTrusted = <A extends object>(
   Class: abstract new(...args: ReadonlyArray<never>) => A,

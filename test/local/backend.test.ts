@@ -144,6 +144,36 @@ describe("LocalBackend layout", () => {
     }))
 })
 
+describe("LocalBackend list", () => {
+  // `list` hands out the report it made before for a record that has not changed
+  // (records.ts); any change of the record, made here or by another process, must show.
+  it.scopedLive("reuses a report only while its record is unchanged, in this process or another", () =>
+    Effect.gen(function*() {
+      const home = yield* makeHome
+      const infoOf = (name: string) =>
+        Effect.map(Volume.list(), (all) => Option.getOrThrow(Option.fromNullable(all.find((v) => v.name === name))).info)
+      yield* Effect.gen(function*() {
+        const a = yield* Volume.builder("a").create()
+        yield* Volume.builder("b").create()
+        const first = yield* infoOf("a")
+        assert.strictEqual(yield* infoOf("a"), first)
+        yield* a.fs().write("/f", new Uint8Array(1000))
+        const written = yield* infoOf("a")
+        assert.notStrictEqual(written, first)
+        assert.strictEqual(written.usedBytes, 1000)
+        yield* Volume.update("a", { labels: { set: { team: "x" } } })
+        assert.deepStrictEqual((yield* infoOf("a")).labels, [["team", "x"]])
+        // Changed by another backend instance (another process as far as this one knows).
+        yield* Volume.update("a", { labels: { set: { team: "y" } } }).pipe(withHome(home))
+        assert.deepStrictEqual((yield* infoOf("a")).labels, [["team", "y"]])
+        yield* Volume.remove("a").pipe(withHome(home))
+        assert.deepStrictEqual((yield* Volume.list()).map((v) => v.name), ["b"])
+        yield* Volume.builder("a").create().pipe(withHome(home))
+        assert.deepStrictEqual((yield* infoOf("a")).labels, [])
+      }).pipe(withHome(home))
+    }))
+})
+
 describe("LocalBackend create", () => {
   it.scopedLive("a create that fails leaves no record and no files, and the name stays free", () =>
     Effect.gen(function*() {

@@ -40,10 +40,11 @@ import * as Liveness from "../liveness.js"
 import * as Recovery from "./recovery.js"
 import * as Rename from "./rename.js"
 import * as LocalSnapshots from "./snapshots.js"
-import { decodeRows, ROW_COLUMNS } from "./records.js"
+import { decodeRows, makeReportCache, ROW_COLUMNS } from "./records.js"
 import type { VolumeRow } from "./records.js"
 import * as Grants from "./grants.js"
 import { makeTrusted } from "../trustedClass.js"
+import type { Fields, Mutable } from "../trustedClass.js"
 import * as UsageAccounts from "./usage.js"
 
 /** Most host locations `toInfo` keeps made (one per volume key and kind). */
@@ -90,12 +91,19 @@ export const make = (
 
     // ---- records ---------------------------------------------------------------------
 
-    /** The records `where` selects (an SQL condition with `?` placeholders for `params`). */
-    const selectRows = (where: string, params: ReadonlyArray<string> = []) =>
+    /**
+     * The records `where` selects (an SQL condition with `?` placeholders for `params`),
+     * each made into `A` by `make` (by default the checked row).
+     */
+    const selectRows = <A = VolumeRow>(
+      where: string,
+      params: ReadonlyArray<string> = [],
+      make?: (values: ReadonlyArray<unknown>) => A | undefined
+    ) =>
       sql.unsafe(`SELECT ${ROW_COLUMNS} FROM volumes WHERE ${where}`, params).values.pipe(
         orStorageError("reading volume records"),
         Effect.flatMap((rows) =>
-          decodeRows(rows).pipe(
+          decodeRows(rows, make).pipe(
             Effect.mapError((cause) =>
               new StorageError({
                 message: `the volume database ${layout.database} holds a record this version cannot read: ${cause.message}`,
@@ -112,8 +120,8 @@ export const make = (
     const findReady = (key: string) => Effect.map(findRow(key), Option.filter((row) => row.state === "ready"))
 
     // Rows are checked by readRow, so the constructors need not validate again.
-    const toInfo = (row: VolumeRow, usage: Usage.Usage): VolumeInfo =>
-      makeTrusted(VolumeInfo, {
+    const toInfo = (row: VolumeRow, usage: Usage.Usage): VolumeInfo => {
+      const fields: Mutable<Fields<VolumeInfo>> = {
         name: row.name,
         kind: row.kind,
         backendKind: "local",
@@ -124,12 +132,14 @@ export const make = (
         expiresAt: Option.map(Option.fromNullable(row.expires_at), DateTime.unsafeMake),
         lastUsedAt: Option.map(Option.fromNullable(row.last_used_at), DateTime.unsafeMake),
         usedBytes: usage.logicalBytes,
-        // A disk volume's usage is its image's allocation; files inside are not counted.
-        ...(row.kind === "directory" ? { usage: makeTrusted(VolumeUsage, usage) } : {}),
         diskPath: row.kind === "disk" ? Option.some(Layout.diskImage(layout, row.key)) : Option.none(),
         local: localStateOf(row),
         cloud: Option.none()
-      })
+      }
+      // A disk volume's usage is its image's allocation; files inside are not counted.
+      if (row.kind === "directory") fields.usage = makeTrusted(VolumeUsage, usage)
+      return makeTrusted(VolumeInfo, fields)
+    }
 
     /**
      * Where a volume lives on the host depends only on its key and kind, so the value is
@@ -406,9 +416,12 @@ export const make = (
       return yield* report(name, true)
     })
 
+    /** The reports `list` made, handed out again for records that have not changed. */
+    const reports = makeReportCache<VolumeInfo>()
+    const reportOfRow = (row: VolumeRow) => toInfo(row, storedUsage(row))
+
     const list = accounts.flushAll.pipe(
-      Effect.zipRight(selectRows("state = 'ready'")),
-      Effect.map((rows) => rows.map((row) => toInfo(row, storedUsage(row)))),
+      Effect.zipRight(selectRows("state = 'ready'", [], (values) => reports.reportOf(values, reportOfRow))),
       Effect.withSpan("LocalBackend.list")
     )
 

@@ -91,16 +91,54 @@ const readRow = (raw: ReadonlyArray<unknown>): VolumeRow | undefined => {
     : undefined
 }
 
-export const decodeRows = (
-  rows: ReadonlyArray<ReadonlyArray<unknown>>
-): Effect.Effect<ReadonlyArray<VolumeRow>, { readonly message: string }> =>
+/**
+ * Each record of `rows` made into `A` by `make` (the row itself by default), or a failure
+ * naming the first record that does not pass the check of {@link readRow}.
+ */
+export const decodeRows = <A = VolumeRow>(
+  rows: ReadonlyArray<ReadonlyArray<unknown>>,
+  make: (values: ReadonlyArray<unknown>) => A | undefined = readRow as (values: ReadonlyArray<unknown>) => A | undefined
+): Effect.Effect<ReadonlyArray<A>, { readonly message: string }> =>
   Effect.suspend(() => {
-    const out: Array<VolumeRow> = []
+    const out: Array<A> = []
     for (const raw of rows) {
-      const row = Array.isArray(raw) ? readRow(raw) : undefined
-      if (row === undefined) return Effect.fail({ message: `unexpected record ${JSON.stringify(raw)}` })
-      out.push(row)
+      const made = Array.isArray(raw) ? make(raw) : undefined
+      if (made === undefined) return Effect.fail({ message: `unexpected record ${JSON.stringify(raw)}` })
+      out.push(made)
     }
     return Effect.succeed(out)
   })
 
+/** Most reports a {@link ReportCache} keeps (one per volume). */
+const REPORT_CACHE_SIZE = 100_000
+
+/**
+ * What was made from each volume's record, kept while the record's values stay the same:
+ * `list` reads every record, and most of them have not changed since the last `list`, so
+ * their reports (immutable values) are handed out again instead of being made anew.
+ */
+export interface ReportCache<A> {
+  /** `make` of the record's row, or the report made from equal values before. */
+  readonly reportOf: (values: ReadonlyArray<unknown>, make: (row: VolumeRow) => A) => A | undefined
+}
+
+export const makeReportCache = <A>(): ReportCache<A> => {
+  const entries = new Map<unknown, { readonly values: ReadonlyArray<unknown>; readonly report: A }>()
+  const same = (a: ReadonlyArray<unknown>, b: ReadonlyArray<unknown>): boolean => {
+    if (a.length !== b.length) return false
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+    return true
+  }
+  return {
+    reportOf: (values, make) => {
+      const known = entries.get(values[0])
+      if (known !== undefined && same(known.values, values)) return known.report
+      const row = readRow(values)
+      if (row === undefined) return undefined
+      const report = make(row)
+      if (entries.size >= REPORT_CACHE_SIZE) entries.clear()
+      entries.set(values[0], { values, report })
+      return report
+    }
+  }
+}
