@@ -11,7 +11,7 @@ const limits: ReadonlyArray<readonly [area: string, operation: string, note: str
   ["files", "read 4 KiB", "open + fstat + read + close through the driver on the thread pool, a few libuv round trips more than `readFile`; tens of µs that a loaded machine stretches"],
   ["files", "read 1 MiB", "one 1 MiB `Buffer.allocUnsafeSlow` per read (unpooled, GC) and a thread-pool round trip per 1 MiB slice; readFile reuses pooled memory"],
   ["files", "read 64 MiB", "64 thread-pool round trips of 1 MiB one after another"],
-  ["streams", "readStream", "Effect Stream overhead per ≤ 64 KiB chunk (16,384 chunks per GiB) and GC of the 2 MiB read-ahead blocks (a fresh block per read, so chunks handed out are never overwritten; with 1 MiB blocks GC was ≈35% of a 1 GiB stream's time)"],
+  ["streams", "readStream", "Effect Stream overhead per ≤ 64 KiB chunk (16,384 chunks per GiB) and GC of the 1 MiB read-ahead blocks (a fresh block per read, so chunks handed out are never overwritten: ≈35% of a 1 GiB stream's time in a profile; larger blocks collect less but raised the peak RSS)"],
   ["streams", "writeStream", "every 64 KiB chunk is a synchronous `writeSync` on the main thread and the commit's rename over the previous file makes ext4 (`auto_da_alloc`) start writing the whole file back inside rename(2) (≈0.5 s for 1 GiB, measured with strace); the in-place anchor has no rename (see the row against the same guarantee)"],
   ["streams", "peak RSS", "GC-managed heap growth, not buffering: see the per-row peaks"],
   ["disk", "burst", "the first operation of a burst spawns the holder process (unshare + loop mount, ≈30–100 ms with the machine's load) and every operation crosses into the mount namespace through it; with a quiet machine the mount dominates a burst of 100 less"],
@@ -60,8 +60,9 @@ warm-up round(s) first, then several rounds alternating ours and the baseline, s
 same machine noise. Times are per operation, **min / median / max** over the rounds (a round of
 small operations is the mean of a batch of them). The ratio is *ours / baseline* of the median
 times: 1.00 is equal, 2.00 twice as slow; a throughput target "≥ 0.8x" is met when the time ratio
-is ≤ 1/0.8. Peak RSS comes from a child process per stream row
-(\`process.resourceUsage().maxRSS\`). Where a target is missed, the row says what limits it.
+is ≤ 1/0.8. Peak RSS comes from a child process per stream round
+(\`process.resourceUsage().maxRSS\`); a row shows the median of its rounds' peaks. Where a target
+is missed, the row says what limits it.
 
 - **Machine:** ${r.machine}
 - **Memory (\`free -m\`):** \`${r.free.split("\n").map((l) => l.trim().replace(/\s+/g, " ")).join(" / ")}\`

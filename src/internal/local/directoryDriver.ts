@@ -63,12 +63,12 @@ export { SYNC_IO_BYTES } from "./fd.js"
 
 /**
  * Most bytes one `readStream` read asks for; it is sliced into the requested chunk size.
- * 2 MiB rather than 1 MiB: a fresh block per read is external memory the GC must track,
- * and fewer, larger blocks cost less collection (1 GiB streams: ≈35% of the time was GC
- * with 1 MiB blocks); larger blocks raised the peak RSS, which must not grow with the file
- * (docs/benchmarks.md). A smaller file gets a block of its own size.
+ * Larger blocks cost less garbage collection per byte (a fresh block per read is external
+ * memory the GC tracks) but raised the peak RSS of a 1 GiB stream above that of a 64 MiB
+ * one (4 MiB: +31 MiB, 2 MiB: +42 MiB, against +21 MiB at 1 MiB; docs/benchmarks.md), and
+ * the RSS must not grow with the file. A smaller file gets a block of its own size.
  */
-const READ_BLOCK_BYTES = 2 * 1024 * 1024
+const READ_BLOCK_BYTES = 1024 * 1024
 
 /** Smallest block a `readStream` reads (a file that grows while read is read in these). */
 const MIN_READ_BLOCK_BYTES = 64 * 1024
