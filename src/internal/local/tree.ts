@@ -277,10 +277,17 @@ const emptySmallTreeSync = (dirfd: number, budget: { left: number }): boolean =>
 }
 
 /**
+ * Entries a tree may have to be removed in one synchronous step: an empty or small volume's
+ * trash entry; small enough that the step is short and its open descriptors (one per level)
+ * stay few.
+ */
+const SMALL_TREE_ENTRIES = 128
+
+/**
  * Deletes the trusted host directory `dir` (ours, e.g. a trash entry) and everything
  * below it, without following any symlink inside; nothing when it does not exist. A tree
- * of at most {@link ENTRY_BATCH} entries goes in one synchronous step; a larger one in
- * batches, interruptible between them.
+ * of at most {@link SMALL_TREE_ENTRIES} entries goes in one synchronous step; a larger one
+ * in batches, interruptible between them.
  */
 export const removeTree = (dir: string): Effect.Effect<void, VolumeFsFailure> =>
   Effect.acquireUseRelease(
@@ -301,7 +308,7 @@ export const removeTree = (dir: string): Effect.Effect<void, VolumeFsFailure> =>
     (fd) =>
       fd === undefined ? Effect.void : Effect.zipRight(
         Effect.flatMap(
-          hostCall(dir, () => emptySmallTreeSync(fd, { left: ENTRY_BATCH })),
+          hostCall(dir, () => emptySmallTreeSync(fd, { left: SMALL_TREE_ENTRIES })),
           (emptied) => emptied ? Effect.void : emptyTree(fd, dir)
         ),
         hostCall(dir, () => NodeFs.rmdirSync(dir))
