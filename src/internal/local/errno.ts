@@ -2,7 +2,8 @@
  * Maps the errno codes of host file-system calls to the typed failures of `VolumeFs`,
  * always naming the volume path the user asked for (never a host path).
  */
-import { InvalidPath, PathNotFound, VolumeFsError } from "../../VolumeError.js"
+import { Effect } from "effect"
+import { InvalidPath, PathNotFound, StorageError, VolumeFsError } from "../../VolumeError.js"
 import type { VolumeFsErrorReason, VolumeFsFailure } from "../../VolumeError.js"
 
 /** The `code` of a Node.js system error (`"ENOENT"`, ...), if it is one. */
@@ -104,3 +105,24 @@ export const storageReason = (cause: unknown): "Busy" | "Conflict" | "Unavailabl
       return "Unknown"
   }
 }
+
+/** A failed call on the home's own files (`what` says which) as a `StorageError`. */
+export const storageFailure = (what: string) => (cause: unknown): StorageError =>
+  new StorageError({
+    message: `${what}: ${
+      typeof cause === "object" && cause !== null && "message" in cause && typeof cause.message === "string"
+        ? cause.message
+        : String(cause)
+    }`,
+    reason: storageReason(cause),
+    operation: "filesystem",
+    cause
+  })
+
+/**
+ * One quick metadata call on the home (mkdir, rename, chmod, an existence check), made
+ * synchronously: it costs tens of microseconds, less than a round trip through the thread
+ * pool. What it throws is a `StorageError` saying `what` failed.
+ */
+export const hostStep = <A>(what: string, step: () => A): Effect.Effect<A, StorageError> =>
+  Effect.try({ try: step, catch: storageFailure(what) })

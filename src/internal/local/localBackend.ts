@@ -30,7 +30,7 @@ import * as UseStamps from "../useStamps.js"
 import * as VolumeFsImpl from "../volumeFs.js"
 import * as Attachments from "./attachments.js"
 import { orStorageError, retryBusy } from "./database.js"
-import { storageReason } from "./errno.js"
+import { hostStep } from "./errno.js"
 import { makeDirectoryDriver } from "./directoryDriver.js"
 import { makeDiskDriver, makeDiskSessions } from "./diskDriver.js"
 import { allocatedBytes, formatDiskImage } from "./diskImage.js"
@@ -85,9 +85,6 @@ export const make = (
     const writeLocks = VolumeFsImpl.makeWriteLocks()
     const recovery = yield* Recovery.make(layout, attachments)
     yield* recovery.recoverHome
-
-    const fsFailure = (what: string) => (cause: { readonly message: string }) =>
-      new StorageError({ message: `${what}: ${cause.message}`, reason: storageReason(cause), operation: "filesystem", cause })
 
     // ---- records ---------------------------------------------------------------------
 
@@ -233,13 +230,6 @@ export const make = (
           yield* restore(Effect.sleep(REMOVAL_WAIT))
         }
       })
-
-    /**
-     * One quick metadata call (mkdir, rename, chmod) on the home, made synchronously: it
-     * costs tens of microseconds, less than a round trip through the thread pool.
-     */
-    const hostStep = <A>(what: string, step: () => A) =>
-      Effect.try({ try: step, catch: (cause) => fsFailure(what)(cause instanceof Error ? cause : new Error(String(cause))) })
 
     /**
      * Builds an empty volume's files under `staging` (slow for disks: mkfs runs here) and

@@ -16,7 +16,7 @@ import { StorageError } from "../../VolumeError.js"
 import { TEMP_PREFIX } from "../paths.js"
 import type { Attachments } from "./attachments.js"
 import { orStorageError } from "./database.js"
-import { errnoCode, storageReason } from "./errno.js"
+import { errnoCode, storageFailure } from "./errno.js"
 import { removeTree } from "./tree.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "../liveness.js"
@@ -65,8 +65,6 @@ export const make = (
     const sql = yield* SqlClient.SqlClient
     const fs = yield* FileSystem.FileSystem
 
-    const fsFailure = (what: string) => (cause: PlatformError) =>
-      new StorageError({ message: `${what}: ${cause.message}`, reason: storageReason(cause), operation: "filesystem", cause })
 
     // One rename between sibling directories of the home, made synchronously (tens of
     // microseconds, less than a round trip through the thread pool).
@@ -82,14 +80,7 @@ export const make = (
         } catch (cause) {
           return errnoCode(cause) === "ENOENT"
             ? Effect.succeed(Option.none<string>())
-            : Effect.fail(
-              new StorageError({
-                message: `cannot move ${path} to the trash: ${cause instanceof Error ? cause.message : String(cause)}`,
-                reason: storageReason(cause),
-                operation: "filesystem",
-                cause
-              })
-            )
+            : Effect.fail(storageFailure(`cannot move ${path} to the trash`)(cause))
         }
       })
 
@@ -149,7 +140,7 @@ export const make = (
     const entries = (dir: string) =>
       fs.readDirectory(dir).pipe(
         Effect.catchIf(isNotFound, () => Effect.succeed([] as Array<string>)),
-        Effect.mapError(fsFailure(`cannot list ${dir}`))
+        Effect.mapError(storageFailure(`cannot list ${dir}`))
       )
 
     /**
@@ -173,7 +164,7 @@ export const make = (
 
     const recoverHome = Effect.gen(function*() {
       for (const dir of [layout.volumes, layout.staging, layout.trash, layout.run]) {
-        yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(fsFailure(`cannot create ${dir}`)))
+        yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(storageFailure(`cannot create ${dir}`)))
       }
       const unfinished = yield* sql<OwnedRow>`SELECT key, state, owner_pid, owner_start FROM volumes
         WHERE state <> 'ready'`.pipe(orStorageError("reading unfinished volumes"))

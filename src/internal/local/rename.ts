@@ -16,7 +16,6 @@
  * steps 2 and 3 — never both names, never neither.
  */
 import { FileSystem } from "@effect/platform"
-import type { PlatformError } from "@effect/platform/Error"
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql"
 import { Effect, Option } from "effect"
@@ -26,7 +25,7 @@ import { StorageError, VolumeAlreadyExists, VolumeInUse, VolumeNotFound } from "
 import { nameKey } from "../../VolumeSpec.js"
 import type { Attachments } from "./attachments.js"
 import { retryBusy, sqlFailure } from "./database.js"
-import { storageReason } from "./errno.js"
+import { storageFailure } from "./errno.js"
 import * as Layout from "./layout.js"
 import * as Liveness from "../liveness.js"
 import { snapshotsRoot } from "./snapshots.js"
@@ -87,19 +86,17 @@ export const makeJournal = (
     const sql = yield* SqlClient.SqlClient
     const fs = yield* FileSystem.FileSystem
 
-    const fsFailure = (what: string) => (cause: PlatformError) =>
-      new StorageError({ message: `${what}: ${cause.message}`, reason: storageReason(cause), operation: "filesystem", cause })
 
     /** Moves directory `from` to `to` unless it moved already; whatever sits at `to` before is garbage. */
     const moveDirectory = (from: string, to: string) =>
       Effect.gen(function*() {
-        const present = yield* fs.exists(from).pipe(Effect.mapError(fsFailure(`cannot check ${from}`)))
+        const present = yield* fs.exists(from).pipe(Effect.mapError(storageFailure(`cannot check ${from}`)))
         if (!present) return
         const stale = yield* trash.moveToTrash(to, NodePath.basename(to))
         if (Option.isSome(stale)) yield* trash.discardTrash(stale.value)
         yield* fs.makeDirectory(NodePath.dirname(to), { recursive: true }).pipe(
           Effect.zipRight(fs.rename(from, to)),
-          Effect.mapError(fsFailure(`cannot move ${from} to ${to}`))
+          Effect.mapError(storageFailure(`cannot move ${from} to ${to}`))
         )
       })
 
