@@ -21,6 +21,14 @@
  *     becomes uid/gid 0 there, drops every capability, sets no-new-privs, loads the seccomp
  *     filter and runs CMD (found on $PATH) as a child; exits with its status (128 + signal
  *     when it was killed).
+ *
+ *   ev-sandbox-helper cleanup [--umount PATH]... [--remove PATH]... [--cgroup DIR]...
+ *     A keeper's last step, in one process: unmounts each PATH in order, each as often as
+ *     something is mounted on it (a staged mount with its idmapped clone on top); then
+ *     removes each --remove PATH that is a file or an empty directory (never recursive, never
+ *     through a mount: as `rm -fd`); then removes each cgroup DIR, retrying for up to 5 s
+ *     while processes that were just killed leave it. Never fails: what cannot be removed
+ *     stays, as with the shell tools it replaces.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -51,7 +60,7 @@ static void die(const char *what, const char *arg) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "ev-sandbox-helper: usage: launch|idmap|exec OPTIONS [-- PROGRAM ARGS...]\n");
+  fprintf(stderr, "ev-sandbox-helper: usage: launch|idmap|exec|cleanup OPTIONS [-- PROGRAM ARGS...]\n");
   exit(125);
 }
 
@@ -258,11 +267,35 @@ static int enter(int argc, char **argv) {
   return WEXITSTATUS(status);
 }
 
+static int cleanup(int argc, char **argv) {
+  for (int i = 0; i + 1 < argc; i += 2) {
+    const char *path = argv[i + 1];
+    if (!strcmp(argv[i], "--umount")) {
+      for (int n = 0; n < 8 && umount2(path, UMOUNT_NOFOLLOW) == 0; n++) {
+      }
+    } else if (!strcmp(argv[i], "--remove")) {
+      if (rmdir(path) < 0 && errno == ENOTDIR) unlink(path);
+    } else if (strcmp(argv[i], "--cgroup") != 0) usage();
+  }
+  /* 500 rounds of 10 ms while any cgroup is still there (EBUSY: processes leaving it). */
+  for (int round = 0; round < 500; round++) {
+    int left = 0;
+    for (int i = 0; i + 1 < argc; i += 2) {
+      if (strcmp(argv[i], "--cgroup") != 0) continue;
+      if (rmdir(argv[i + 1]) < 0 && errno != ENOENT) left++;
+    }
+    if (left == 0) break;
+    usleep(10000);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) usage();
   if (!strcmp(argv[1], "launch")) return launch(argc - 2, argv + 2, 1);
   if (!strcmp(argv[1], "idmap")) return launch(argc - 2, argv + 2, 0);
   if (!strcmp(argv[1], "exec")) return enter(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "cleanup")) return cleanup(argc - 2, argv + 2);
   usage();
   return 125;
 }

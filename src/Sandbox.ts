@@ -301,6 +301,13 @@ export interface RunningSandbox {
 export interface SandboxRuntimeService {
   /** For messages: `"namespace"`, `"microvm"`. */
   readonly name: string
+  /**
+   * Optional: called when a sandbox's creation begins, before its named volumes are
+   * resolved, to start slow host-side preparation that needs nothing from the spec, so it
+   * overlaps that work. Must not fail and must not wait for what it starts (the namespace
+   * runtime begins the kernel's wait for its first cgroup join here; see cgroups.ts).
+   */
+  readonly prepare?: Effect.Effect<void>
   readonly start: (
     spec: StartSpec
   ) => Effect.Effect<RunningSandbox, InvalidConfig | Unsupported | SandboxError, Scope.Scope>
@@ -606,11 +613,12 @@ const collectExec = (events: Stream.Stream<ExecEvent, SandboxError>) =>
 const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   const problem = draftProblem(draft)
   if (Option.isSome(problem)) return yield* new InvalidConfig({ message: problem.value })
+  const runtime = yield* SandboxRuntime
+  if (runtime.prepare !== undefined) yield* runtime.prepare
   const mounts = yield* Effect.forEach(draft.mounts, (entry) =>
     entry._tag === "Built" ? Mount.validate(entry.mount) : Mount.build(entry.guestPath, entry.f))
   yield* Mount.validateMounts(mounts)
 
-  const runtime = yield* SandboxRuntime
   const holders = (yield* VolumeBackend).holders
   const outer = yield* Effect.scope
   // Everything the sandbox holds lives in its own scope, so `stop()` can release it early.

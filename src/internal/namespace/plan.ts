@@ -134,69 +134,72 @@ export const stageCommands = (staged: StagedMount, index: number): ReadonlyArray
  * so ext4 on a FUSE export is unmounted cleanly while its daemon can still write.
  */
 const prelude = (
+  helper: string,
   runDir: string,
   stages: ReadonlyArray<string>,
   /** FUSE export files. */
   files: ReadonlyArray<string>,
   cgroups: ReadonlyArray<string>
-): ReadonlyArray<string> => [
-  "set -eu",
-  `qsd_pids=""`,
-  `fs_pids=""`,
-  `loops=""`,
-  // Bounded waits (10 s): a stuck kernel or daemon must not keep the keeper alive forever.
-  `await_gone() { n=0; while [ -e "$1" ] && [ "$n" -lt 1000 ]; do n=$((n + 1)); sleep 0.01; done; }`,
-  `await_exit() {`,
-  // One process that waits on a pidfd, where the file server's binary is there; else a poll loop.
-  `  if [ -x ${quote(FileServer.BINARY)} ]; then ${quote(FileServer.BINARY)} --await-exit="$1" || true; return; fi`,
-  `  n=0`,
-  `  while [ -e "/proc/$1" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ] && [ "$n" -lt 5000 ]; do`,
-  `    n=$((n + 1)); sleep 0.002`,
-  `  done`,
-  `}`,
-  `cleanup() {`,
-  ...FileServer.cleanupCommands(runDir, quote),
-  // Each stage twice, in one umount (it goes on past a path that is not mounted): the
-  // idmapped clone (idmap.ts) is stacked on each staged mount.
-  ...(stages.length === 0 ? [] : [
-    `  umount ${[...[...stages].reverse(), ...[...stages].reverse()].map(quote).join(" ")} 2>/dev/null || true`
-  ]),
-  // Unmounting is finished when the loop device is released (the file system may still
-  // be flushing through it after umount returns); only then may a qemu-storage-daemon go.
-  `  for l in $loops; do await_gone "/sys/block/\${l#/dev/}/loop/backing_file"; done`,
-  `  for p in $qsd_pids; do kill "$p" 2>/dev/null || true; done`,
-  `  for p in $qsd_pids; do await_exit "$p"; kill -9 "$p" 2>/dev/null || true; done`,
-  `  wait 2>/dev/null || true`,
-  // Never recursive: `rm -d` unlinks files and removes only empty directories, and
-  // refuses anything still mounted, so this can never reach into a volume; it also cleans
-  // up when our process was killed. One process, in order: the stages and export files,
-  // then the run directory they were in.
-  `  rm -fd ${[...stages, ...files, runDir].map(quote).join(" ")} 2>/dev/null || true`,
-  // The sandbox's cgroups, once its last process has left them (when our process died,
-  // nobody else would remove them). `rmdir`, not `rm -d`: a cgroup directory holds its
-  // control files, which only rmdir(2) ignores.
-  ...(cgroups.length === 0 ? [] : [
+): ReadonlyArray<string> => {
+  // Newest first; the helper unmounts each as often as something is mounted on it (the
+  // idmapped clone of idmap.ts is stacked on each staged mount).
+  const umounts = [...stages].reverse().flatMap((stage) => ["--umount", stage])
+  // One helper process does the unmounts and then the removals: never recursive, like
+  // `rm -fd` (files and empty directories only, nothing still mounted), so it can never
+  // reach into a volume; it also cleans up when our process was killed. The stages and
+  // export files, then the run directory they were in, then the sandbox's cgroups once
+  // their last process has left them (nobody else would remove them if our process died).
+  const finish = [
+    helper,
+    "cleanup",
+    ...umounts,
+    ...[...stages, ...files, runDir].flatMap((path) => ["--remove", path]),
+    ...cgroups.flatMap((dir) => ["--cgroup", dir])
+  ].map(quote).join(" ")
+  return [
+    "set -eu",
+    `qsd_pids=""`,
+    `fs_pids=""`,
+    `loops=""`,
+    // Bounded waits (10 s): a stuck kernel or daemon must not keep the keeper alive forever.
+    `await_gone() { n=0; while [ -e "$1" ] && [ "$n" -lt 1000 ]; do n=$((n + 1)); sleep 0.01; done; }`,
+    `await_exit() {`,
+    // One process that waits on a pidfd, where the file server's binary is there; else a poll loop.
+    `  if [ -x ${quote(FileServer.BINARY)} ]; then ${quote(FileServer.BINARY)} --await-exit="$1" || true; return; fi`,
     `  n=0`,
-    `  while [ "$n" -lt 500 ]; do`,
-    `    rmdir ${cgroups.map(quote).join(" ")} 2>/dev/null || true`,
-    `    ${cgroups.map((dir) => `[ -d ${quote(dir)} ]`).join(" || ")} || break`,
-    `    n=$((n + 1)); sleep 0.01`,
-    `  done`
-  ]),
-  `}`,
-  "trap cleanup EXIT",
-  // A start that is given up on (SIGTERM to the keeper's group) still cleans up.
-  "trap 'exit 143' TERM",
-  // Waits until the FUSE export of file $1 (served by pid $2) is mounted.
-  `await_export() {`,
-  `  n=0`,
-  `  until grep -qF " $1 " /proc/self/mountinfo; do`,
-  `    n=$((n + 1))`,
-  `    if [ "$n" -gt 1000 ] || ! kill -0 "$2" 2>/dev/null; then echo "qemu-storage-daemon did not export $1" >&2; exit 1; fi`,
-  `    sleep 0.01`,
-  `  done`,
-  `}`
-]
+    `  while [ -e "/proc/$1" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ] && [ "$n" -lt 5000 ]; do`,
+    `    n=$((n + 1)); sleep 0.002`,
+    `  done`,
+    `}`,
+    `cleanup() {`,
+    ...FileServer.cleanupCommands(runDir, quote),
+    // With loop devices, storage daemons or file servers, the unmounts come first: unmounting
+    // is finished when the loop device is released (the file system may still be flushing
+    // through it after umount returns); only then may a qemu-storage-daemon go, and a file
+    // server ends once its mount is gone (waited for by `wait`).
+    `  if [ -n "$loops$qsd_pids$fs_pids" ]; then`,
+    ...(umounts.length === 0 ? [] : [`    ${[helper, "cleanup", ...umounts].map(quote).join(" ")} || true`]),
+    `    for l in $loops; do await_gone "/sys/block/\${l#/dev/}/loop/backing_file"; done`,
+    `    for p in $qsd_pids; do kill "$p" 2>/dev/null || true; done`,
+    `    for p in $qsd_pids; do await_exit "$p"; kill -9 "$p" 2>/dev/null || true; done`,
+    `  fi`,
+    `  wait 2>/dev/null || true`,
+    `  ${finish} 2>/dev/null || true`,
+    `}`,
+    "trap cleanup EXIT",
+    // A start that is given up on (SIGTERM to the keeper's group) still cleans up.
+    "trap 'exit 143' TERM",
+    // Waits until the FUSE export of file $1 (served by pid $2) is mounted.
+    `await_export() {`,
+    `  n=0`,
+    `  until grep -qF " $1 " /proc/self/mountinfo; do`,
+    `    n=$((n + 1))`,
+    `    if [ "$n" -gt 1000 ] || ! kill -0 "$2" 2>/dev/null; then echo "qemu-storage-daemon did not export $1" >&2; exit 1; fi`,
+    `    sleep 0.01`,
+    `  done`,
+    `}`
+  ]
+}
 
 /** The root of the sandbox: the host's system read-only, or an overlay of a root fs dir. */
 const rootCommands = (plan: Plan): {
@@ -327,6 +330,7 @@ export const script = (plan: Plan): string => {
   const bwrap = [...launch, "bwrap", ...bwrapArgs(plan, root.bwrap), "--", "/bin/sh", "-c", init].map(quote).join(" ")
   return [
     ...prelude(
+      plan.helper,
       plan.runDir,
       [
         ...(plan.image === "host" ? [] : [`${plan.runDir}/lower`, `${plan.runDir}/overlay`, `${plan.runDir}/root`]),

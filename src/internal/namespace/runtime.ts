@@ -403,4 +403,4 @@ const start = (spec: StartSpec) =>
   })
 
 /** The namespace runtime service. */
-export const make: SandboxRuntimeService = { name: BACKEND, start }
+export const make: SandboxRuntimeService = { name: BACKEND, prepare: Effect.sync(Cgroups.warmUpJoin), start }
