@@ -23,6 +23,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Archive from "../../src/Archive.js"
 import * as Tar from "../../src/internal/archive/tarEncode.js"
+import * as Cgroups from "../../src/internal/namespace/cgroups.js"
 import * as Etc from "../../src/internal/namespace/etc.js"
 import { HOST_ID_BASE } from "../../src/internal/namespace/idmap.js"
 import { TEMP_PREFIX } from "../../src/internal/paths.js"
@@ -338,6 +339,15 @@ describe("escape suite: resource limits", () => {
         yield* assertNothingLeft(dir)
       })
     ))
+
+  it.effect("the cgroup join warm-up leaves this process in its own cgroups", () =>
+    Effect.gen(function*() {
+      const before = readFileSync("/proc/self/cgroup", "utf8")
+      // Twice: the second also runs while the first's grace period may still be pending.
+      yield* Effect.promise(() => Promise.all([Cgroups.warmUpJoin(), Cgroups.warmUpJoin()]))
+      assert.strictEqual(readFileSync("/proc/self/cgroup", "utf8"), before)
+      assert.deepStrictEqual(leftoverCgroups(), [])
+    }))
 
   it.scopedLive("limits are written to the sandbox's own cgroups and removed after a failed start", () =>
     withHome((dir) =>

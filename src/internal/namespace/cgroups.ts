@@ -110,10 +110,10 @@ export const parents = (): ReadonlyArray<string> => [...new Set([...hierarchies(
  * prepared, so the launch helper's join just after finds the lock ready. Best effort: a
  * failure changes nothing and is ignored.
  */
-export const warmUpJoin = (): void => {
+export const warmUpJoin = (): Promise<void> => {
   const first = hierarchies().values().next()
-  if (first.done === true) return
-  writeFile(join(first.value.parent, "cgroup.procs"), `${process.pid}\n`).catch(() => {
+  if (first.done === true) return Promise.resolve()
+  return writeFile(join(first.value.parent, "cgroup.procs"), `${process.pid}\n`).catch(() => {
     // Not permitted here (or a v2 cgroup with controllers enabled): the join just waits.
   })
 }

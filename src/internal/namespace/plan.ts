@@ -38,6 +38,8 @@ export interface Plan {
   /** ev-sandbox-helper and the compiled seccomp profile (see native.ts). */
   readonly helper: string
   readonly seccomp: string
+  /** bubblewrap's path. */
+  readonly bwrap: string
   /** The sandbox's cgroup directories, and the files that join them. */
   readonly cgroups: { readonly directories: ReadonlyArray<string>; readonly procs: ReadonlyArray<string> }
 }
@@ -327,7 +329,7 @@ export const script = (plan: Plan): string => {
     })),
     ...plan.mounts.flatMap(idmapped)
   ])
-  const bwrap = [...launch, "bwrap", ...bwrapArgs(plan, root.bwrap), "--", "/bin/sh", "-c", init].map(quote).join(" ")
+  const bwrap = [...launch, plan.bwrap, ...bwrapArgs(plan, root.bwrap), "--", "/bin/sh", "-c", init].map(quote).join(" ")
   return [
     ...prelude(
       plan.helper,

@@ -48,11 +48,19 @@ const START_TIMEOUT = Duration.seconds(60)
 /** How long a stopping sandbox may take before its keeper is killed. */
 const STOP_GRACE = Duration.seconds(10)
 
+/** Programs found on `$PATH`, by `$PATH` and name: every start looks for bwrap and unshare. */
+const found = new Map<string, string>()
+
+/** Where `program` is on `$PATH` (a hit is remembered for the same `$PATH`; a miss is looked up again). */
 const which = (program: string): Option.Option<string> => {
-  for (const dir of (process.env.PATH ?? DEFAULT_PATH).split(delimiter)) {
+  const path = process.env.PATH ?? DEFAULT_PATH
+  const known = found.get(`${path}\0${program}`)
+  if (known !== undefined) return Option.some(known)
+  for (const dir of path.split(delimiter)) {
     const candidate = join(dir, program)
     try {
       accessSync(candidate, constants.X_OK)
+      found.set(`${path}\0${program}`, candidate)
       return Option.some(candidate)
     } catch {
       // not here
@@ -116,7 +124,7 @@ interface Keeper {
 }
 
 /** Starts the keeper and waits until the sandbox is up; stopping it waits until it is gone. */
-const startKeeper = (name: string, script: string, onStopped: (stderr: string) => Effect.Effect<void>) =>
+const startKeeper = (name: string, unshare: string, script: string, onStopped: (stderr: string) => Effect.Effect<void>) =>
   // Spawning and registering the stop are one uninterruptible step; the wait for the
   // sandbox to come up (up to START_TIMEOUT) is interruptible, and the registered stop
   // ends the keeper then.
@@ -126,7 +134,7 @@ const startKeeper = (name: string, script: string, onStopped: (stderr: string) =
       const exited = yield* Deferred.make<void>()
       const child = yield* Effect.try({
         try: () =>
-          spawn("unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script], {
+          spawn(unshare, ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script], {
             stdio: ["pipe", "pipe", "pipe", "pipe"],
             detached: true,
             env: { PATH: process.env.PATH ?? DEFAULT_PATH }
@@ -310,11 +318,12 @@ const reportOutOfMemory = (spec: StartSpec, cgroups: Cgroups.SandboxCgroups, cmd
 
 const start = (spec: StartSpec) =>
   Effect.gen(function*() {
-    for (const program of ["bwrap", "unshare"]) {
-      if (Option.isNone(which(program))) {
-        return yield* startError(spec.name, `${program} is not installed (Debian packages bubblewrap, util-linux)`)
-      }
-    }
+    // Found once per $PATH, and run by path: no $PATH search in the keeper or the helper.
+    const [bwrap, unshare] = yield* Effect.forEach(["bwrap", "unshare"], (program) =>
+      Option.match(which(program), {
+        onNone: () => startError(spec.name, `${program} is not installed (Debian packages bubblewrap, util-linux)`),
+        onSome: Effect.succeed
+      }))
     if (spec.image !== "host") yield* checkImage(spec.image)
     for (const resolved of spec.mounts) yield* checkMount(resolved)
     const limits = yield* Cgroups.resolve(spec.limits)
@@ -339,11 +348,12 @@ const start = (spec: StartSpec) =>
       etc: spec.image === "host" ? Option.some(yield* hostEtc(runDir)) : Option.none(),
       helper: native.helper,
       seccomp: native.seccomp,
+      bwrap: bwrap!,
       cgroups
     })
     // Mounts whose file server died while the sandbox ran (the keeper names them at stop).
     const failures: Array<FileServerFailure> = []
-    const keeper = yield* startKeeper(spec.name, script, (stderr) =>
+    const keeper = yield* startKeeper(spec.name, unshare!, script, (stderr) =>
       Effect.map(FileServer.deaths(stderr, mounts), (dead) => void failures.push(...dead)))
 
     const execStream = (cmd: string, args: ReadonlyArray<string>, options: ExecOptions) => {
@@ -403,4 +413,4 @@ const start = (spec: StartSpec) =>
   })
 
 /** The namespace runtime service. */
-export const make: SandboxRuntimeService = { name: BACKEND, prepare: Effect.sync(Cgroups.warmUpJoin), start }
+export const make: SandboxRuntimeService = { name: BACKEND, prepare: Effect.sync(() => void Cgroups.warmUpJoin()), start }
