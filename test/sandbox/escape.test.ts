@@ -14,6 +14,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -148,6 +149,27 @@ describe("escape suite: host secrets through image host", () => {
       assert.strictEqual(readFileSync(join(changed, "hosts"), "utf8"), "127.0.0.1 localhost changed\n")
       chmodSync(join(root, "hosts"), 0o600)
       assert.isFalse(existsSync(join(Etc.curated(cache, root), "hosts")), "a file made owner-only disappears")
+      // Listings of unchanged directories are reused (etc.ts): what changes in one is still seen,
+      // also right after a survey that reused it.
+      const certs = join(root, "ssl/certs")
+      const settle = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 80)
+      settle()
+      const listed = Etc.curated(cache, root)
+      assert.strictEqual(Etc.curated(cache, root), listed, "unchanged: the same copy from the reused listing")
+      writeFileSync(join(certs, "new.pem"), "new cert")
+      symlinkSync("new.pem", join(certs, "5678.0"))
+      const added = Etc.curated(cache, root)
+      assert.strictEqual(readFileSync(join(added, "ssl/certs/new.pem"), "utf8"), "new cert")
+      assert.strictEqual(readlinkSync(join(added, "ssl/certs/5678.0")), "new.pem")
+      settle()
+      assert.strictEqual(Etc.curated(cache, root), added)
+      rmSync(join(certs, "1234.0"))
+      symlinkSync("new.pem", join(certs, "1234.0"))
+      assert.strictEqual(readlinkSync(join(Etc.curated(cache, root), "ssl/certs/1234.0")), "new.pem", "a re-pointed link")
+      settle()
+      Etc.curated(cache, root)
+      writeFileSync(join(certs, "ca.pem"), "cert, edited")
+      assert.strictEqual(readFileSync(join(Etc.curated(cache, root), "ssl/certs/ca.pem"), "utf8"), "cert, edited")
     } finally {
       rmSync(work, { recursive: true, force: true })
     }

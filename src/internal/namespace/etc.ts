@@ -11,7 +11,6 @@
  * directory instead of mounting each file.
  */
 import { createHash, randomBytes } from "node:crypto"
-import type { Dirent } from "node:fs"
 import {
   copyFileSync,
   existsSync,
@@ -59,6 +58,41 @@ interface Entry {
 const worldReadable = (mode: number, isDirectory: boolean): boolean =>
   isDirectory ? (mode & 0o005) === 0o005 : (mode & 0o004) === 0o004
 
+/** A directory's entries: names, and which are symbolic links. */
+interface Listing {
+  /** The directory's metadata line when it was listed (see `walk`). */
+  readonly stamp: string
+  /** When it was listed (ms since the epoch). */
+  readonly listedAt: number
+  readonly children: ReadonlyArray<{ readonly name: string; readonly link: boolean }>
+}
+
+/**
+ * Directory listings of earlier surveys, by host path (`ssl/certs` alone has hundreds of
+ * links, and every sandbox start surveys). Adding, removing, renaming or re-pointing an
+ * entry changes the directory's mtime and ctime, so a directory whose metadata line is
+ * unchanged lists the same names, provided its ctime is older than the listing by more
+ * than a tick of the kernel's coarse file clock (a change right after the listing could
+ * otherwise carry the same timestamp). Entries that are not links are still stat'ed one
+ * by one, as their contents can change without their directory's doing so.
+ */
+const listings = new Map<string, Listing>()
+
+/** Margin between a directory's last change and its listing for the listing to be reused. */
+const LISTING_MARGIN_MS = 50
+
+const listing = (host: string, stamp: string, ctimeMs: number): Listing["children"] => {
+  const known = listings.get(host)
+  if (known !== undefined && known.stamp === stamp && ctimeMs < known.listedAt - LISTING_MARGIN_MS) return known.children
+  const listedAt = Date.now()
+  const children = readdirSync(host, { withFileTypes: true }).map((child) => ({
+    name: child.name,
+    link: child.isSymbolicLink()
+  }))
+  listings.set(host, { stamp, listedAt, children })
+  return children
+}
+
 /**
  * The entries of `root/path` anybody may read, with a stamp of the metadata they were
  * chosen by (a link is re-created as a link: its change shows in its directory's stamp).
@@ -67,22 +101,23 @@ const walk = (
   root: string,
   path: string,
   out: { readonly entries: Array<Entry>; readonly stamp: Array<string>; left: number },
-  type: Dirent | undefined = undefined
+  isLink = false
 ): void => {
   if (--out.left < 0) return
-  const host = join(root, path)
-  if (type?.isSymbolicLink()) {
+  if (isLink) {
     out.entries.push({ kind: "link", path })
     return
   }
+  const host = join(root, path)
   const stat = lstatSync(host, { throwIfNoEntry: false })
   if (stat === undefined) return
-  out.stamp.push(`${path}:${stat.mode}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`)
+  const stamp = `${path}:${stat.mode}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`
+  out.stamp.push(stamp)
   if (stat.isSymbolicLink()) out.entries.push({ kind: "link", path })
   else if (stat.isFile() && worldReadable(stat.mode, false)) out.entries.push({ kind: "file", path })
   else if (stat.isDirectory() && worldReadable(stat.mode, true)) {
     out.entries.push({ kind: "dir", path })
-    for (const child of readdirSync(host, { withFileTypes: true })) walk(root, join(path, child.name), out, child)
+    for (const child of listing(host, stamp, stat.ctimeMs)) walk(root, join(path, child.name), out, child.link)
   }
 }
 
