@@ -118,7 +118,7 @@ export const run = async (): Promise<Array<Row>> => {
 
     const big = bytes(64 * MiB)
     log("s3: 64 MiB put")
-    const p = await samplePair(() => run(fs.write("big.bin", big)), () => putBytes(`${rawKey}big.bin`, big), { rounds: quick ? 2 : 5 })
+    const p = await samplePair(() => run(fs.write("big.bin", big)), () => putBytes(`${rawKey}big.bin`, big), { rounds: quick ? 2 : 9 })
     rows.push({
       area,
       operation: "fs.write 64 MiB",
@@ -129,7 +129,7 @@ export const run = async (): Promise<Array<Row>> => {
       target: timeRatioTarget("within 0.9x of the raw SDK", p.ours, p.baseline, 1 / 0.9)
     })
     log("s3: 64 MiB get")
-    const r = await samplePair(() => run(fs.read("big.bin")), () => getBytes(`${rawKey}big.bin`), { rounds: quick ? 2 : 5 })
+    const r = await samplePair(() => run(fs.read("big.bin")), () => getBytes(`${rawKey}big.bin`), { rounds: quick ? 2 : 9 })
     rows.push({
       area,
       operation: "fs.read 64 MiB",
@@ -147,7 +147,7 @@ export const run = async (): Promise<Array<Row>> => {
     const rs = await samplePair(
       () => run(Stream.runDrain(fs.readStream("big.bin"))),
       async () => drain((await raw.send(new GetObjectCommand({ Bucket: bucket, Key: `${rawKey}big.bin` }))).Body as AsyncIterable<unknown>),
-      { rounds: quick ? 2 : 5 }
+      { rounds: quick ? 2 : 9 }
     )
     rows.push({
       area,
@@ -187,7 +187,7 @@ export const run = async (): Promise<Array<Row>> => {
     let n = 0
     let m = 0
     const l = await samplePair(async () => (n = (await run(Volume.list())).length), async () => (m = await rawList()), {
-      rounds: quick ? 2 : 5
+      rounds: quick ? 2 : 9
     })
     rows.push({
       area,
