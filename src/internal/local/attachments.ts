@@ -129,7 +129,9 @@ export const make: Effect.Effect<Attachments, never, SqlClient.SqlClient> = Effe
     retries = 3
   ): Effect.Effect<string, VolumeInUse | VolumeNotFound | StorageError> =>
     Effect.gen(function*() {
-      yield* forgetDead(key)
+      // Records of dead holders are forgotten only when they may be in the way (a refused
+      // insert): a directory volume's holders never refuse one another, so its common
+      // case is one statement.
       const self = yield* Liveness.current
       const id = randomUUID()
       const inserted = yield* insert(key, options, id, self, yield* Clock.currentTimeMillis)
@@ -146,10 +148,10 @@ export const make: Effect.Effect<Attachments, never, SqlClient.SqlClient> = Effe
         .pipe(orStorageError("reading a volume record"))
       const name = yield* displayName(key)
       if ((ready[0]?.n ?? 0) === 0) return yield* new VolumeNotFound({ volume: name })
-      const current = yield* holders(key)
-      // The holder that refused us let go (or died) in between: ask again.
-      if (current.length === 0 && retries > 0) return yield* attempt(key, options, retries - 1)
-      return yield* new VolumeInUse({ volume: name, holders: current })
+      const live = yield* forgetDead(key)
+      // The holders that refused us were dead, or let go in between: ask again.
+      if (live.length === 0 && retries > 0) return yield* attempt(key, options, retries - 1)
+      return yield* new VolumeInUse({ volume: name, holders: live.map((row) => row.holder) })
     })
 
   const acquire = (key: string, options: AttachOptions) =>

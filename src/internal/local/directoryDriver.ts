@@ -56,7 +56,7 @@ import {
 import { allocate, makeWriter, notAFile, openFileForReadSync, publishSync, readAll, readAsync, writeAtomicSync } from "./fileIo.js"
 import { linkTargetSync, makeLinkOps } from "./links.js"
 import type { LinkOps } from "./links.js"
-import { eachEntry, emptyTree, measureTree, sweepTree } from "./tree.js"
+import { eachEntry, emptyTree, measureTree } from "./tree.js"
 import { watchDirectory } from "./watch.js"
 
 export { SYNC_IO_BYTES } from "./fd.js"
@@ -153,13 +153,15 @@ export interface DirectoryDriverOptions {
 /** The directory driver: an `FsDriver` plus the full usage measurement the backend needs. */
 export interface DirectoryDriver extends FsDriver {
   readonly setModified: LinkOps["setModified"]
-  /** Usage (bytes, allocated bytes, files) at or below `path`; zero when absent. Walks the tree. */
-  readonly measureUsage: (path: Paths.Segments) => Effect.Effect<Usage.Usage, VolumeFsFailure>
   /**
-   * Deletes temporary files (and unfinished copies) whose name `doomed` accepts, anywhere
-   * in the volume, through the same descriptor walk as every other operation.
+   * Usage (bytes, allocated bytes, files) at or below `path`; zero when absent. Walks the
+   * tree; with `doomed`, the same walk deletes the temporary files (and unfinished copies)
+   * whose name it accepts, and counts what stays.
    */
-  readonly sweepTemporaries: (doomed: (name: string) => boolean) => Effect.Effect<void, VolumeFsFailure>
+  readonly measureUsage: (
+    path: Paths.Segments,
+    doomed?: (name: string) => boolean
+  ) => Effect.Effect<Usage.Usage, VolumeFsFailure>
 }
 
 /**
@@ -454,7 +456,10 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryD
       Effect.ignore
     )
 
-  const measureUsage = (segments: Paths.Segments): Effect.Effect<Usage.Usage, VolumeFsFailure> => {
+  const measureUsage = (
+    segments: Paths.Segments,
+    doomed?: (name: string) => boolean
+  ): Effect.Effect<Usage.Usage, VolumeFsFailure> => {
     const path = Paths.format(segments)
     const measured = Paths.isNonRoot(segments)
       ? withParent(segments, false, (dirfd, name) =>
@@ -462,11 +467,11 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryD
           stat.isDirectory()
             ? Effect.acquireUseRelease(
               hostCall(path, () => NodeFs.openSync(at(dirfd, name), DIR_FLAGS)),
-              (fd) => measureTree(fd, path),
+              (fd) => measureTree(fd, path, doomed),
               closeQuietly
             )
             : Effect.succeed(Usage.ofStat(stat))))
-      : withRoot((rootfd) => measureTree(rootfd, path))
+      : withRoot((rootfd) => measureTree(rootfd, path, doomed))
     return measured.pipe(
       Effect.catchIf(
         (error) => error._tag === "PathNotFound" || (error._tag === "VolumeFsError" && error.reason === "NotADirectory"),
@@ -477,7 +482,6 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryD
 
   const measure = (segments: Paths.Segments) => Effect.map(measureUsage(segments), (usage) => usage.logicalBytes)
 
-  const sweepTemporaries = (doomed: (name: string) => boolean) => withRoot((rootfd) => sweepTree(rootfd, "/", doomed))
 
   return {
     stat,
@@ -493,7 +497,6 @@ export const makeDirectoryDriver = (options: DirectoryDriverOptions): DirectoryD
     copy,
     measure,
     measureUsage,
-    sweepTemporaries,
     ...makeLinkOps({ withParent, withRoot, changed }),
     watch: (segments, recursive) => watchDirectory({ root, volume, segments, recursive, stat })
   }

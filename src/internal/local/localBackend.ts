@@ -173,15 +173,14 @@ export const make = (
 
     /**
      * Real usage of the volume whose files are under `root` (a volume dir, published or
-     * staged), measured from the files. For a directory volume that no sandbox holds,
-     * temporary files of crashed writers are swept first.
+     * staged), measured from the files. For a directory volume that no sandbox holds, the
+     * same walk deletes the temporary files of crashed writers (not counted).
      */
     const measureAt = (kind: VolumeKind, root: string, name: string, sweep: boolean) =>
       Effect.suspend(() => {
         if (kind === "disk") return diskUsage(NodePath.join(root, Layout.DISK_IMAGE))
         const driver = makeDirectoryDriver({ root: NodePath.join(root, Layout.DATA_DIR), volume: name })
-        return (sweep ? Effect.ignore(driver.sweepTemporaries(Recovery.isAbandonedTemporary)) : Effect.void).pipe(
-          Effect.zipRight(driver.measureUsage([])),
+        return driver.measureUsage([], sweep ? Recovery.isAbandonedTemporary : undefined).pipe(
           Effect.mapError((cause) =>
             cause._tag === "StorageError" || cause._tag === "VolumeNotFound"
               ? cause

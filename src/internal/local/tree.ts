@@ -115,20 +115,36 @@ export const walkTree = <H>(top: H, visitor: TreeVisitor<H>): Effect.Effect<void
   })
 
 
-/** Sums the usage of regular files and symlinks below a directory. */
-export const measureTree = (dirfd: number, path: string): Effect.Effect<Usage.Usage, VolumeFsFailure> => {
+/**
+ * Sums the usage of regular files and symlinks below a directory. With `doomed`, the same
+ * walk first deletes the temporary files (and temporary directories of unfinished copies)
+ * of writers that are gone, as `doomed(name)` decides from the name, and counts only what
+ * stays; a temporary that cannot be deleted is left (and not counted) for a later walk.
+ * Through descriptors like every other walk, so a symlink swapped in meanwhile is never
+ * followed.
+ */
+export const measureTree = (
+  dirfd: number,
+  path: string,
+  doomed?: (name: string) => boolean
+): Effect.Effect<Usage.Usage, VolumeFsFailure> => {
   let total = Usage.zero
   return walkTree<number>(dirfd, {
     scan: (dir) => {
       const subdirs: Array<Buffer> = []
-      return Effect.as(
-        eachEntry(dir, path, (name) => {
-          const stat = NodeFs.lstatSync(at(dir, name), { throwIfNoEntry: false })
-          if (stat === undefined) return
-          if (stat.isDirectory()) subdirs.push(name)
-          else total = Usage.add(total, Usage.ofStat(stat))
-        }),
-        subdirs
+      const doomedDirs: Array<Buffer> = []
+      const scanned = eachEntry(dir, path, (name) => {
+        const stat = NodeFs.lstatSync(at(dir, name), { throwIfNoEntry: false })
+        if (stat === undefined) return
+        if (doomed !== undefined && doomed(name.toString("utf8"))) {
+          if (stat.isDirectory()) doomedDirs.push(name)
+          else unlinkQuietlySync(dir, name)
+        } else if (stat.isDirectory()) subdirs.push(name)
+        else total = Usage.add(total, Usage.ofStat(stat))
+      })
+      return scanned.pipe(
+        Effect.zipRight(Effect.forEach(doomedDirs, (name) => Effect.ignore(removeSubtree(dir, name, path)), { discard: true })),
+        Effect.as(subdirs)
       )
     },
     descend: (dir, name) => hostCall(path, () => openSubdirSync(dir, name)),
@@ -136,6 +152,15 @@ export const measureTree = (dirfd: number, path: string): Effect.Effect<Usage.Us
     close: closeQuietlySync
   }).pipe(Effect.map(() => total))
 }
+
+/** Deletes subdirectory `name` of `dir` with everything below it. */
+const removeSubtree = (dir: number, name: Buffer, path: string): Effect.Effect<void, VolumeFsFailure> =>
+  Effect.acquireUseRelease(
+    hostCall(path, () => openSubdirSync(dir, name)),
+    (child) =>
+      child === undefined ? Effect.void : Effect.zipRight(emptyTree(child, path), hostCall(path, () => NodeFs.rmdirSync(at(dir, name)))),
+    (child) => Effect.sync(() => child === undefined ? undefined : closeQuietlySync(child))
+  )
 
 /**
  * Deletes everything below a directory (not the directory itself); `removed` hears what
@@ -180,47 +205,6 @@ export const emptyTree = (dirfd: number, path: string, removed?: UsageSink): Eff
           if (errnoCode(error) !== "ENOENT") throw error
         }
       }),
-    close: closeQuietlySync
-  })
-
-/**
- * Deletes the temporary files (and temporary directories of unfinished copies) below a
- * directory whose writer is gone, as `doomed(name)` decides from the name. Walks through
- * descriptors like every other walk, so a symlink swapped in meanwhile is never followed.
- */
-export const sweepTree = (
-  dirfd: number,
-  path: string,
-  doomed: (name: string) => boolean
-): Effect.Effect<void, VolumeFsFailure> =>
-  walkTree<number>(dirfd, {
-    scan: (dir) => {
-      const subdirs: Array<Buffer> = []
-      const doomedDirs: Array<Buffer> = []
-      return eachEntry(dir, path, (name) => {
-        const stat = NodeFs.lstatSync(at(dir, name), { throwIfNoEntry: false })
-        if (stat === undefined) return
-        if (doomed(name.toString("utf8"))) {
-          if (stat.isDirectory()) doomedDirs.push(name)
-          else unlinkQuietlySync(dir, name)
-        } else if (stat.isDirectory()) {
-          subdirs.push(name)
-        }
-      }).pipe(
-        Effect.zipRight(Effect.forEach(doomedDirs, (name) =>
-          Effect.acquireUseRelease(
-            hostCall(path, () => openSubdirSync(dir, name)),
-            (child) =>
-              child === undefined
-                ? Effect.void
-                : Effect.zipRight(emptyTree(child, path), hostCall(path, () => NodeFs.rmdirSync(at(dir, name)))),
-            (child) => Effect.sync(() => child === undefined ? undefined : closeQuietlySync(child))
-          ), { discard: true })),
-        Effect.as(subdirs)
-      )
-    },
-    descend: (dir, name) => hostCall(path, () => openSubdirSync(dir, name)),
-    leave: () => Effect.void,
     close: closeQuietlySync
   })
 
