@@ -272,6 +272,18 @@ export interface StartSpec {
 }
 
 /**
+ * What a command wrote, as chunks, and its exit status.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface CollectedExec {
+  readonly exitCode: number
+  readonly stdout: ReadonlyArray<Uint8Array>
+  readonly stderr: ReadonlyArray<Uint8Array>
+}
+
+/**
  * A sandbox as a runtime runs it; it stops when the scope given to `start` closes.
  *
  * @since 0.1.0
@@ -283,6 +295,15 @@ export interface RunningSandbox {
     args: ReadonlyArray<string>,
     options: ExecOptions
   ) => Stream.Stream<ExecEvent, SandboxError>
+  /**
+   * Optional: `execStream` run to its end with all its output kept, without the stream's
+   * per-chunk work (`Sandbox.exec` uses it when present). Same process, errors and timeout.
+   */
+  readonly exec?: (
+    cmd: string,
+    args: ReadonlyArray<string>,
+    options: ExecOptions
+  ) => Effect.Effect<CollectedExec, SandboxError>
   /** Mounts whose file server died while the sandbox ran; complete once the start's scope closed. */
   readonly fileServerFailures?: () => ReadonlyArray<FileServerFailure>
   /** Adds a mount to the running sandbox until the scope closes (runtimes without it refuse live mounts). */
@@ -583,6 +604,13 @@ const directSource = (mount: Exclude<Mount.VolumeMount, Mount.NamedMount>): Moun
   }
 }
 
+const toExecResult = (collected: CollectedExec): ExecResult =>
+  new ExecResult({
+    exitCode: collected.exitCode,
+    stdout: Buffer.concat(collected.stdout).toString("utf8"),
+    stderr: Buffer.concat(collected.stderr).toString("utf8")
+  })
+
 const collectExec = (events: Stream.Stream<ExecEvent, SandboxError>) =>
   Effect.map(
     Stream.runFold(
@@ -602,12 +630,7 @@ const collectExec = (events: Stream.Stream<ExecEvent, SandboxError>) =>
         return acc
       }
     ),
-    (acc) =>
-      new ExecResult({
-        exitCode: acc.exitCode,
-        stdout: Buffer.concat(acc.stdout).toString("utf8"),
-        stderr: Buffer.concat(acc.stderr).toString("utf8")
-      })
+    toExecResult
   )
 
 const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
@@ -749,12 +772,17 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   })
   yield* Effect.addFinalizer((exit) => Effect.zipRight(closeAllLive, stopper.release(exit)))
 
+  const stoppedError = () => new SandboxError({ sandbox: draft.name, reason: "Exec", message: `sandbox "${draft.name}" is stopped` })
   const execStream = (cmd: string, args: ReadonlyArray<string> = [], options: ExecOptions = {}) =>
-    Stream.suspend(() =>
-      stopper.isStopped()
-        ? Stream.fail(new SandboxError({ sandbox: draft.name, reason: "Exec", message: `sandbox "${draft.name}" is stopped` }))
-        : running.execStream(cmd, args, options)
-    )
+    Stream.suspend(() => stopper.isStopped() ? Stream.fail(stoppedError()) : running.execStream(cmd, args, options))
+  const exec = (cmd: string, args: ReadonlyArray<string> = [], options: ExecOptions = {}) =>
+    Effect.suspend(() => {
+      if (stopper.isStopped()) return Effect.fail(stoppedError())
+      const collect = running.exec
+      return collect === undefined
+        ? collectExec(running.execStream(cmd, args, options))
+        : Effect.map(collect(cmd, args, options), toExecResult)
+    })
 
   const attachLive = (mount: Mount.VolumeMount, liveScope: Scope.Scope) =>
     Effect.gen(function*() {
@@ -820,7 +848,7 @@ const create = Effect.fn("Sandbox.create")(function*(draft: SandboxDraft) {
   const sandbox: Sandbox = {
     name: draft.name,
     execStream,
-    exec: (cmd, args = [], options = {}) => collectExec(execStream(cmd, args, options)),
+    exec,
     stop: () => Effect.zipRight(closeAllLive, stopper.stop),
     mount: mountLive,
     unmount: unmountLive

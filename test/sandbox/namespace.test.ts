@@ -339,6 +339,26 @@ describe("NamespaceRuntime", () => {
       })
     ))
 
+  it.scopedLive("exec: interrupting it kills the command; one that leaves a background process returns at its exit", () =>
+    withHome(() =>
+      Effect.gen(function*() {
+        const sb = yield* Sandbox.builder("interrupted").create()
+        const marker = "sleep 4545"
+        const fiber = yield* Effect.fork(sb.exec("sh", ["-c", `echo started; ${marker}`]))
+        yield* Effect.repeat(Effect.sync(() => processesMentioning(marker).length > 0), {
+          until: (running) => running,
+          schedule: Schedule.spaced("20 millis")
+        })
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(processesMentioning(marker), [], "the interrupted command is gone")
+        // The background process keeps the output pipes open; the exec ends with its command.
+        const background = "sleep 4646"
+        const done = yield* sb.exec("sh", ["-c", `${background} & echo out; echo err >&2; exit 3`])
+        assert.deepStrictEqual([done.exitCode, done.stdout, done.stderr], [3, "out\n", "err\n"])
+        assert.strictEqual((yield* sb.exec("true")).exitCode, 0, "the sandbox survives")
+      })
+    ))
+
   it.scopedLive("exec timeout kills the command and fails with reason Timeout", () =>
     withHome(() =>
       Effect.gen(function*() {

@@ -294,6 +294,16 @@ const checkImage = (image: string) =>
     }
   })
 
+/** The failure of a command the memory limit killed (exit status 137 and a new OOM kill). */
+const outOfMemory = (spec: StartSpec, cgroups: Cgroups.SandboxCgroups, cmd: string) =>
+  new SandboxError({
+    sandbox: spec.name,
+    reason: "OutOfMemory",
+    message: `${cmd} was killed by the sandbox's memory limit (${
+      Option.getOrElse(cgroups.memoryMib, () => 0)
+    } MiB) with exit status 137`
+  })
+
 /** Fails the stream with `OutOfMemory` after the exit of a command the memory limit killed. */
 const reportOutOfMemory = (spec: StartSpec, cgroups: Cgroups.SandboxCgroups, cmd: string) =>
 (events: Stream.Stream<ExecEvent, SandboxError>): Stream.Stream<ExecEvent, SandboxError> =>
@@ -301,19 +311,16 @@ const reportOutOfMemory = (spec: StartSpec, cgroups: Cgroups.SandboxCgroups, cmd
     const before = cgroups.oomKills()
     return Stream.flatMap(events, (event) =>
       event._tag === "Exit" && event.exitCode === 137 && cgroups.oomKills() > before
-        ? Stream.concat(
-          Stream.make(event),
-          Stream.fail(
-            new SandboxError({
-              sandbox: spec.name,
-              reason: "OutOfMemory",
-              message: `${cmd} was killed by the sandbox's memory limit (${
-                Option.getOrElse(cgroups.memoryMib, () => 0)
-              } MiB) with exit status 137`
-            })
-          )
-        )
+        ? Stream.concat(Stream.make(event), Stream.fail(outOfMemory(spec, cgroups, cmd)))
         : Stream.make(event))
+  })
+
+/** The failure of a command that outlived its `timeout` (it was killed). */
+const timedOut = (spec: StartSpec, cmd: string, timeout: Duration.DurationInput) =>
+  new SandboxError({
+    sandbox: spec.name,
+    reason: "Timeout",
+    message: `${cmd} did not finish within ${Duration.format(Duration.decode(timeout))}; it was killed`
   })
 
 const start = (spec: StartSpec) =>
@@ -356,40 +363,49 @@ const start = (spec: StartSpec) =>
     const keeper = yield* startKeeper(spec.name, unshare!, script, (stderr) =>
       Effect.map(FileServer.deaths(stderr, mounts), (dead) => void failures.push(...dead)))
 
+    /** The exec helper's arguments: enter the sandbox, then run `cmd args`. */
+    const helperArgs = (cmd: string, args: ReadonlyArray<string>, options: ExecOptions) => [
+      "exec",
+      "--target",
+      String(keeper.sandboxPid),
+      ...cgroups.procs.flatMap((file) => ["--cgroup", file]),
+      "--seccomp",
+      native.seccomp,
+      "--cwd",
+      options.cwd ?? Option.getOrElse(spec.workdir, () => "/"),
+      "--",
+      cmd,
+      ...args
+    ]
+    const processOptions = (options: ExecOptions): Process.RunOptions => ({
+      env: execEnv(spec, options),
+      stdin: options.stdin,
+      sandbox: spec.name
+    })
     const execStream = (cmd: string, args: ReadonlyArray<string>, options: ExecOptions) => {
-      const cwd = options.cwd ?? Option.getOrElse(spec.workdir, () => "/")
-      const events = Process.run(
-        native.helper,
-        [
-          "exec",
-          "--target",
-          String(keeper.sandboxPid),
-          ...cgroups.procs.flatMap((file) => ["--cgroup", file]),
-          "--seccomp",
-          native.seccomp,
-          "--cwd",
-          cwd,
-          "--",
-          cmd,
-          ...args
-        ],
-        { env: execEnv(spec, options), stdin: options.stdin, sandbox: spec.name }
-      ).pipe(reportOutOfMemory(spec, cgroups, cmd))
-      return options.timeout === undefined ? events : events.pipe(
-        Stream.interruptWhen(
-          Effect.zipRight(
-            Effect.sleep(options.timeout),
-            Effect.fail(
-              new SandboxError({
-                sandbox: spec.name,
-                reason: "Timeout",
-                message: `${cmd} did not finish within ${Duration.format(Duration.decode(options.timeout))}; it was killed`
-              })
-            )
+      const events = Process.run(native.helper, helperArgs(cmd, args, options), processOptions(options)).pipe(
+        reportOutOfMemory(spec, cgroups, cmd)
+      )
+      const timeout = options.timeout
+      return timeout === undefined
+        ? events
+        : events.pipe(Stream.interruptWhen(Effect.zipRight(Effect.sleep(timeout), Effect.fail(timedOut(spec, cmd, timeout)))))
+    }
+    // `execStream` collected, without the stream: the same process, errors and timeout.
+    const exec = (cmd: string, args: ReadonlyArray<string>, options: ExecOptions) =>
+      Effect.suspend(() => {
+        const before = cgroups.oomKills()
+        const ran = Process.collect(native.helper, helperArgs(cmd, args, options), processOptions(options)).pipe(
+          Effect.filterOrFail(
+            (done) => !(done.exitCode === 137 && cgroups.oomKills() > before),
+            () => outOfMemory(spec, cgroups, cmd)
           )
         )
-      )
-    }
+        const timeout = options.timeout
+        return timeout === undefined
+          ? ran
+          : Effect.timeoutFail(ran, { duration: timeout, onTimeout: () => timedOut(spec, cmd, timeout) })
+      })
     let live = 0
     const prepare = (resolved: ResolvedMount) =>
       Effect.gen(function*() {
@@ -406,6 +422,7 @@ const start = (spec: StartSpec) =>
     }
     const running: RunningSandbox = {
       execStream,
+      exec,
       mount: (resolved) => LiveMount.attach(target, resolved),
       fileServerFailures: () => failures
     }
