@@ -326,11 +326,13 @@ const timedOut = (spec: StartSpec, cmd: string, timeout: Duration.DurationInput)
 const start = (spec: StartSpec) =>
   Effect.gen(function*() {
     // Found once per $PATH, and run by path: no $PATH search in the keeper or the helper.
-    const [bwrap, unshare] = yield* Effect.forEach(["bwrap", "unshare"], (program) =>
+    const installed = (program: string) =>
       Option.match(which(program), {
         onNone: () => startError(spec.name, `${program} is not installed (Debian packages bubblewrap, util-linux)`),
         onSome: Effect.succeed
-      }))
+      })
+    const bwrap = yield* installed("bwrap")
+    const unshare = yield* installed("unshare")
     if (spec.image !== "host") yield* checkImage(spec.image)
     for (const resolved of spec.mounts) yield* checkMount(resolved)
     const limits = yield* Cgroups.resolve(spec.limits)
@@ -355,12 +357,12 @@ const start = (spec: StartSpec) =>
       etc: spec.image === "host" ? Option.some(yield* hostEtc(runDir)) : Option.none(),
       helper: native.helper,
       seccomp: native.seccomp,
-      bwrap: bwrap!,
+      bwrap,
       cgroups
     })
     // Mounts whose file server died while the sandbox ran (the keeper names them at stop).
     const failures: Array<FileServerFailure> = []
-    const keeper = yield* startKeeper(spec.name, unshare!, script, (stderr) =>
+    const keeper = yield* startKeeper(spec.name, unshare, script, (stderr) =>
       Effect.map(FileServer.deaths(stderr, mounts), (dead) => void failures.push(...dead)))
 
     /** The exec helper's arguments: enter the sandbox, then run `cmd args`. */
